@@ -1,0 +1,56 @@
+//! Every `shaders/*.wgsl` is registered in `mnemo::shaders` and parses and validates with naga
+//! under WebGPU's capabilities. Plain `cargo test`, no GPU needed.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::Path;
+
+#[test]
+fn every_wgsl_file_is_registered() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .expect("shaders/ exists")
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            if p.extension()? != "wgsl" {
+                return None;
+            }
+            Some(p.file_stem()?.to_string_lossy().into_owned())
+        })
+        .collect();
+    on_disk.sort();
+    let mut registered: Vec<String> = mnemo::shaders::ALL
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    registered.sort();
+    assert_eq!(
+        on_disk, registered,
+        "shaders/ and mnemo::shaders::ALL differ"
+    );
+    for (name, src) in mnemo::shaders::ALL {
+        let file = std::fs::read_to_string(dir.join(format!("{name}.wgsl"))).unwrap();
+        assert_eq!(
+            &file, src,
+            "{name}: registered source differs from the file"
+        );
+    }
+}
+
+#[test]
+fn every_shader_validates_with_webgpu_capabilities() {
+    let mut checked = 0;
+    for (name, src) in mnemo::shaders::ALL {
+        let module = naga::front::wgsl::parse_str(src)
+            .unwrap_or_else(|e| panic!("{name}.wgsl does not parse:\n{}", e.emit_to_string(src)));
+        let mut validator = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::default(),
+        );
+        validator.validate(&module).unwrap_or_else(|e| {
+            panic!("{name}.wgsl does not validate:\n{}", e.emit_to_string(src))
+        });
+        checked += 1;
+    }
+    println!("validated {checked} shaders");
+    assert!(checked > 0);
+}
