@@ -9,7 +9,7 @@ WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
-.PHONY: setup demo serve pkg test test-native test-browser lint fmt clean
+.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval
 
 ## Install what is missing (idempotent).
 setup:
@@ -30,8 +30,9 @@ demo: pkg
 serve: pkg
 	cd www && node scripts/serve.mjs
 
-## Every test: format, lints (host + wasm32), native tests (GPU on lavapipe), browser tests.
-test: setup lint test-native test-browser
+## Every test: format, lints (host + wasm32), native tests (GPU on lavapipe), browser tests
+## (wasm-bindgen-test, then the Playwright end-to-end tests against the built package).
+test: setup lint test-native test-browser test-e2e
 	@echo "make test: all passed"
 
 lint:
@@ -44,6 +45,13 @@ test-native:
 
 test-browser:
 	wasm-pack test --headless --chrome --chromedriver $(CHROMEDRIVER) --mode no-install
+
+test-e2e: pkg
+	cd www && node tests/run-all.mjs
+
+## Benchmarks (numbers, never assertions): criterion natively.
+bench: setup
+	cargo bench
 
 fmt:
 	cargo fmt --all

@@ -11,10 +11,12 @@
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 pub mod compute;
+pub mod engine;
 pub mod gpu;
 pub mod kernels;
 pub mod rng;
 pub mod shaders;
+pub mod store;
 #[doc(hidden)]
 pub mod testing;
 

@@ -18,16 +18,13 @@ fn every_wgsl_file_is_registered() {
         })
         .collect();
     on_disk.sort();
-    let mut registered: Vec<String> = mnemo::shaders::ALL
-        .iter()
-        .map(|(n, _)| n.to_string())
-        .collect();
+    let mut registered: Vec<String> = mnemo::shaders::all().map(|(n, _)| n.to_string()).collect();
     registered.sort();
     assert_eq!(
         on_disk, registered,
-        "shaders/ and mnemo::shaders::ALL differ"
+        "shaders/ and mnemo::shaders::all() differ"
     );
-    for (name, src) in mnemo::shaders::ALL {
+    for (name, src) in mnemo::shaders::all() {
         let file = std::fs::read_to_string(dir.join(format!("{name}.wgsl"))).unwrap();
         assert_eq!(
             &file, src,
@@ -39,7 +36,7 @@ fn every_wgsl_file_is_registered() {
 #[test]
 fn every_shader_validates_with_webgpu_capabilities() {
     let mut checked = 0;
-    for (name, src) in mnemo::shaders::ALL {
+    for (name, src) in mnemo::shaders::all() {
         let module = naga::front::wgsl::parse_str(src)
             .unwrap_or_else(|e| panic!("{name}.wgsl does not parse:\n{}", e.emit_to_string(src)));
         let mut validator = naga::valid::Validator::new(

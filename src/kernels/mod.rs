@@ -4,7 +4,11 @@
 //! A kernel entry point takes a [`Compute`](crate::Compute), validates shapes first (typed
 //! [`KernelError`], nothing launched), then runs on the GPU or the CPU.
 
+pub mod attention;
 pub mod cpu;
+pub mod fetch;
+pub mod hier;
+pub mod recurrence;
 pub mod scores;
 
 use thiserror::Error;

@@ -35,7 +35,7 @@ extern "C" {
 /// Compute kernels on WebGPU, or on the CPU path when WebGPU is missing or not wanted.
 #[wasm_bindgen]
 pub struct Kernels {
-    compute: Compute,
+    pub(crate) compute: Compute,
 }
 
 #[wasm_bindgen]

@@ -2,8 +2,14 @@
 //! arrays and option objects into core types, calls the core, and turns typed errors into JS
 //! `Error` objects carrying a stable `code`.
 
+mod engine;
 mod errors;
 mod kernels;
+mod kernels_attention;
+mod kernels_fetch;
+mod kernels_hier;
+mod kernels_recurrence;
+mod store;
 
 pub use errors::to_js_error;
 pub use kernels::Kernels;

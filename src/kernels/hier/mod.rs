@@ -1,0 +1,1 @@
+//! Hierarchical memory bank (k-means tree, beam search) and product-key lookup.

@@ -1,0 +1,1 @@
+//! The `Mnemo` class: the memory engine for JS.
