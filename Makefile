@@ -9,7 +9,7 @@ WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
-.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval
+.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval bench-attention
 
 ## Install what is missing (idempotent).
 setup:
@@ -50,8 +50,13 @@ test-e2e: pkg
 	cd www && node tests/run-all.mjs
 
 ## Benchmarks (numbers, never assertions): criterion natively.
-bench: setup
+bench: setup bench-attention
 	cargo bench
+
+## Attention benchmark in headless Chromium (WebGPU on SwiftShader): matmul peak, prefill
+## GFLOP/s against it, decode latency vs KV length. Natively: `cargo bench --bench attention`.
+bench-attention: pkg
+	cd www && node bench/attention-run.mjs
 
 fmt:
 	cargo fmt --all
