@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CHROMEDRIVER ?= /usr/bin/chromedriver
+# wasm-bindgen-test-runner gives each browser test binary 20 s by default; pipeline compilation on
+# SwiftShader takes seconds per kernel variant, so allow more (each binary still stops by itself).
+WASM_BINDGEN_TEST_TIMEOUT ?= 240
+export WASM_BINDGEN_TEST_TIMEOUT
 # The native GPU tests assert this adapter (Mesa lavapipe in CI). Empty: accept any Vulkan adapter.
 MNEMO_EXPECT_ADAPTER ?= llvmpipe
 export MNEMO_EXPECT_ADAPTER

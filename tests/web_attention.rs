@@ -13,7 +13,7 @@ use mnemo::kernels::attention::{
     AttentionArgs, SparseParams,
 };
 use mnemo::rng::Rng;
-use mnemo::testing::require_gpu;
+use mnemo::Compute;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
@@ -70,6 +70,21 @@ impl Case {
     }
 }
 
+thread_local! {
+    static GPU: std::cell::RefCell<Option<Compute>> = const { std::cell::RefCell::new(None) };
+}
+
+/// One WebGPU device for all tests of this file (pipelines compile once per device, and
+/// compiling is the slow part on SwiftShader).
+async fn require_gpu() -> Compute {
+    if let Some(c) = GPU.with(|g| g.borrow().clone()) {
+        return c;
+    }
+    let c = mnemo::testing::require_gpu().await;
+    GPU.with(|g| *g.borrow_mut() = Some(c.clone()));
+    c
+}
+
 fn check_rows(what: &str, got: &[f32], want: &[f32], d: usize) -> f32 {
     assert!(
         got.iter().all(|x| x.is_finite()),
@@ -78,21 +93,39 @@ fn check_rows(what: &str, got: &[f32], want: &[f32], d: usize) -> f32 {
     row_relative_error(what, got, want, d, TOL).unwrap_or_else(|m| panic!("{m}"))
 }
 
+/// Logs the test's wall time when dropped.
+struct Timer(&'static str, f64);
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        log(&format!(
+            "{}: {:.0} ms",
+            self.0,
+            js_sys::Date::now() - self.1
+        ));
+    }
+}
+
+fn timer(name: &'static str) -> Timer {
+    Timer(name, js_sys::Date::now())
+}
+
 fn log(s: &str) {
     web_sys::console::log_1(&s.into());
 }
 
 #[wasm_bindgen_test]
 async fn prefill_webgpu_matches_cpu() {
+    let _t = timer("prefill_webgpu_matches_cpu");
     let c = require_gpu().await;
     let mut rng = Rng::new(0xAB1);
     let shapes = [
-        (1, 1, 1, 1, 32, false, false),
+        (1, 1, 1, 1, 64, false, false),
         (17, 33, 4, 2, 64, true, false),
         (40, 129, 2, 1, 128, false, true),
-        (100, 70, 4, 4, 32, true, true),
+        (100, 70, 4, 4, 64, true, true),
         (9, 300, 8, 2, 64, true, false),
-        (31, 31, 3, 1, 40, false, false),
+        (31, 31, 3, 1, 32, false, false),
     ];
     let mut worst = 0.0f32;
     for (n, &(tq, tk, h, kvh, d, causal, masked)) in shapes.iter().enumerate() {
@@ -108,6 +141,7 @@ async fn prefill_webgpu_matches_cpu() {
 
 #[wasm_bindgen_test]
 async fn decode_webgpu_matches_cpu_including_32k_keys() {
+    let _t = timer("decode_webgpu_matches_cpu_including_32k_keys");
     let c = require_gpu().await;
     let mut rng = Rng::new(0xDE1);
     for (n, &(tk, h, kvh, d, masked)) in [
@@ -131,6 +165,7 @@ async fn decode_webgpu_matches_cpu_including_32k_keys() {
 
 #[wasm_bindgen_test]
 async fn sparse_webgpu_selects_the_same_blocks() {
+    let _t = timer("sparse_webgpu_selects_the_same_blocks");
     let c = require_gpu().await;
     let ctx = c.gpu_context().unwrap();
     let mut rng = Rng::new(0x5B1);
@@ -160,6 +195,7 @@ async fn sparse_webgpu_selects_the_same_blocks() {
 
 #[wasm_bindgen_test]
 async fn masked_rows_and_large_logits_on_webgpu() {
+    let _t = timer("masked_rows_and_large_logits_on_webgpu");
     let c = require_gpu().await;
     let mut rng = Rng::new(0x11);
     // Causal with more queries than keys plus a padding mask: rows that see nothing are zeros.
@@ -224,17 +260,18 @@ fn out_of(r: &JsValue) -> Vec<f32> {
 
 #[wasm_bindgen_test]
 async fn js_api_attention_decode_sparse_matmul() {
+    let _t = timer("js_api_attention_decode_sparse_matmul");
     let k = mnemo::wasm::Kernels::create(None).await.unwrap();
     assert_eq!(k.backend(), "webgpu");
     let mut rng = Rng::new(3);
-    let cs = case(&mut rng, 5, 40, 4, 2, 32, true, true);
+    let cs = case(&mut rng, 5, 40, 4, 2, 64, true, true);
     let o = js_sys::Object::new();
     set(&o, "q", &f32a(&cs.q));
     set(&o, "k", &f32a(&cs.k));
     set(&o, "v", &f32a(&cs.v));
     set(&o, "heads", &4.into());
     set(&o, "kvHeads", &2.into());
-    set(&o, "headDim", &32.into());
+    set(&o, "headDim", &64.into());
     set(&o, "causal", &true.into());
     set(
         &o,
@@ -243,12 +280,12 @@ async fn js_api_attention_decode_sparse_matmul() {
     );
     let want = attention_cpu(&cs.args()).unwrap();
     let r = k.attention(o.clone().unchecked_into()).await.unwrap();
-    check_rows("js attention", &out_of(&r), &want, 32);
+    check_rows("js attention", &out_of(&r), &want, 64);
     let r = k
         .decode_attention(o.clone().unchecked_into())
         .await
         .unwrap();
-    check_rows("js decodeAttention", &out_of(&r), &want, 32);
+    check_rows("js decodeAttention", &out_of(&r), &want, 64);
     set(&o, "blockSize", &8.into());
     set(&o, "topBlocks", &2.into());
     set(&o, "window", &4.into());
@@ -262,7 +299,7 @@ async fn js_api_attention_decode_sparse_matmul() {
         .sparse_attention(o.clone().unchecked_into())
         .await
         .unwrap();
-    check_rows("js sparseAttention", &out_of(&r), &want_sparse, 32);
+    check_rows("js sparseAttention", &out_of(&r), &want_sparse, 64);
 
     // The CPU-forced path gives the reference exactly.
     let opts = js_sys::Object::new();
@@ -279,7 +316,7 @@ async fn js_api_attention_decode_sparse_matmul() {
     for key in ["q", "k", "v", "heads", "kvHeads", "headDim"] {
         set(&bad, key, &js_sys::Reflect::get(&o, &key.into()).unwrap());
     }
-    set(&bad, "v", &f32a(&cs.v[..cs.v.len() - 32]));
+    set(&bad, "v", &f32a(&cs.v[..cs.v.len() - 64]));
     let e = err_of(k.attention(bad.clone().unchecked_into()).await);
     assert_eq!(error_code(&e), "SHAPE_MISMATCH");
     let mut nan = cs.q.clone();
