@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CHROMEDRIVER ?= /usr/bin/chromedriver
+# wasm-bindgen-test-runner gives each browser test binary 20 s by default; pipeline compilation on
+# SwiftShader takes seconds per kernel variant, so allow more (each binary still stops by itself).
+WASM_BINDGEN_TEST_TIMEOUT ?= 240
+export WASM_BINDGEN_TEST_TIMEOUT
 # The native GPU tests assert this adapter (Mesa lavapipe in CI). Empty: accept any Vulkan adapter.
 MNEMO_EXPECT_ADAPTER ?= llvmpipe
 export MNEMO_EXPECT_ADAPTER
@@ -9,7 +13,7 @@ WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
-.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval
+.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval bench-attention
 
 ## Install what is missing (idempotent).
 setup:
@@ -50,8 +54,13 @@ test-e2e: pkg
 	cd www && node tests/run-all.mjs
 
 ## Benchmarks (numbers, never assertions): criterion natively.
-bench: setup
+bench: setup bench-attention
 	cargo bench
+
+## Attention benchmark in headless Chromium (WebGPU on SwiftShader): matmul peak, prefill
+## GFLOP/s against it, decode latency vs KV length. Natively: `cargo bench --bench attention`.
+bench-attention: pkg
+	cd www && node bench/attention-run.mjs
 
 fmt:
 	cargo fmt --all

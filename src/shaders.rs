@@ -17,7 +17,21 @@ const HIER: &[(&str, &str)] = &[];
 const RECURRENCE: &[(&str, &str)] = &[];
 
 /// Attention: prefill, decode, block-sparse.
-const ATTENTION: &[(&str, &str)] = &[];
+const ATTENTION: &[(&str, &str)] = &[
+    (
+        "attention_prefill",
+        include_str!("../shaders/attention_prefill.wgsl"),
+    ),
+    (
+        "attention_decode",
+        include_str!("../shaders/attention_decode.wgsl"),
+    ),
+    (
+        "attention_sparse",
+        include_str!("../shaders/attention_sparse.wgsl"),
+    ),
+    ("matmul", include_str!("../shaders/matmul.wgsl")),
+];
 
 /// Every family, in order.
 const FAMILIES: &[&[(&str, &str)]] = &[CORE, FETCH, HIER, RECURRENCE, ATTENTION];
