@@ -9,7 +9,7 @@ WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
-.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval
+.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench bench-store eval
 
 ## Install what is missing (idempotent).
 setup:
@@ -49,9 +49,14 @@ test-browser:
 test-e2e: pkg
 	cd www && node tests/run-all.mjs
 
-## Benchmarks (numbers, never assertions): criterion natively.
-bench: setup
+## Benchmarks (numbers, never assertions): criterion natively, and the browser benches.
+bench: setup bench-store
 	cargo bench
+
+## Store benchmark in headless Chromium: durable write throughput (batches of 1 and 1,000) and
+## cold open of 10k / 100k x 384 from IndexedDB. Writes target/bench-store.json.
+bench-store: pkg
+	cd www && node bench/store-run.mjs
 
 fmt:
 	cargo fmt --all

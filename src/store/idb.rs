@@ -56,7 +56,7 @@ fn js_err(ctx: &str, e: &JsValue) -> StoreError {
     if let Some(d) = e.dyn_ref::<DomException>() {
         let (name, msg) = (d.name(), d.message());
         return match name.as_str() {
-            "QuotaExceededError" => StoreError::QuotaExceeded(format!("{ctx}: {msg}")),
+            "QuotaExceededError" => StoreError::QuotaExceeded(format!("{ctx}: {name} {msg}")),
             "AbortError" => StoreError::Aborted(format!("{ctx}: {msg}")),
             _ => StoreError::Backend(format!("{ctx}: {name}: {msg}")),
         };
@@ -306,6 +306,9 @@ fn ns_range(ns: &str, from: f64, to: f64) -> Result<IdbKeyRange> {
 // ---------------------------------------------------------------------------------------------
 // The backend.
 
+/// Called with the reason when a connection is closed from outside.
+pub type CloseListener = Rc<dyn Fn(StoreError)>;
+
 /// A kept-alive JS event handler.
 type Handler<E> = RefCell<Option<Closure<dyn FnMut(E)>>>;
 
@@ -314,6 +317,7 @@ struct Inner {
     db: IdbDatabase,
     closed: RefCell<Option<StoreError>>,
     listener: RefCell<Option<NoticeListener>>,
+    close_listener: RefCell<Option<CloseListener>>,
     channel: Option<BroadcastChannel>,
     fault: Cell<Option<Fault>>,
     _onversionchange: Handler<IdbVersionChangeEvent>,
@@ -450,6 +454,7 @@ impl IdbBackend {
             db,
             closed: RefCell::default(),
             listener: RefCell::default(),
+            close_listener: RefCell::default(),
             channel,
             fault: Cell::default(),
             _onversionchange: RefCell::default(),
@@ -468,9 +473,13 @@ impl IdbBackend {
                         },
                         None => StoreError::DestroyedElsewhere,
                     };
-                    i.closed.borrow_mut().get_or_insert(why);
+                    i.closed.borrow_mut().get_or_insert(why.clone());
                     if let Some(c) = &i.channel {
                         c.close();
+                    }
+                    let l = i.close_listener.borrow().clone();
+                    if let Some(l) = l {
+                        l(why);
                     }
                 }
             });
@@ -481,9 +490,12 @@ impl IdbBackend {
         let weak = Rc::downgrade(&inner);
         let onclose = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
             if let Some(i) = weak.upgrade() {
-                i.closed.borrow_mut().get_or_insert(StoreError::Backend(
-                    "the browser closed the database connection".into(),
-                ));
+                let why = StoreError::Backend("the browser closed the database connection".into());
+                i.closed.borrow_mut().get_or_insert(why.clone());
+                let l = i.close_listener.borrow().clone();
+                if let Some(l) = l {
+                    l(why);
+                }
             }
         });
         inner.db.set_onclose(Some(onclose.as_ref().unchecked_ref()));
@@ -503,6 +515,21 @@ impl IdbBackend {
             *inner._onmessage.borrow_mut() = Some(onmsg);
         }
         Ok(IdbBackend { inner })
+    }
+
+    /// Call `f(reason)` when this connection is closed from outside: another tab upgraded or
+    /// deleted the database (`STORE_UPGRADED_ELSEWHERE` / `STORE_DESTROYED_ELSEWHERE`), or the
+    /// browser closed it.
+    pub fn set_close_listener(&self, f: Option<CloseListener>) {
+        *self.inner.close_listener.borrow_mut() = f;
+    }
+
+    /// The store name this connection was opened with (without the `mnemo:` prefix).
+    pub fn store_name(&self) -> &str {
+        self.inner
+            .name
+            .strip_prefix("mnemo:")
+            .unwrap_or(&self.inner.name)
     }
 
     /// Delete the database of the store `name` (waits for other connections to close).
