@@ -184,6 +184,28 @@ pub enum Fault {
     AbortAfter(usize),
 }
 
+/// The bytes of one stored segment record, wherever they live.
+pub trait SegmentSource {
+    /// Length in bytes.
+    fn byte_len(&self) -> usize;
+    /// Copy bytes `offset..offset + dst.len()` into `dst` (the caller keeps it in bounds).
+    fn read(&self, offset: usize, dst: &mut [u8]);
+    /// Copy little-endian f32 values starting at byte `offset` into `dst`.
+    fn read_f32(&self, offset: usize, dst: &mut [f32]);
+}
+
+impl SegmentSource for Vec<u8> {
+    fn byte_len(&self) -> usize {
+        self.len()
+    }
+    fn read(&self, offset: usize, dst: &mut [u8]) {
+        dst.copy_from_slice(&self[offset..offset + dst.len()]);
+    }
+    fn read_f32(&self, offset: usize, dst: &mut [f32]) {
+        super::codec::copy_f32s(&self[offset..offset + dst.len() * 4], dst);
+    }
+}
+
 /// Called with the new sequence when another connection committed a write.
 pub type NoticeListener = Rc<dyn Fn(u64)>;
 
@@ -200,10 +222,12 @@ pub trait Backend {
     async fn read(&self, req: &ReadRequest) -> Result<ReadResult>;
 
     /// One read-only transaction over every segment, handing each `(key, bytes)` to `visit` in key
-    /// order after the transaction completed; returns the state record of the same snapshot.
+    /// order once every request of the transaction has returned; returns the state record of the
+    /// same snapshot. The bytes stay where the backend has them (wasm memory, or a JS
+    /// `ArrayBuffer`), so the visitor copies vectors straight into their destination.
     async fn read_all_segments(
         &self,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+        visit: &mut dyn FnMut(u64, &dyn SegmentSource) -> Result<()>,
     ) -> Result<Option<Vec<u8>>>;
 
     /// One read-write transaction: check the sequence, then write; resolves after the

@@ -450,6 +450,26 @@ impl Segment {
     }
 }
 
+/// The fixed header of an encoded segment (its first [`SEGMENT_VECTORS_OFFSET`] bytes):
+/// `(dims, rows, namespaces, vector bytes)`.
+pub fn segment_header(b: &[u8]) -> Result<(usize, usize, usize, usize), DecodeError> {
+    let mut r = Reader::new(b);
+    if r.u32()? != SEGMENT_MAGIC {
+        return Err(DecodeError {
+            offset: 0,
+            reason: "not a segment (bad magic)".into(),
+        });
+    }
+    let dims = r.u32()? as usize;
+    let n = r.u32()? as usize;
+    let n_ns = r.u32()? as usize;
+    let vbytes = n
+        .checked_mul(dims)
+        .and_then(|x| x.checked_mul(4))
+        .ok_or_else(|| r.err("segment size overflows"))?;
+    Ok((dims, n, n_ns, vbytes))
+}
+
 /// A parsed, borrowed view of an encoded segment (no copies of the vectors).
 #[derive(Debug)]
 pub struct SegmentView<'a> {
@@ -469,21 +489,33 @@ pub struct SegmentView<'a> {
 impl<'a> SegmentView<'a> {
     /// Parse and check an encoded segment.
     pub fn parse(b: &'a [u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(b);
-        if r.u32()? != SEGMENT_MAGIC {
+        let (dims, n, n_ns, vbytes) = segment_header(b)?;
+        if SEGMENT_VECTORS_OFFSET + vbytes > b.len() {
             return Err(DecodeError {
-                offset: 0,
-                reason: "not a segment (bad magic)".into(),
+                offset: SEGMENT_VECTORS_OFFSET,
+                reason: "vectors longer than the record".into(),
             });
         }
-        let dims = r.u32()? as usize;
-        let n = r.u32()? as usize;
-        let n_ns = r.u32()? as usize;
-        let vbytes = n
-            .checked_mul(dims)
-            .and_then(|x| x.checked_mul(4))
-            .ok_or_else(|| r.err("segment size overflows"))?;
-        let vector_bytes = r.take(vbytes)?;
+        let vector_bytes = &b[SEGMENT_VECTORS_OFFSET..SEGMENT_VECTORS_OFFSET + vbytes];
+        Self::from_parts(
+            dims,
+            n,
+            n_ns,
+            vector_bytes,
+            &b[SEGMENT_VECTORS_OFFSET + vbytes..],
+        )
+    }
+
+    /// A view from the header fields, the vector bytes (may be empty when the caller copies the
+    /// vectors itself) and the tail after the vectors (ids, times, namespace indexes and table).
+    pub fn from_parts(
+        dims: usize,
+        n: usize,
+        n_ns: usize,
+        vector_bytes: &'a [u8],
+        tail: &'a [u8],
+    ) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(tail);
         let ids = r.take(n * 8)?;
         let times = r.take(n * 8)?;
         let idx = r.take(n * 4)?;

@@ -7,11 +7,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::backend::{
     Backend, CommitOutcome, Durability, EpisodeRow, NoticeListener, NsScan, ReadRequest,
-    ReadResult, WriteSet,
+    ReadResult, SegmentSource, WriteSet,
 };
 use super::codec::{
-    copy_f32s, decode_record, encode_record, state_seq, Blob, Change, ChangeKind, EpisodeRecord,
-    Header, SegInfo, Segment, SegmentView, State, RECORD_VERSION,
+    copy_f32s, decode_record, encode_record, segment_header, state_seq, Blob, Change, ChangeKind,
+    EpisodeRecord, Header, SegInfo, Segment, SegmentView, State, RECORD_VERSION,
+    SEGMENT_VECTORS_OFFSET,
 };
 use super::episode::{
     check_namespace, norm_time, now_ms, validate_new, validate_patch, Episode, NewEpisode, Patch,
@@ -113,9 +114,67 @@ struct VectorSetBuilder {
     vs: VectorSet,
     ns_map: HashMap<String, u32>,
     filter: Option<HashSet<u64>>,
+    scratch: Vec<u8>,
 }
 
 impl VectorSetBuilder {
+    /// Append a segment from wherever the backend holds it: the vectors are copied once, straight
+    /// into the packed matrix; only the small tail (ids, times, namespaces) goes through a scratch
+    /// buffer.
+    fn append_source(&mut self, key: u64, src: &dyn SegmentSource) -> Result<()> {
+        let what = || format!("segment {key}");
+        let len = src.byte_len();
+        if self.filter.is_some() || len < SEGMENT_VECTORS_OFFSET {
+            let mut all = std::mem::take(&mut self.scratch);
+            all.resize(len, 0);
+            src.read(0, &mut all);
+            let r = self.append(key, &all);
+            self.scratch = all;
+            return r;
+        }
+        let mut head = [0u8; SEGMENT_VECTORS_OFFSET];
+        src.read(0, &mut head);
+        let (dims, n, n_ns, vbytes) = segment_header(&head).map_err(|e| e.corrupt(what()))?;
+        if dims != self.vs.dims || SEGMENT_VECTORS_OFFSET + vbytes > len {
+            return Err(StoreError::corrupt(what(), "bad dims or length"));
+        }
+        let mut tail = std::mem::take(&mut self.scratch);
+        tail.resize(len - SEGMENT_VECTORS_OFFSET - vbytes, 0);
+        src.read(SEGMENT_VECTORS_OFFSET + vbytes, &mut tail);
+        let r = (|| {
+            let v = SegmentView::from_parts(dims, n, n_ns, &[], &tail)
+                .map_err(|e| e.corrupt(what()))?;
+            let start = self.vs.vectors.len();
+            self.vs.vectors.resize(start + n * dims, 0.0);
+            src.read_f32(SEGMENT_VECTORS_OFFSET, &mut self.vs.vectors[start..]);
+            self.push_attrs(&v);
+            Ok(())
+        })();
+        self.scratch = tail;
+        r
+    }
+
+    fn push_attrs(&mut self, v: &SegmentView<'_>) {
+        let map: Vec<u32> = v
+            .namespaces
+            .iter()
+            .map(|s| match self.ns_map.get(*s) {
+                Some(&k) => k,
+                None => {
+                    let k = self.vs.namespaces.len() as u32;
+                    self.vs.namespaces.push(s.to_string());
+                    self.ns_map.insert(s.to_string(), k);
+                    k
+                }
+            })
+            .collect();
+        self.vs.ids.extend(v.ids());
+        self.vs.event_time.extend(v.times());
+        self.vs
+            .namespace_of
+            .extend(v.ns_idx().map(|k| map[k as usize]));
+    }
+
     fn append(&mut self, key: u64, bytes: &[u8]) -> Result<()> {
         let v = SegmentView::parse(bytes).map_err(|e| e.corrupt(format!("segment {key}")))?;
         let dims = self.vs.dims;
@@ -892,7 +951,7 @@ impl<B: Backend> Store<B> {
                 b.vs.namespace_of.reserve(hint);
                 let state = self
                     .backend
-                    .read_all_segments(&mut |k, bytes| b.append(k, bytes))
+                    .read_all_segments(&mut |k, src| b.append_source(k, src))
                     .await?;
                 let st = State::decode(state.as_deref().unwrap_or_default())
                     .map_err(|e| e.corrupt("state"))?;

@@ -3,9 +3,11 @@
 //! **Only IndexedDB requests are awaited inside a transaction, by construction.** A transaction
 //! is a [`Tx`]; its only awaitable operations are [`Req`] (one IndexedDB request) and
 //! [`Tx::done`] (the `complete` / `abort` event). Everything else a transaction carries is plain
-//! data computed before it opens: the backend's two transaction routines ([`IdbBackend::read`]
-//! and [`IdbBackend::commit`]) take a finished [`ReadRequest`] / [`WriteSet`], issue its
-//! requests, await only those, and return raw `JsValue`s that are converted after `complete`.
+//! data computed before it opens: the backend's transaction routines ([`IdbBackend::read`],
+//! `read_all_segments` and [`IdbBackend::commit`]) take a finished [`ReadRequest`] /
+//! [`WriteSet`], issue its requests and await only those. Results are converted once every
+//! request has returned (a read-only transaction has nothing to commit, so its `complete` is not
+//! awaited); a commit resolves only after `complete`.
 //! The optimistic sequence check in `commit` (compare the stored sequence with the expected one)
 //! is the only logic between two requests, and it does not await.
 //!
@@ -35,8 +37,8 @@ use web_sys::{
 };
 
 use super::backend::{
-    Backend, CommitOutcome, Durability, Fault, NoticeListener, ReadRequest, ReadResult, WriteSet,
-    SCHEMA_VERSION,
+    Backend, CommitOutcome, Durability, Fault, NoticeListener, ReadRequest, ReadResult,
+    SegmentSource, WriteSet, SCHEMA_VERSION,
 };
 use super::codec::state_seq;
 use super::error::{Result, StoreError};
@@ -291,6 +293,34 @@ fn episode_bytes(v: &JsValue) -> Option<Vec<u8>> {
         return None;
     }
     bytes_of(&Reflect::get(v, &JsValue::from_str("b")).ok()?)
+}
+
+/// A segment record still in its JS `ArrayBuffer`: read in place, vectors copied straight into
+/// wasm memory.
+struct JsSegment(ArrayBuffer);
+
+impl SegmentSource for JsSegment {
+    fn byte_len(&self) -> usize {
+        self.0.byte_length() as usize
+    }
+    fn read(&self, offset: usize, dst: &mut [u8]) {
+        Uint8Array::new_with_byte_offset_and_length(&self.0, offset as u32, dst.len() as u32)
+            .copy_to(dst);
+    }
+    fn read_f32(&self, offset: usize, dst: &mut [f32]) {
+        if offset.is_multiple_of(4) {
+            js_sys::Float32Array::new_with_byte_offset_and_length(
+                &self.0,
+                offset as u32,
+                dst.len() as u32,
+            )
+            .copy_to(dst);
+        } else {
+            let mut b = vec![0u8; dst.len() * 4];
+            self.read(offset, &mut b);
+            super::codec::copy_f32s(&b, dst);
+        }
+    }
 }
 
 fn key_u64(v: &JsValue) -> u64 {
@@ -792,9 +822,9 @@ impl Backend for IdbBackend {
                 Some(r) => Some(value(r, "scan").await?),
                 None => None,
             };
-            tx.done("read").await?;
-
-            // Convert, after the transaction completed.
+            // Every request has returned: the snapshot is complete (a read-only transaction has
+            // nothing to commit, so its `complete` event is not awaited). Convert.
+            drop(tx);
             let mut out = ReadResult {
                 header: bytes_of(&header),
                 state: bytes_of(&state),
@@ -855,7 +885,7 @@ impl Backend for IdbBackend {
 
     async fn read_all_segments(
         &self,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+        visit: &mut dyn FnMut(u64, &dyn SegmentSource) -> Result<()>,
     ) -> Result<Option<Vec<u8>>> {
         let run = async {
             let tx = self.begin(IdbTransactionMode::Readonly, Durability::Strict)?;
@@ -866,21 +896,17 @@ impl Backend for IdbBackend {
             let state = value(state, "state").await?;
             let keys = value(keys, "segment keys").await?;
             let vals = value(vals, "segments").await?;
-            tx.done("load vectors").await?;
-            // After completion: copy each segment into wasm memory and hand it over.
-            let mut scratch: Vec<u8> = Vec::new();
+            // Every request has returned: the snapshot is complete. A read-only transaction
+            // has nothing to commit, so we do not wait for its `complete` event.
+            drop(tx);
             let keys = Array::from(&keys);
             let vals = Array::from(&vals);
             for i in 0..vals.length() {
-                let v = vals.get(i);
                 let k = key_u64(&keys.get(i));
-                let ab: ArrayBuffer = v.dyn_into().map_err(|_| {
+                let ab: ArrayBuffer = vals.get(i).dyn_into().map_err(|_| {
                     StoreError::corrupt(format!("segment {k}"), "not an ArrayBuffer")
                 })?;
-                let view = Uint8Array::new(&ab);
-                scratch.resize(view.length() as usize, 0);
-                view.copy_to(&mut scratch);
-                visit(k, &scratch)?;
+                visit(k, &JsSegment(ab))?;
             }
             Ok(bytes_of(&state))
         };

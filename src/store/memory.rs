@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::{Rc, Weak};
 
 use super::backend::{
-    Backend, CommitOutcome, Fault, NoticeListener, ReadRequest, ReadResult, WriteSet,
-    SCHEMA_VERSION,
+    Backend, CommitOutcome, Fault, NoticeListener, ReadRequest, ReadResult, SegmentSource,
+    WriteSet, SCHEMA_VERSION,
 };
 use super::codec::state_seq;
 use super::error::{Result, StoreError};
@@ -336,7 +336,7 @@ impl Backend for MemoryBackend {
 
     async fn read_all_segments(
         &self,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+        visit: &mut dyn FnMut(u64, &dyn SegmentSource) -> Result<()>,
     ) -> Result<Option<Vec<u8>>> {
         self.check_open()?;
         // Snapshot first (as the IndexedDB backend does: the transaction completes, then the
