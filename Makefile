@@ -13,7 +13,8 @@ WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
-.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval bench-attention
+.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval \
+  bench-attention bench-store
 
 ## Install what is missing (idempotent).
 setup:
@@ -53,14 +54,19 @@ test-browser:
 test-e2e: pkg
 	cd www && node tests/run-all.mjs
 
-## Benchmarks (numbers, never assertions): criterion natively.
-bench: setup bench-attention
+## Benchmarks (numbers, never assertions): criterion natively, and the browser benches.
+bench: setup bench-attention bench-store
 	cargo bench
 
 ## Attention benchmark in headless Chromium (WebGPU on SwiftShader): matmul peak, prefill
 ## GFLOP/s against it, decode latency vs KV length. Natively: `cargo bench --bench attention`.
 bench-attention: pkg
 	cd www && node bench/attention-run.mjs
+
+## Store benchmark in headless Chromium: durable write throughput (batches of 1 and 1,000) and
+## cold open of 10k / 100k x 384 from IndexedDB. Writes target/bench-store.json.
+bench-store: pkg
+	cd www && node bench/store-run.mjs
 
 fmt:
 	cargo fmt --all

@@ -1,1 +1,39 @@
-//! The episodic store: episodes, validation, the backend trait, the in-memory and IndexedDB backends, export/import.
+//! The episodic store: episodes, validation, the backend trait, the in-memory and IndexedDB
+//! backends, the change feed, engine blobs, and the portable export/import format.
+//!
+//! Layers (see `ARCHITECTURE.md`, "Episodic store"):
+//! - [`episode`]: the model, its limits and validation (before any write);
+//! - [`codec`]: the bytes both backends store (episode records, packed vector segments, state,
+//!   change records, blobs);
+//! - [`plan`](self) (private): which segments a write rewrites, merges or deletes;
+//! - [`Store`]: operations as one read-only snapshot plus one conditional commit;
+//! - [`backend`]: the trait, with [`MemoryBackend`] and (wasm32) [`idb::IdbBackend`];
+//! - [`export`]: the portable file format and its hardened parser;
+//! - [`testing`]: the contract suite and the model-based test, generic over the backend.
+
+pub mod backend;
+pub mod codec;
+mod core;
+pub mod episode;
+pub mod error;
+pub mod export;
+#[cfg(target_arch = "wasm32")]
+pub mod idb;
+mod lock;
+pub mod memory;
+mod plan;
+#[doc(hidden)]
+pub mod testing;
+
+pub use backend::{Backend, Durability, Fault, SCHEMA_VERSION};
+pub use codec::Blob;
+pub use core::{
+    default_segment_capacity, Changes, ImportReport, OpenOptions, ScanQuery, Store, StoreStats,
+    VectorSet, DEFAULT_CHANGE_RETENTION,
+};
+pub use episode::{
+    Episode, Metadata, NewEpisode, Patch, MAX_DIMS, MAX_METADATA_BYTES, MAX_NAMESPACE_BYTES,
+    MAX_ROLE_BYTES, MAX_TAGS, MAX_TAG_BYTES, MAX_TEXT_BYTES,
+};
+pub use error::StoreError;
+pub use memory::MemoryBackend;

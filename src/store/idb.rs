@@ -1,0 +1,1101 @@
+//! The IndexedDB backend (wasm32): thin bindings over `web-sys`.
+//!
+//! **Only IndexedDB requests are awaited inside a transaction, by construction.** A transaction
+//! is a [`Tx`]; its only awaitable operations are [`Req`] (one IndexedDB request) and
+//! [`Tx::done`] (the `complete` / `abort` event). Everything else a transaction carries is plain
+//! data computed before it opens: the backend's transaction routines ([`IdbBackend::read`],
+//! `read_all_segments` and [`IdbBackend::commit`]) take a finished [`ReadRequest`] /
+//! [`WriteSet`], issue its requests and await only those. Results are converted once every
+//! request has returned (a read-only transaction has nothing to commit, so its `complete` is not
+//! awaited); a commit resolves only after `complete`.
+//! The optimistic sequence check in `commit` (compare the stored sequence with the expected one)
+//! is the only logic between two requests, and it does not await.
+//!
+//! A write resolves after the transaction's `complete` event, with `durability: 'strict'` by
+//! default. Other connections get a `BroadcastChannel` notice after each commit. A
+//! `versionchange` (another tab upgrading or deleting the database) closes this connection at
+//! once and every later call reports why.
+//!
+//! Schema version 1 ([`SCHEMA_VERSION`]): object stores `meta` (header, state), `episodes`
+//! (`{ns, t, b}` by id, index `ns_t` on `[ns, t]`), `segments` (packed vectors by first id),
+//! `changes` (by sequence) and `blobs` (engine blobs by name); all values are `ArrayBuffer`s of
+//! the [`super::codec`] encodings.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{
+    BroadcastChannel, DomException, Event, IdbCursorDirection, IdbCursorWithValue, IdbDatabase,
+    IdbFactory, IdbIndexParameters, IdbKeyRange, IdbObjectStore, IdbOpenDbRequest, IdbRequest,
+    IdbTransaction, IdbTransactionMode, IdbVersionChangeEvent, MessageEvent,
+};
+
+use super::backend::{
+    Backend, CommitOutcome, Durability, Fault, NoticeListener, ReadRequest, ReadResult,
+    SegmentSource, WriteSet, SCHEMA_VERSION,
+};
+use super::codec::state_seq;
+use super::error::{Result, StoreError};
+
+const META: &str = "meta";
+const EPISODES: &str = "episodes";
+const SEGMENTS: &str = "segments";
+const CHANGES: &str = "changes";
+const BLOBS: &str = "blobs";
+const NS_INDEX: &str = "ns_t";
+const ALL_STORES: [&str; 5] = [META, EPISODES, SEGMENTS, CHANGES, BLOBS];
+/// How long an open / delete waits for other connections to close before failing with
+/// `STORE_BLOCKED`.
+const BLOCKED_TIMEOUT_MS: i32 = 3000;
+
+fn js_err(ctx: &str, e: &JsValue) -> StoreError {
+    if let Some(d) = e.dyn_ref::<DomException>() {
+        let (name, msg) = (d.name(), d.message());
+        return match name.as_str() {
+            "QuotaExceededError" => StoreError::QuotaExceeded(format!("{ctx}: {name} {msg}")),
+            "AbortError" => StoreError::Aborted(format!("{ctx}: {msg}")),
+            _ => StoreError::Backend(format!("{ctx}: {name}: {msg}")),
+        };
+    }
+    StoreError::Backend(format!("{ctx}: {e:?}"))
+}
+
+/// The `indexedDB` factory of the current global (window or worker).
+fn idb_factory() -> Result<IdbFactory> {
+    let v = Reflect::get(&js_sys::global(), &JsValue::from_str("indexedDB"))
+        .map_err(|e| js_err("indexedDB", &e))?;
+    if v.is_undefined() || v.is_null() {
+        return Err(StoreError::Backend(
+            "IndexedDB is not available in this context".into(),
+        ));
+    }
+    v.dyn_into::<IdbFactory>()
+        .map_err(|_| StoreError::Backend("indexedDB is not an IDBFactory".into()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event slots: one JS callback per event, waking the awaiting future.
+
+#[derive(Default)]
+struct Slot {
+    fired: Option<std::result::Result<JsValue, JsValue>>,
+    waker: Option<Waker>,
+}
+
+type SlotRef = Rc<RefCell<Slot>>;
+
+fn fire(slot: &SlotRef, v: std::result::Result<JsValue, JsValue>) {
+    let w = {
+        let mut s = slot.borrow_mut();
+        s.fired = Some(v);
+        s.waker.take()
+    };
+    if let Some(w) = w {
+        w.wake();
+    }
+}
+
+fn poll_slot(slot: &SlotRef, cx: &mut Context<'_>) -> Poll<std::result::Result<JsValue, JsValue>> {
+    let mut s = slot.borrow_mut();
+    match s.fired.take() {
+        Some(v) => Poll::Ready(v),
+        None => {
+            s.waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
+
+/// One IndexedDB request, awaitable: resolves with its `result` or its error. For a cursor,
+/// await it again after `continue()` for the next position.
+pub(crate) struct Req {
+    req: IdbRequest,
+    slot: SlotRef,
+    _ok: Closure<dyn FnMut(Event)>,
+    _err: Closure<dyn FnMut(Event)>,
+}
+
+impl Req {
+    fn new(req: IdbRequest) -> Self {
+        let slot: SlotRef = Rc::default();
+        let (s1, s2) = (slot.clone(), slot.clone());
+        let r1 = req.clone();
+        let r2 = req.clone();
+        let ok = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
+            fire(&s1, Ok(r1.result().unwrap_or(JsValue::UNDEFINED)));
+        });
+        let err = Closure::<dyn FnMut(Event)>::new(move |e: Event| {
+            // Handled here: keep the error from also reaching window.onerror. The transaction
+            // still aborts (the error is not prevented), so nothing half-written commits.
+            e.stop_propagation();
+            let v = r2
+                .error()
+                .ok()
+                .flatten()
+                .map(JsValue::from)
+                .unwrap_or(JsValue::UNDEFINED);
+            fire(&s2, Err(v));
+        });
+        req.set_onsuccess(Some(ok.as_ref().unchecked_ref()));
+        req.set_onerror(Some(err.as_ref().unchecked_ref()));
+        Req {
+            req,
+            slot,
+            _ok: ok,
+            _err: err,
+        }
+    }
+}
+
+impl Future for Req {
+    type Output = std::result::Result<JsValue, JsValue>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        poll_slot(&self.slot, cx)
+    }
+}
+
+impl Drop for Req {
+    fn drop(&mut self) {
+        self.req.set_onsuccess(None);
+        self.req.set_onerror(None);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transactions.
+
+/// A live transaction over every object store. Its only awaitable operations are [`Req`]s and
+/// [`Tx::done`]; there is no way to await anything else while it is open.
+pub(crate) struct Tx {
+    tx: IdbTransaction,
+    done: SlotRef,
+    _complete: Closure<dyn FnMut(Event)>,
+    _abort: Closure<dyn FnMut(Event)>,
+}
+
+impl Tx {
+    fn begin(db: &IdbDatabase, mode: IdbTransactionMode, durability: Durability) -> Result<Tx> {
+        let names = Array::new();
+        for s in ALL_STORES {
+            names.push(&JsValue::from_str(s));
+        }
+        // `db.transaction(names, mode, { durability })` (web-sys gates the options dictionary
+        // behind its unstable APIs, so the call goes through Reflect).
+        let opts = Object::new();
+        let d = match durability {
+            Durability::Strict => "strict",
+            Durability::Relaxed => "relaxed",
+        };
+        let _ = Reflect::set(
+            &opts,
+            &JsValue::from_str("durability"),
+            &JsValue::from_str(d),
+        );
+        let mode = match mode {
+            IdbTransactionMode::Readwrite => "readwrite",
+            _ => "readonly",
+        };
+        let f: js_sys::Function = Reflect::get(db, &JsValue::from_str("transaction"))
+            .map_err(|e| js_err("transaction", &e))?
+            .unchecked_into();
+        let tx: IdbTransaction = f
+            .call3(db, &names, &JsValue::from_str(mode), &opts)
+            .map_err(|e| js_err("transaction", &e))?
+            .unchecked_into();
+        let done: SlotRef = Rc::default();
+        let (d1, d2) = (done.clone(), done.clone());
+        let t2 = tx.clone();
+        let complete = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
+            fire(&d1, Ok(JsValue::UNDEFINED));
+        });
+        let abort = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
+            let err = t2.error().map(JsValue::from).unwrap_or(JsValue::UNDEFINED);
+            fire(&d2, Err(err));
+        });
+        tx.set_oncomplete(Some(complete.as_ref().unchecked_ref()));
+        tx.set_onabort(Some(abort.as_ref().unchecked_ref()));
+        Ok(Tx {
+            tx,
+            done,
+            _complete: complete,
+            _abort: abort,
+        })
+    }
+
+    fn store(&self, name: &str) -> Result<IdbObjectStore> {
+        self.tx
+            .object_store(name)
+            .map_err(|e| js_err("objectStore", &e))
+    }
+
+    /// Abort (a no-op if already finished).
+    fn abort(&self) {
+        let _ = self.tx.abort();
+    }
+
+    /// Wait for `complete` (Ok) or `abort` (the transaction's error).
+    async fn done(self, ctx: &str) -> Result<()> {
+        let slot = self.done.clone();
+        let r = std::future::poll_fn(|cx| poll_slot(&slot, cx)).await;
+        r.map(|_| ()).map_err(|e| {
+            if e.is_undefined() || e.is_null() {
+                StoreError::Aborted(format!("{ctx}: transaction aborted"))
+            } else {
+                js_err(ctx, &e)
+            }
+        })
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        self.tx.set_oncomplete(None);
+        self.tx.set_onabort(None);
+    }
+}
+
+fn req(r: std::result::Result<IdbRequest, JsValue>, ctx: &str) -> Result<Req> {
+    r.map(Req::new).map_err(|e| js_err(ctx, &e))
+}
+
+fn fire_and_forget(r: std::result::Result<IdbRequest, JsValue>, ctx: &str) -> Result<()> {
+    r.map(|_| ()).map_err(|e| js_err(ctx, &e))
+}
+
+async fn value(r: Req, ctx: &str) -> Result<JsValue> {
+    r.await.map_err(|e| js_err(ctx, &e))
+}
+
+fn buffer(bytes: &[u8]) -> JsValue {
+    Uint8Array::from(bytes).buffer().into()
+}
+
+/// Bytes of an `ArrayBuffer` / typed array value (`None` for undefined).
+fn bytes_of(v: &JsValue) -> Option<Vec<u8>> {
+    if v.is_undefined() || v.is_null() {
+        return None;
+    }
+    if let Some(ab) = v.dyn_ref::<ArrayBuffer>() {
+        return Some(Uint8Array::new(ab).to_vec());
+    }
+    v.dyn_ref::<Uint8Array>().map(Uint8Array::to_vec)
+}
+
+/// The `b` bytes of an episode value.
+fn episode_bytes(v: &JsValue) -> Option<Vec<u8>> {
+    if v.is_undefined() || v.is_null() {
+        return None;
+    }
+    bytes_of(&Reflect::get(v, &JsValue::from_str("b")).ok()?)
+}
+
+/// A segment record still in its JS `ArrayBuffer`: read in place, vectors copied straight into
+/// wasm memory.
+struct JsSegment(ArrayBuffer);
+
+impl SegmentSource for JsSegment {
+    fn byte_len(&self) -> usize {
+        self.0.byte_length() as usize
+    }
+    fn read(&self, offset: usize, dst: &mut [u8]) {
+        Uint8Array::new_with_byte_offset_and_length(&self.0, offset as u32, dst.len() as u32)
+            .copy_to(dst);
+    }
+    fn read_f32(&self, offset: usize, dst: &mut [f32]) {
+        if offset.is_multiple_of(4) {
+            js_sys::Float32Array::new_with_byte_offset_and_length(
+                &self.0,
+                offset as u32,
+                dst.len() as u32,
+            )
+            .copy_to(dst);
+        } else {
+            let mut b = vec![0u8; dst.len() * 4];
+            self.read(offset, &mut b);
+            super::codec::copy_f32s(&b, dst);
+        }
+    }
+}
+
+fn key_u64(v: &JsValue) -> u64 {
+    v.as_f64().unwrap_or(0.0) as u64
+}
+
+fn ns_range(ns: &str, from: f64, to: f64) -> Result<IdbKeyRange> {
+    let lo = Array::of2(&JsValue::from_str(ns), &JsValue::from_f64(from));
+    let hi = Array::of2(&JsValue::from_str(ns), &JsValue::from_f64(to));
+    IdbKeyRange::bound(&lo, &hi).map_err(|e| js_err("key range", &e))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The backend.
+
+/// Called with the reason when a connection is closed from outside.
+pub type CloseListener = Rc<dyn Fn(StoreError)>;
+
+/// A kept-alive JS event handler.
+type Handler<E> = RefCell<Option<Closure<dyn FnMut(E)>>>;
+
+struct Inner {
+    name: String,
+    db: IdbDatabase,
+    closed: RefCell<Option<StoreError>>,
+    listener: RefCell<Option<NoticeListener>>,
+    close_listener: RefCell<Option<CloseListener>>,
+    channel: Option<BroadcastChannel>,
+    fault: Cell<Option<Fault>>,
+    _onversionchange: Handler<IdbVersionChangeEvent>,
+    _onclose: Handler<Event>,
+    _onmessage: Handler<MessageEvent>,
+}
+
+/// A connection to one store's IndexedDB database. Cloning gives the same connection.
+#[derive(Clone)]
+pub struct IdbBackend {
+    inner: Rc<Inner>,
+}
+
+/// The IndexedDB database name of the store `name`.
+pub fn database_name(name: &str) -> String {
+    format!("mnemo:{name}")
+}
+
+/// Resolve with an open / delete request's outcome, failing with `STORE_BLOCKED` if it stays
+/// blocked (other connections do not close) for [`BLOCKED_TIMEOUT_MS`].
+async fn await_open(r: IdbOpenDbRequest, ctx: &str) -> Result<JsValue> {
+    let slot: SlotRef = Rc::default();
+    let settled = Rc::new(Cell::new(false));
+    let gave_up = Rc::new(Cell::new(false));
+    let (s1, st1, g1, r1) = (slot.clone(), settled.clone(), gave_up.clone(), r.clone());
+    let ok = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
+        let v = r1.result().unwrap_or(JsValue::UNDEFINED);
+        if g1.get() {
+            // The caller gave up long ago: close what the late open produced.
+            if let Ok(db) = v.dyn_into::<IdbDatabase>() {
+                db.close();
+            }
+            return;
+        }
+        st1.set(true);
+        fire(&s1, Ok(v));
+    });
+    let (s2, st2, g2, r2) = (slot.clone(), settled.clone(), gave_up.clone(), r.clone());
+    let err = Closure::<dyn FnMut(Event)>::new(move |e: Event| {
+        e.prevent_default();
+        if g2.get() {
+            return;
+        }
+        st2.set(true);
+        let v = r2
+            .error()
+            .ok()
+            .flatten()
+            .map(JsValue::from)
+            .unwrap_or(JsValue::UNDEFINED);
+        fire(&s2, Err(v));
+    });
+    let (s3, st3, g3) = (slot.clone(), settled.clone(), gave_up.clone());
+    let blocked = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
+        let (s4, st4, g4) = (s3.clone(), st3.clone(), g3.clone());
+        let on_timeout = Closure::once_into_js(move || {
+            if !st4.get() && !g4.get() {
+                g4.set(true);
+                fire(&s4, Err(JsValue::from_str(BLOCKED_MARK)));
+            }
+        });
+        if let Some(f) = Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+        {
+            let _ = f.call2(
+                &JsValue::NULL,
+                &on_timeout,
+                &JsValue::from(BLOCKED_TIMEOUT_MS),
+            );
+        }
+    });
+    r.set_onsuccess(Some(ok.as_ref().unchecked_ref()));
+    r.set_onerror(Some(err.as_ref().unchecked_ref()));
+    r.set_onblocked(Some(blocked.as_ref().unchecked_ref()));
+    let v = std::future::poll_fn(|cx| poll_slot(&slot, cx)).await;
+    if gave_up.get() {
+        // Events may still arrive: keep the handlers alive.
+        ok.forget();
+        err.forget();
+        blocked.forget();
+        return Err(StoreError::Blocked(format!(
+            "{ctx}: other connections did not close within {BLOCKED_TIMEOUT_MS} ms"
+        )));
+    }
+    r.set_onsuccess(None);
+    r.set_onerror(None);
+    r.set_onblocked(None);
+    v.map_err(|e| js_err(ctx, &e))
+}
+
+const BLOCKED_MARK: &str = "mnemo: blocked";
+
+impl IdbBackend {
+    /// Open (creating or upgrading) the database of the store `name`.
+    pub async fn open(name: &str) -> Result<IdbBackend> {
+        let factory = idb_factory()?;
+        let dbname = database_name(name);
+        let r = factory
+            .open_with_u32(&dbname, SCHEMA_VERSION)
+            .map_err(|e| js_err("open", &e))?;
+        let upgrade_err: Rc<RefCell<Option<StoreError>>> = Rc::default();
+        let ue = upgrade_err.clone();
+        let r2 = r.clone();
+        let onupgrade =
+            Closure::<dyn FnMut(IdbVersionChangeEvent)>::new(move |e: IdbVersionChangeEvent| {
+                if let Err(err) = upgrade(&r2, e.old_version() as u32) {
+                    *ue.borrow_mut() = Some(err);
+                    if let Some(tx) = r2.transaction() {
+                        let _ = tx.abort();
+                    }
+                }
+            });
+        r.set_onupgradeneeded(Some(onupgrade.as_ref().unchecked_ref()));
+        let res = await_open(r.clone(), "open").await;
+        r.set_onupgradeneeded(None);
+        drop(onupgrade);
+        if let Some(e) = upgrade_err.borrow_mut().take() {
+            return Err(e);
+        }
+        let db: IdbDatabase = match res {
+            Ok(v) => v.unchecked_into(),
+            Err(StoreError::Backend(m)) if m.contains("VersionError") => {
+                return Err(StoreError::SchemaTooNew {
+                    found: current_version(&dbname).await.unwrap_or(0),
+                    supported: SCHEMA_VERSION,
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let channel = BroadcastChannel::new(&format!("mnemo-store:{dbname}")).ok();
+        let inner = Rc::new(Inner {
+            name: dbname,
+            db,
+            closed: RefCell::default(),
+            listener: RefCell::default(),
+            close_listener: RefCell::default(),
+            channel,
+            fault: Cell::default(),
+            _onversionchange: RefCell::default(),
+            _onclose: RefCell::default(),
+            _onmessage: RefCell::default(),
+        });
+        // Another tab upgrades or deletes the database: close at once, report why.
+        let weak = Rc::downgrade(&inner);
+        let onvc =
+            Closure::<dyn FnMut(IdbVersionChangeEvent)>::new(move |e: IdbVersionChangeEvent| {
+                if let Some(i) = weak.upgrade() {
+                    i.db.close();
+                    let why = match e.new_version() {
+                        Some(v) => StoreError::UpgradedElsewhere {
+                            new_version: v as u32,
+                        },
+                        None => StoreError::DestroyedElsewhere,
+                    };
+                    i.closed.borrow_mut().get_or_insert(why.clone());
+                    if let Some(c) = &i.channel {
+                        c.close();
+                    }
+                    let l = i.close_listener.borrow().clone();
+                    if let Some(l) = l {
+                        l(why);
+                    }
+                }
+            });
+        inner
+            .db
+            .set_onversionchange(Some(onvc.as_ref().unchecked_ref()));
+        *inner._onversionchange.borrow_mut() = Some(onvc);
+        let weak = Rc::downgrade(&inner);
+        let onclose = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
+            if let Some(i) = weak.upgrade() {
+                let why = StoreError::Backend("the browser closed the database connection".into());
+                i.closed.borrow_mut().get_or_insert(why.clone());
+                let l = i.close_listener.borrow().clone();
+                if let Some(l) = l {
+                    l(why);
+                }
+            }
+        });
+        inner.db.set_onclose(Some(onclose.as_ref().unchecked_ref()));
+        *inner._onclose.borrow_mut() = Some(onclose);
+        if let Some(c) = &inner.channel {
+            let weak = Rc::downgrade(&inner);
+            let onmsg = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+                if let Some(i) = weak.upgrade() {
+                    let seq = e.data().as_f64().unwrap_or(0.0) as u64;
+                    let l = i.listener.borrow().clone();
+                    if let Some(l) = l {
+                        l(seq);
+                    }
+                }
+            });
+            c.set_onmessage(Some(onmsg.as_ref().unchecked_ref()));
+            *inner._onmessage.borrow_mut() = Some(onmsg);
+        }
+        Ok(IdbBackend { inner })
+    }
+
+    /// Call `f(reason)` when this connection is closed from outside: another tab upgraded or
+    /// deleted the database (`STORE_UPGRADED_ELSEWHERE` / `STORE_DESTROYED_ELSEWHERE`), or the
+    /// browser closed it.
+    pub fn set_close_listener(&self, f: Option<CloseListener>) {
+        *self.inner.close_listener.borrow_mut() = f;
+    }
+
+    /// The store name this connection was opened with (without the `mnemo:` prefix).
+    pub fn store_name(&self) -> &str {
+        self.inner
+            .name
+            .strip_prefix("mnemo:")
+            .unwrap_or(&self.inner.name)
+    }
+
+    /// Delete the database of the store `name` (waits for other connections to close).
+    pub async fn delete_database(name: &str) -> Result<()> {
+        let factory = idb_factory()?;
+        let r = factory
+            .delete_database(&database_name(name))
+            .map_err(|e| js_err("deleteDatabase", &e))?;
+        await_open(r, "deleteDatabase").await.map(|_| ())
+    }
+
+    /// Every stored byte string (tests of "delete really deletes").
+    #[doc(hidden)]
+    pub async fn raw_dump(&self) -> Result<Vec<Vec<u8>>> {
+        self.check_open()?;
+        let tx = Tx::begin(
+            &self.inner.db,
+            IdbTransactionMode::Readonly,
+            Durability::Strict,
+        )?;
+        let mut reqs = Vec::new();
+        for s in ALL_STORES {
+            reqs.push((s, req(tx.store(s)?.get_all(), "getAll")?));
+        }
+        let mut vals = Vec::new();
+        for (s, r) in reqs {
+            vals.push((s, value(r, "getAll").await?));
+        }
+        tx.done("raw dump").await?;
+        let mut out = Vec::new();
+        for (s, v) in vals {
+            for x in Array::from(&v).iter() {
+                let b = if s == EPISODES {
+                    episode_bytes(&x)
+                } else {
+                    bytes_of(&x)
+                };
+                out.extend(b);
+            }
+        }
+        Ok(out)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        match &*self.inner.closed.borrow() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// A transaction error, or the reason this connection was closed if it was.
+    fn fail(&self, e: StoreError) -> StoreError {
+        match &*self.inner.closed.borrow() {
+            Some(c) => c.clone(),
+            None => e,
+        }
+    }
+
+    fn begin(&self, mode: IdbTransactionMode, d: Durability) -> Result<Tx> {
+        self.check_open()?;
+        Tx::begin(&self.inner.db, mode, d).map_err(|e| self.fail(e))
+    }
+}
+
+/// Create or migrate the object stores (runs inside the `versionchange` transaction, which is
+/// synchronous here: no awaits).
+fn upgrade(r: &IdbOpenDbRequest, old_version: u32) -> Result<()> {
+    let db: IdbDatabase = r
+        .result()
+        .map_err(|e| js_err("upgrade", &e))?
+        .unchecked_into();
+    let e = |e: JsValue| js_err("upgrade", &e);
+    if old_version < 1 {
+        db.create_object_store(META).map_err(e)?;
+        let eps = db.create_object_store(EPISODES).map_err(e)?;
+        let keypath = Array::of2(&JsValue::from_str("ns"), &JsValue::from_str("t"));
+        let p = IdbIndexParameters::new();
+        p.set_unique(false);
+        eps.create_index_with_str_sequence_and_optional_parameters(NS_INDEX, &keypath, &p)
+            .map_err(e)?;
+        db.create_object_store(SEGMENTS).map_err(e)?;
+        db.create_object_store(CHANGES).map_err(e)?;
+        db.create_object_store(BLOBS).map_err(e)?;
+    }
+    // Later schema versions add their migrations here, each guarded by `old_version < N`.
+    Ok(())
+}
+
+/// The version of an existing database (opening it without a version).
+async fn current_version(dbname: &str) -> Result<u32> {
+    let r = idb_factory()?
+        .open(dbname)
+        .map_err(|e| js_err("open", &e))?;
+    let v = await_open(r, "open").await?;
+    let db: IdbDatabase = v.unchecked_into();
+    let ver = db.version() as u32;
+    db.close();
+    Ok(ver)
+}
+
+impl Backend for IdbBackend {
+    fn kind(&self) -> &'static str {
+        "indexeddb"
+    }
+
+    async fn read(&self, rq: &ReadRequest) -> Result<ReadResult> {
+        let run = async {
+            let tx = self.begin(IdbTransactionMode::Readonly, Durability::Strict)?;
+            let meta = tx.store(META)?;
+            let eps = tx.store(EPISODES)?;
+            let segs = tx.store(SEGMENTS)?;
+            let index = eps.index(NS_INDEX).map_err(|e| js_err("index", &e))?;
+            // Issue every request first; then await them (all requests of one transaction).
+            let header = req(meta.get(&JsValue::from_str("header")), "get header")?;
+            let state = req(meta.get(&JsValue::from_str("state")), "get state")?;
+            let mut ep_reqs = Vec::with_capacity(rq.episodes.len());
+            for &id in &rq.episodes {
+                ep_reqs.push(req(eps.get(&JsValue::from_f64(id as f64)), "get episode")?);
+            }
+            let mut seg_keys = rq.segments.clone();
+            seg_keys.sort_unstable();
+            seg_keys.dedup();
+            let (seg_reqs, all_segs) = if rq.all_segments {
+                (
+                    Vec::new(),
+                    Some((
+                        req(segs.get_all_keys(), "segment keys")?,
+                        req(segs.get_all(), "segments")?,
+                    )),
+                )
+            } else {
+                let mut v = Vec::with_capacity(seg_keys.len());
+                for &k in &seg_keys {
+                    v.push(req(segs.get(&JsValue::from_f64(k as f64)), "get segment")?);
+                }
+                (v, None)
+            };
+            let all_eps = if rq.all_episodes {
+                Some(req(eps.get_all(), "episodes")?)
+            } else {
+                None
+            };
+            let ns_ids = match &rq.namespace_ids {
+                Some(ns) => Some(req(
+                    index.get_all_keys_with_key(
+                        &ns_range(ns, f64::NEG_INFINITY, f64::INFINITY)?.into(),
+                    ),
+                    "namespace ids",
+                )?),
+                None => None,
+            };
+            let count = match &rq.count_namespace {
+                Some(ns) => Some(req(
+                    index.count_with_key(&ns_range(ns, f64::NEG_INFINITY, f64::INFINITY)?.into()),
+                    "count",
+                )?),
+                None => None,
+            };
+            let changes = match rq.changes_after {
+                Some(after) => {
+                    let range =
+                        IdbKeyRange::lower_bound_with_open(&JsValue::from_f64(after as f64), true)
+                            .map_err(|e| js_err("key range", &e))?;
+                    Some((
+                        req(
+                            tx.store(CHANGES)?.get_all_keys_with_key(&range),
+                            "change keys",
+                        )?,
+                        req(tx.store(CHANGES)?.get_all_with_key(&range), "changes")?,
+                    ))
+                }
+                None => None,
+            };
+            let blob = match &rq.blob {
+                Some(n) => Some(req(tx.store(BLOBS)?.get(&JsValue::from_str(n)), "blob")?),
+                None => None,
+            };
+            let scan_fwd;
+            let mut scan_rev = Vec::new();
+            match &rq.scan {
+                Some(s) if !s.reverse => {
+                    let range = ns_range(&s.namespace, s.from, s.to)?;
+                    scan_fwd = Some(req(
+                        match s.limit {
+                            Some(l) => index.get_all_with_key_and_limit(
+                                &range,
+                                l.min(u32::MAX as usize) as u32,
+                            ),
+                            None => index.get_all_with_key(&range),
+                        },
+                        "scan",
+                    )?);
+                }
+                Some(s) => {
+                    scan_fwd = None;
+                    let range = ns_range(&s.namespace, s.from, s.to)?;
+                    let raw = index
+                        .open_cursor_with_range_and_direction(&range, IdbCursorDirection::Prev)
+                        .map_err(|e| js_err("scan cursor", &e))?;
+                    let cursor_req = Req::new(raw.clone());
+                    let limit = s.limit.unwrap_or(usize::MAX);
+                    let mut cursor_req = cursor_req;
+                    // Walk the cursor: each step is one request of this transaction.
+                    loop {
+                        let c = value(cursor_req, "scan cursor").await?;
+                        if c.is_null() || c.is_undefined() || scan_rev.len() >= limit {
+                            break;
+                        }
+                        let c: IdbCursorWithValue = c.unchecked_into();
+                        scan_rev.push(c.value().unwrap_or(JsValue::UNDEFINED));
+                        if scan_rev.len() >= limit {
+                            break;
+                        }
+                        let next = Req::new(raw.clone());
+                        c.continue_().map_err(|e| js_err("cursor", &e))?;
+                        cursor_req = next;
+                    }
+                }
+                None => scan_fwd = None,
+            }
+
+            // Await the results (requests only).
+            let header = value(header, "header").await?;
+            let state = value(state, "state").await?;
+            let mut ep_vals = Vec::with_capacity(ep_reqs.len());
+            for r in ep_reqs {
+                ep_vals.push(value(r, "episode").await?);
+            }
+            let mut seg_vals = Vec::with_capacity(seg_reqs.len());
+            for r in seg_reqs {
+                seg_vals.push(value(r, "segment").await?);
+            }
+            let all_segs = match all_segs {
+                Some((k, v)) => {
+                    Some((value(k, "segment keys").await?, value(v, "segments").await?))
+                }
+                None => None,
+            };
+            let all_eps = match all_eps {
+                Some(r) => Some(value(r, "episodes").await?),
+                None => None,
+            };
+            let ns_ids = match ns_ids {
+                Some(r) => Some(value(r, "namespace ids").await?),
+                None => None,
+            };
+            let count = match count {
+                Some(r) => Some(value(r, "count").await?),
+                None => None,
+            };
+            let changes = match changes {
+                Some((k, v)) => Some((value(k, "change keys").await?, value(v, "changes").await?)),
+                None => None,
+            };
+            let blob = match blob {
+                Some(r) => Some(value(r, "blob").await?),
+                None => None,
+            };
+            let scan_fwd = match scan_fwd {
+                Some(r) => Some(value(r, "scan").await?),
+                None => None,
+            };
+            // Every request has returned: the snapshot is complete (a read-only transaction has
+            // nothing to commit, so its `complete` event is not awaited). Convert.
+            drop(tx);
+            let mut out = ReadResult {
+                header: bytes_of(&header),
+                state: bytes_of(&state),
+                episodes: ep_vals.iter().map(episode_bytes).collect(),
+                ..Default::default()
+            };
+            if let Some((keys, vals)) = all_segs {
+                let keys = Array::from(&keys);
+                let vals = Array::from(&vals);
+                out.segments = keys
+                    .iter()
+                    .zip(vals.iter())
+                    .filter_map(|(k, v)| bytes_of(&v).map(|b| (key_u64(&k), b)))
+                    .collect();
+            } else {
+                out.segments = seg_keys
+                    .iter()
+                    .zip(&seg_vals)
+                    .filter_map(|(k, v)| bytes_of(v).map(|b| (*k, b)))
+                    .collect();
+            }
+            if let Some(v) = all_eps {
+                out.all_episodes = Array::from(&v)
+                    .iter()
+                    .filter_map(|x| episode_bytes(&x))
+                    .collect();
+            }
+            if let Some(v) = ns_ids {
+                let mut ids: Vec<u64> = Array::from(&v).iter().map(|k| key_u64(&k)).collect();
+                ids.sort_unstable();
+                out.namespace_ids = ids;
+            }
+            if let Some(v) = count {
+                out.count = v.as_f64().unwrap_or(0.0) as u64;
+            }
+            if let Some((k, v)) = changes {
+                out.changes = Array::from(&k)
+                    .iter()
+                    .zip(Array::from(&v).iter())
+                    .filter_map(|(k, v)| bytes_of(&v).map(|b| (key_u64(&k), b)))
+                    .collect();
+            }
+            if let Some(v) = blob {
+                out.blob = bytes_of(&v);
+            }
+            if let Some(v) = scan_fwd {
+                out.scan = Array::from(&v)
+                    .iter()
+                    .filter_map(|x| episode_bytes(&x))
+                    .collect();
+            } else {
+                out.scan = scan_rev.iter().filter_map(episode_bytes).collect();
+            }
+            Ok(out)
+        };
+        run.await.map_err(|e| self.fail(e))
+    }
+
+    async fn read_all_segments(
+        &self,
+        visit: &mut dyn FnMut(u64, &dyn SegmentSource) -> Result<()>,
+    ) -> Result<Option<Vec<u8>>> {
+        let run = async {
+            let tx = self.begin(IdbTransactionMode::Readonly, Durability::Strict)?;
+            let state = req(tx.store(META)?.get(&JsValue::from_str("state")), "state")?;
+            let segs = tx.store(SEGMENTS)?;
+            let keys = req(segs.get_all_keys(), "segment keys")?;
+            let vals = req(segs.get_all(), "segments")?;
+            let state = value(state, "state").await?;
+            let keys = value(keys, "segment keys").await?;
+            let vals = value(vals, "segments").await?;
+            // Every request has returned: the snapshot is complete. A read-only transaction
+            // has nothing to commit, so we do not wait for its `complete` event.
+            drop(tx);
+            let keys = Array::from(&keys);
+            let vals = Array::from(&vals);
+            for i in 0..vals.length() {
+                let k = key_u64(&keys.get(i));
+                let ab: ArrayBuffer = vals.get(i).dyn_into().map_err(|_| {
+                    StoreError::corrupt(format!("segment {k}"), "not an ArrayBuffer")
+                })?;
+                visit(k, &JsSegment(ab))?;
+            }
+            Ok(bytes_of(&state))
+        };
+        run.await.map_err(|e| self.fail(e))
+    }
+
+    async fn commit(&self, w: WriteSet) -> Result<CommitOutcome> {
+        let run = async {
+            let tx = self.begin(IdbTransactionMode::Readwrite, w.durability)?;
+            let meta = tx.store(META)?;
+            if let Some(expect) = w.expect_seq {
+                let st = value(
+                    req(meta.get(&JsValue::from_str("state")), "state")?,
+                    "state",
+                )
+                .await?;
+                let found = match st.dyn_ref::<ArrayBuffer>() {
+                    Some(ab) if ab.byte_length() >= 8 => {
+                        let mut b = [0u8; 8];
+                        Uint8Array::new_with_byte_offset_and_length(ab, 0, 8).copy_to(&mut b);
+                        state_seq(Some(&b))
+                    }
+                    _ => 0,
+                };
+                if found != expect {
+                    tx.abort();
+                    let _ = tx.done("conflict").await;
+                    return Ok(CommitOutcome::Conflict { found });
+                }
+            }
+            let eps = tx.store(EPISODES)?;
+            let segs = tx.store(SEGMENTS)?;
+            let changes = tx.store(CHANGES)?;
+            let blobs = tx.store(BLOBS)?;
+            let fault_after = match self.inner.fault.take() {
+                Some(Fault::AbortAfter(n)) => n,
+                None => usize::MAX,
+            };
+            let mut budget = fault_after;
+            let total = w.ops();
+            let mut step = |ok: Result<()>| -> Result<bool> {
+                ok?;
+                if budget == 0 {
+                    return Ok(false);
+                }
+                budget -= 1;
+                Ok(true)
+            };
+            let mut injected = false;
+            'writes: {
+                let mut go =
+                    |r: std::result::Result<IdbRequest, JsValue>, ctx: &str| -> Result<bool> {
+                        if !step(Ok(()))? {
+                            return Ok(false);
+                        }
+                        fire_and_forget(r, ctx)?;
+                        Ok(true)
+                    };
+                macro_rules! op {
+                    ($e:expr, $ctx:expr) => {
+                        if !go($e, $ctx)? {
+                            injected = true;
+                            break 'writes;
+                        }
+                    };
+                }
+                if w.clear {
+                    op!(eps.clear(), "clear");
+                    segs.clear().map_err(|e| js_err("clear", &e))?;
+                    changes.clear().map_err(|e| js_err("clear", &e))?;
+                    blobs.clear().map_err(|e| js_err("clear", &e))?;
+                }
+                for &id in &w.delete_episodes {
+                    op!(eps.delete(&JsValue::from_f64(id as f64)), "delete episode");
+                }
+                for &k in &w.delete_segments {
+                    op!(segs.delete(&JsValue::from_f64(k as f64)), "delete segment");
+                }
+                if let Some(below) = w.prune_changes_below {
+                    let range =
+                        IdbKeyRange::upper_bound_with_open(&JsValue::from_f64(below as f64), true)
+                            .map_err(|e| js_err("key range", &e))?;
+                    op!(changes.delete(&range), "prune changes");
+                }
+                if let Some(n) = &w.delete_blob {
+                    op!(blobs.delete(&JsValue::from_str(n)), "delete blob");
+                }
+                let k_ns = JsValue::from_str("ns");
+                let k_t = JsValue::from_str("t");
+                let k_b = JsValue::from_str("b");
+                for r in &w.put_episodes {
+                    let o = Object::new();
+                    let _ = Reflect::set(&o, &k_ns, &JsValue::from_str(&r.namespace));
+                    let _ = Reflect::set(&o, &k_t, &JsValue::from_f64(r.time));
+                    let _ = Reflect::set(&o, &k_b, &buffer(&r.bytes));
+                    op!(
+                        eps.put_with_key(&o, &JsValue::from_f64(r.id as f64)),
+                        "put episode"
+                    );
+                }
+                for (k, b) in &w.put_segments {
+                    op!(
+                        segs.put_with_key(&buffer(b), &JsValue::from_f64(*k as f64)),
+                        "put segment"
+                    );
+                }
+                if let Some((k, b)) = &w.put_change {
+                    op!(
+                        changes.put_with_key(&buffer(b), &JsValue::from_f64(*k as f64)),
+                        "put change"
+                    );
+                }
+                if let Some((n, b)) = &w.put_blob {
+                    op!(
+                        blobs.put_with_key(&buffer(b), &JsValue::from_str(n)),
+                        "put blob"
+                    );
+                }
+                if let Some(h) = &w.header {
+                    op!(
+                        meta.put_with_key(&buffer(h), &JsValue::from_str("header")),
+                        "put header"
+                    );
+                }
+                if let Some(s) = &w.state {
+                    op!(
+                        meta.put_with_key(&buffer(s), &JsValue::from_str("state")),
+                        "put state"
+                    );
+                }
+            }
+            if injected {
+                tx.abort();
+                let _ = tx.done("fault").await;
+                return Err(StoreError::Aborted(format!(
+                    "fault injected after {} of {total} writes",
+                    fault_after
+                )));
+            }
+            tx.done("commit").await?;
+            Ok(CommitOutcome::Committed)
+        };
+        let out = run.await.map_err(|e| self.fail(e))?;
+        if out == CommitOutcome::Committed && w.state.is_some() {
+            if let (Some(c), Some(s)) = (&self.inner.channel, &w.state) {
+                let _ = c.post_message(&JsValue::from_f64(state_seq(Some(s)) as f64));
+            }
+        }
+        Ok(out)
+    }
+
+    fn set_notice_listener(&self, f: Option<NoticeListener>) {
+        *self.inner.listener.borrow_mut() = f;
+    }
+
+    fn close(&self) {
+        self.inner
+            .closed
+            .borrow_mut()
+            .get_or_insert(StoreError::Closed);
+        self.inner.db.close();
+        if let Some(c) = &self.inner.channel {
+            c.close();
+        }
+    }
+
+    async fn destroy(&self) -> Result<()> {
+        self.close();
+        let name = self.inner.name.clone();
+        let r = idb_factory()?
+            .delete_database(&name)
+            .map_err(|e| js_err("deleteDatabase", &e))?;
+        await_open(r, "deleteDatabase").await.map(|_| ())
+    }
+
+    fn inject_fault(&self, fault: Fault) {
+        self.inner.fault.set(Some(fault));
+    }
+}
+
+/// Open the database of the store `name` at schema `version` and close it again: what a newer
+/// build in another tab does (tests of `STORE_UPGRADED_ELSEWHERE` / `SCHEMA_TOO_NEW`).
+#[doc(hidden)]
+pub async fn simulate_upgrade(name: &str, version: u32) -> Result<()> {
+    let r = idb_factory()?
+        .open_with_u32(&database_name(name), version)
+        .map_err(|e| js_err("open", &e))?;
+    let v = await_open(r, "open").await?;
+    let db: IdbDatabase = v.unchecked_into();
+    db.close();
+    Ok(())
+}
