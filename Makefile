@@ -9,7 +9,8 @@ WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
-.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval
+.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval \
+  bench-recurrence
 
 ## Install what is missing (idempotent).
 setup:
@@ -50,8 +51,14 @@ test-e2e: pkg
 	cd www && node tests/run-all.mjs
 
 ## Benchmarks (numbers, never assertions): criterion natively.
-bench: setup
+bench: setup bench-recurrence
 	cargo bench
+
+## Linear recurrence prefill throughput: criterion natively (lavapipe), then the browser bench
+## page (WebGPU on SwiftShader) driven headless. Prints tables; asserts nothing.
+bench-recurrence: pkg
+	cargo bench --bench recurrence
+	cd www && node bench/recurrence-run.mjs
 
 fmt:
 	cargo fmt --all

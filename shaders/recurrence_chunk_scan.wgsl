@@ -1,14 +1,14 @@
 // Linear recurrence, chunked form, pass 2 of 2: carry the state across the chunks of a segment
 // and write the outputs. One workgroup per (dv tile of BV columns, head); the state tile
-// S (dk x BV) lives in workgroup memory. Per chunk (inputs from pass 1):
+// S (dk x BV) lives in workgroup memory as vec4 columns. Per chunk (inputs from pass 1):
 //   U~ = U - W S            (delta rule; otherwise U~ = V)
 //   O  = scale (qt S + tril(Qm) U~)
 //   S  = diag(gam) S + kh^T U~
-// Two barriers per chunk; every inner product is computed whole by one invocation.
+// Two barriers per chunk. Each invocation computes whole inner products for 4 adjacent columns
+// (a vec4), so every value loaded from memory feeds 4 FMAs.
 
 override DELTA: u32 = 0u;
-override BV: u32 = 16u;     // columns per workgroup; dk * BV <= 2048
-override PAIRS: u32 = 2u;   // ceil(C * BV / WG)
+override BV: u32 = 16u;     // columns per workgroup, a multiple of 4; dk * BV <= 2048; C * BV <= 1024
 
 const C: u32 = 32u;
 const WG: u32 = 256u;
@@ -40,8 +40,8 @@ struct Params {
 // Outputs [T, H, dv] followed by the state [H, dk, dv] (carried between segments).
 @group(0) @binding(5) var<storage, read_write> result: array<f32>;
 
-var<workgroup> ss: array<f32, 2048>;  // [dk][BV] state tile
-var<workgroup> su: array<f32, 512>;   // [C][BV] pseudo-values U~
+var<workgroup> ss: array<vec4<f32>, 512>;  // [dk][BV / 4] state tile
+var<workgroup> su: array<vec4<f32>, 256>;  // [C][BV / 4] pseudo-values U~
 
 @compute @workgroup_size(256)
 fn scan(
@@ -53,21 +53,32 @@ fn scan(
     let nh = p.heads;
     let dk = p.dk;
     let dv = p.dv;
+    let nv = BV / 4u;
 
-    for (var e = lid; e < dk * BV; e += WG) {
-        let col = col0 + e % BV;
-        let si = (h * dk + e / BV) * dv + col;
-        var x = 0.0;
-        if (col < dv) {
-            if (p.chunk0 > 0u) {
-                x = result[p.state_off + si];
-            } else if (p.has_state == 1u) {
-                x = state_in[si];
+    for (var e = lid; e < dk * nv; e += WG) {
+        let d = e / nv;
+        let c4 = col0 + (e % nv) * 4u;
+        var x = vec4<f32>();
+        for (var i = 0u; i < 4u; i++) {
+            let col = c4 + i;
+            let si = (h * dk + d) * dv + col;
+            if (col < dv) {
+                if (p.chunk0 > 0u) {
+                    x[i] = result[p.state_off + si];
+                } else if (p.has_state == 1u) {
+                    x[i] = state_in[si];
+                }
             }
         }
         ss[e] = x;
     }
     workgroupBarrier();
+
+    // Invocation lid owns row tt and columns c4 .. c4 + 3 of the chunk's U~ and outputs.
+    let tt = lid / nv;
+    let cv = lid % nv;
+    let c4 = col0 + cv * 4u;
+    let owns = lid < C * nv;
 
     for (var ln = 0u; ln < p.n_chunks; ln++) {
         let t0 = (p.chunk0 + ln) * C;
@@ -75,69 +86,71 @@ fn scan(
         let cr = ln * nh + h;
 
         // U~ and the inter-chunk part of the outputs.
-        var qs: array<f32, 4>;
-        for (var i = 0u; i < PAIRS; i++) {
-            let e = lid + i * WG;
-            if (e < C * BV) {
-                let tt = e / BV;
-                let c = e % BV;
-                let col = col0 + c;
-                let rb = (cr * C + tt) * dk;
-                var aq = 0.0;
-                var aw = 0.0;
-                for (var d = 0u; d < dk; d++) {
-                    let sv = ss[d * BV + c];
-                    aq = fma(scratch_a[rb + d], sv, aq);
-                    if (DELTA == 1u) {
-                        aw = fma(scratch_a[p.off_w + rb + d], sv, aw);
-                    }
+        var qs = vec4<f32>();
+        if (owns) {
+            let rb = (cr * C + tt) * dk;
+            var aw = vec4<f32>();
+            for (var d = 0u; d < dk; d++) {
+                let sv = ss[d * nv + cv];
+                qs = fma(vec4<f32>(scratch_a[rb + d]), sv, qs);
+                if (DELTA == 1u) {
+                    aw = fma(vec4<f32>(scratch_a[p.off_w + rb + d]), sv, aw);
                 }
-                var u = 0.0;
-                if (tt < l && col < dv) {
-                    if (DELTA == 1u) {
-                        u = scratch_b[(cr * C + tt) * dv + col] - aw;
-                    } else {
-                        u = v[((t0 + tt) * nh + h) * dv + col];
-                    }
-                }
-                su[e] = u;
-                qs[i] = aq;
             }
+            var u = vec4<f32>();
+            if (tt < l) {
+                for (var i = 0u; i < 4u; i++) {
+                    let col = c4 + i;
+                    if (col < dv) {
+                        if (DELTA == 1u) {
+                            u[i] = scratch_b[(cr * C + tt) * dv + col] - aw[i];
+                        } else {
+                            u[i] = v[((t0 + tt) * nh + h) * dv + col];
+                        }
+                    }
+                }
+            }
+            su[lid] = u;
         }
         workgroupBarrier();
 
         // Outputs: add the intra-chunk part.
-        for (var i = 0u; i < PAIRS; i++) {
-            let e = lid + i * WG;
-            let tt = e / BV;
-            let c = e % BV;
-            let col = col0 + c;
-            if (e < C * BV && tt < l && col < dv) {
-                var o = qs[i];
-                let mb = p.off_qm + (cr * C + tt) * C;
-                for (var j = 0u; j <= tt; j++) {
-                    o = fma(scratch_b[mb + j], su[j * BV + c], o);
+        if (owns && tt < l) {
+            var o = qs;
+            let mb = p.off_qm + (cr * C + tt) * C;
+            for (var j = 0u; j <= tt; j++) {
+                o = fma(vec4<f32>(scratch_b[mb + j]), su[j * nv + cv], o);
+            }
+            let ob = ((t0 + tt) * nh + h) * dv;
+            for (var i = 0u; i < 4u; i++) {
+                if (c4 + i < dv) {
+                    result[ob + c4 + i] = p.scale * o[i];
                 }
-                result[((t0 + tt) * nh + h) * dv + col] = p.scale * o;
             }
         }
         // State: decay across the chunk, then add the chunk's writes.
-        for (var e = lid; e < dk * BV; e += WG) {
-            let d = e / BV;
-            let c = e % BV;
+        for (var e = lid; e < dk * nv; e += WG) {
+            let d = e / nv;
+            let ce = e % nv;
             var x = scratch_b[p.off_gam + cr * dk + d] * ss[e];
+            let kb = p.off_kh + cr * C * dk + d;
             for (var j = 0u; j < l; j++) {
-                x = fma(scratch_a[p.off_kh + (cr * C + j) * dk + d], su[j * BV + c], x);
+                x = fma(vec4<f32>(scratch_a[kb + j * dk]), su[j * nv + ce], x);
             }
             ss[e] = x;
         }
         workgroupBarrier();
     }
 
-    for (var e = lid; e < dk * BV; e += WG) {
-        let col = col0 + e % BV;
-        if (col < dv) {
-            result[p.state_off + (h * dk + e / BV) * dv + col] = ss[e];
+    for (var e = lid; e < dk * nv; e += WG) {
+        let d = e / nv;
+        let c4e = col0 + (e % nv) * 4u;
+        let x = ss[e];
+        for (var i = 0u; i < 4u; i++) {
+            let col = c4e + i;
+            if (col < dv) {
+                result[p.state_off + (h * dk + d) * dv + col] = x[i];
+            }
         }
     }
 }

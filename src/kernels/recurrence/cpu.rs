@@ -281,3 +281,34 @@ pub fn chunked_cpu(input: &RecurrenceInput<'_>) -> Result<RecurrenceOutput, Kern
     }
     Ok(RecurrenceOutput { out, state })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_computed_scalar_cases() {
+        // dk = dv = 1, scale 1. Tokens: (q, k, v) = (1, 1, 2), (1, 1, 1); decay 1 then 0.5.
+        let (q, k, v, a) = ([1.0, 1.0], [1.0, 1.0], [2.0, 1.0], [1.0, 0.5]);
+        let mut input = RecurrenceInput {
+            q: &q,
+            k: &k,
+            v: &v,
+            decay: Decay::Scalar(&a),
+            heads: 1,
+            dk: 1,
+            dv: 1,
+            scale: Some(1.0),
+            ..Default::default()
+        };
+        // S = 2; then S = 0.5·2 + 1 = 2.
+        let r = recurrent_cpu(&input).unwrap();
+        assert_eq!((r.out, r.state), (vec![2.0, 2.0], vec![2.0]));
+        // Delta rule, β = 0.5: u = 0.5·(2 − 0) = 1, S = 1; S' = 0.5, u = 0.5·(1 − 0.5), S = 0.75.
+        input.beta = Some(&[0.5, 0.5]);
+        let r = recurrent_cpu(&input).unwrap();
+        assert_eq!((r.out, r.state), (vec![1.0, 0.75], vec![0.75]));
+        let c = chunked_cpu(&input).unwrap();
+        assert!((c.state[0] - 0.75).abs() < 1e-6 && (c.out[1] - 0.75).abs() < 1e-6);
+    }
+}

@@ -219,6 +219,19 @@ pub(crate) fn encode_recurrent(
     pass.dispatch_workgroups((cfg.dv as u32).div_ceil(lay.bv), cfg.heads as u32, 1);
 }
 
+/// Columns per workgroup of the chunked scan: the state tile `dk × BV` must fit 2,048 floats of
+/// workgroup memory, and `C · BV / 4 ≤ 256` invocations own 4 columns of a chunk row each.
+fn scan_tile(dk: usize, dv: usize) -> u32 {
+    let by_dk = if dk <= 64 {
+        32
+    } else if dk <= 128 {
+        16
+    } else {
+        8
+    };
+    by_dk.min(dv.next_power_of_two().max(4) as u32)
+}
+
 /// Segmenting of the chunked form: scratch floats per chunk (all heads) in the two scratch
 /// buffers, and chunks per segment.
 struct ChunkPlan {
@@ -274,12 +287,11 @@ fn encode_chunked(
             .with_constant("DECAY", decay_code(cfg.decay))
             .with_constant("DELTA", delta),
     );
-    let bv: u32 = if dk <= 128 { 16 } else { 8 };
+    let bv = scan_tile(dk, dv);
     let scan = ctx.pipeline(
         &PipelineKey::new("recurrence_chunk_scan", "scan")
             .with_constant("DELTA", delta)
-            .with_constant("BV", bv as f64)
-            .with_constant("PAIRS", ((c as u32) * bv).div_ceil(256) as f64),
+            .with_constant("BV", bv as f64),
     );
     let dummy;
     let state_buf = match state {
