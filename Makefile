@@ -5,6 +5,10 @@ CHROMEDRIVER ?= /usr/bin/chromedriver
 # The native GPU tests assert this adapter (Mesa lavapipe in CI). Empty: accept any Vulkan adapter.
 MNEMO_EXPECT_ADAPTER ?= llvmpipe
 export MNEMO_EXPECT_ADAPTER
+# wasm-bindgen-test gives each browser test binary 20 s by default; SwiftShader compiles every
+# new compute pipeline in seconds, so the kernel suites need more.
+WASM_BINDGEN_TEST_TIMEOUT ?= 180
+export WASM_BINDGEN_TEST_TIMEOUT
 WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue

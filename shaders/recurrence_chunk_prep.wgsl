@@ -14,8 +14,6 @@
 // Every exponent is <= 0: no division by small cumulative products, any decay in (0, 1] is safe.
 // dk is processed in slices of DS columns staged in workgroup memory (about 10.5 KiB in all).
 
-override DECAY: u32 = 0u;   // 0: none, 1: scalar [T, H], 2: vector [T, H, dk]
-override DELTA: u32 = 0u;   // 1: delta rule
 
 const C: u32 = 32u;         // tokens per chunk (CHUNK in the host code)
 const DS: u32 = 16u;        // dk slice staged at a time
@@ -32,8 +30,12 @@ struct Params {
     off_w: u32,
     off_qm: u32,     // offsets into scratch_b: u at 0, qm, gam
     off_gam: u32,
-    _pad0: u32,
-    _pad1: u32,
+    scale: f32,
+    has_state: u32,  // 1: the first segment starts from state_in
+    state_off: u32,  // offset of the state in `result` (after the outputs)
+    decay: u32,      // 0: none, 1: scalar [T, H], 2: vector [T, H, dk] (a uniform: one pipeline)
+    delta: u32,      // 1: delta rule
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -52,6 +54,8 @@ var<workgroup> sq: array<f32, 512>;    // [C][DS] q slice
 var<workgroup> sk: array<f32, 512>;    // [C][DS] k slice
 var<workgroup> sbs: array<f32, 32>;    // [C] cumulative log decay (scalar decay)
 var<workgroup> sbeta: array<f32, 32>;  // [C]
+var<workgroup> sga: array<f32, 32>;    // [C] exp(b_i), scalar decay
+var<workgroup> sgl: array<f32, 32>;    // [C] exp(b_L - b_i), scalar decay
 var<workgroup> sa: array<f32, 1024>;   // [C][C] A (delta)
 
 @compute @workgroup_size(256)
@@ -73,10 +77,10 @@ fn prep(
         var bt = 0.0;
         if (lid < l) {
             let th = (t0 + lid) * nh + h;
-            if (DECAY == 1u) {
+            if (p.decay == 1u) {
                 la = log(decay[th]);
             }
-            if (DELTA == 1u) {
+            if (p.delta == 1u) {
                 bt = beta[th];
             }
         }
@@ -84,10 +88,16 @@ fn prep(
         sbeta[lid] = bt;
     }
     workgroupBarrier();
-    if (DECAY == 1u && lid == 0u) {
+    if (p.decay == 1u && lid == 0u) {
         for (var i = 1u; i < C; i++) {
             sbs[i] += sbs[i - 1u];
         }
+    }
+    workgroupBarrier();
+    // Per-row decay factors of the scalar (or no) decay: exp(b_i) and exp(b_L - b_i).
+    if (lid < C) {
+        sga[lid] = exp(sbs[lid]);
+        sgl[lid] = exp(sbs[C - 1u] - sbs[lid]);
     }
     workgroupBarrier();
 
@@ -108,7 +118,7 @@ fn prep(
                 let idx = ((t0 + tt) * nh + h) * dk + d;
                 xq = q[idx];
                 xk = k[idx];
-                if (DECAY == 2u) {
+                if (p.decay == 2u) {
                     xb = log(decay[idx]);
                 }
             }
@@ -117,12 +127,14 @@ fn prep(
             sb[e] = xb;
         }
         workgroupBarrier();
-        if (DECAY == 2u && lid < DS) {
-            for (var i = 1u; i < C; i++) {
-                sb[i * DS + lid] += sb[(i - 1u) * DS + lid];
+        if (p.decay == 2u) {
+            if (lid < DS) {
+                for (var i = 1u; i < C; i++) {
+                    sb[i * DS + lid] += sb[(i - 1u) * DS + lid];
+                }
             }
+            workgroupBarrier();
         }
-        workgroupBarrier();
 
         for (var m = 0u; m < 4u; m++) {
             let j = jb + 8u * m;
@@ -131,11 +143,11 @@ fn prep(
                 var ak = acca[m];
                 for (var dd = 0u; dd < DS; dd++) {
                     var kj = sk[j * DS + dd];
-                    if (DECAY == 2u) {
+                    if (p.decay == 2u) {
                         kj *= exp(sb[ti * DS + dd] - sb[j * DS + dd]);
                     }
                     aq = fma(sq[ti * DS + dd], kj, aq);
-                    if (DELTA == 1u) {
+                    if (p.delta == 1u) {
                         ak = fma(sk[ti * DS + dd], kj, ak);
                     }
                 }
@@ -150,23 +162,24 @@ fn prep(
             let dd = e % DS;
             let d = d0 + dd;
             if (d < dk) {
-                var bt = 0.0;
-                var bl = 0.0;
-                if (DECAY == 1u) {
-                    bt = sbs[tt];
-                    bl = sbs[C - 1u];
-                } else if (DECAY == 2u) {
-                    bt = sb[e];
-                    bl = sb[(C - 1u) * DS + dd];
+                var ga = sga[tt];
+                var gl = sgl[tt];
+                var gc = sga[C - 1u];
+                if (p.decay == 2u) {
+                    let bt = sb[e];
+                    let bl = sb[(C - 1u) * DS + dd];
+                    ga = exp(bt);
+                    gl = exp(bl - bt);
+                    gc = exp(bl);
                 }
                 let o = (cr * C + tt) * dk + d;
-                scratch_a[o] = sq[e] * exp(bt);
-                scratch_a[p.off_kh + o] = sk[e] * exp(bl - bt);
-                if (DELTA == 1u) {
-                    scratch_a[p.off_w + o] = sk[e] * exp(bt);
+                scratch_a[o] = sq[e] * ga;
+                scratch_a[p.off_kh + o] = sk[e] * gl;
+                if (p.delta == 1u) {
+                    scratch_a[p.off_w + o] = sk[e] * ga;
                 }
                 if (tt == 0u) {
-                    scratch_b[p.off_gam + cr * dk + d] = exp(bl);
+                    scratch_b[p.off_gam + cr * dk + d] = gc;
                 }
             }
         }
@@ -176,7 +189,7 @@ fn prep(
     for (var m = 0u; m < 4u; m++) {
         let j = jb + 8u * m;
         var f = 1.0;
-        if (DECAY == 1u && j <= ti) {
+        if (p.decay == 1u && j <= ti) {
             f = exp(sbs[ti] - sbs[j]);
         }
         var x = 0.0;
@@ -184,7 +197,7 @@ fn prep(
             x = accq[m] * f;
         }
         scratch_b[p.off_qm + (cr * C + ti) * C + j] = x;
-        if (DELTA == 1u) {
+        if (p.delta == 1u) {
             var a = 0.0;
             if (j < ti) {
                 a = sbeta[ti] * acca[m] * f;
@@ -193,7 +206,7 @@ fn prep(
         }
     }
 
-    if (DELTA == 1u) {
+    if (p.delta == 1u) {
         // W's right-hand side (K * exp(B)) was written by other invocations.
         storageBarrier();
         workgroupBarrier();

@@ -7,7 +7,6 @@
 // Two barriers per chunk. Each invocation computes whole inner products for 4 adjacent columns
 // (a vec4), so every value loaded from memory feeds 4 FMAs.
 
-override DELTA: u32 = 0u;
 override BV: u32 = 16u;     // columns per workgroup, a multiple of 4; dk * BV <= 2048; C * BV <= 1024
 
 const C: u32 = 32u;
@@ -18,18 +17,18 @@ struct Params {
     heads: u32,
     dk: u32,
     dv: u32,
-    chunk0: u32,
-    n_chunks: u32,
-    off_kh: u32,
+    chunk0: u32,     // first chunk of this segment
+    n_chunks: u32,   // chunks in this segment
+    off_kh: u32,     // offsets into scratch_a: qt at 0, kh, w
     off_w: u32,
-    off_qm: u32,
+    off_qm: u32,     // offsets into scratch_b: u at 0, qm, gam
     off_gam: u32,
     scale: f32,
     has_state: u32,  // 1: the first segment starts from state_in
     state_off: u32,  // offset of the state in `result` (after the outputs)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    decay: u32,      // 0: none, 1: scalar [T, H], 2: vector [T, H, dk] (a uniform: one pipeline)
+    delta: u32,      // 1: delta rule
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -93,7 +92,7 @@ fn scan(
             for (var d = 0u; d < dk; d++) {
                 let sv = ss[d * nv + cv];
                 qs = fma(vec4<f32>(scratch_a[rb + d]), sv, qs);
-                if (DELTA == 1u) {
+                if (p.delta == 1u) {
                     aw = fma(vec4<f32>(scratch_a[p.off_w + rb + d]), sv, aw);
                 }
             }
@@ -102,7 +101,7 @@ fn scan(
                 for (var i = 0u; i < 4u; i++) {
                     let col = c4 + i;
                     if (col < dv) {
-                        if (DELTA == 1u) {
+                        if (p.delta == 1u) {
                             u[i] = scratch_b[(cr * C + tt) * dv + col] - aw[i];
                         } else {
                             u[i] = v[((t0 + tt) * nh + h) * dv + col];

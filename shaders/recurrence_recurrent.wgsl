@@ -10,9 +10,8 @@
 // token each invocation decays its rows and writes partial dot products with k and q to
 // workgroup memory; one barrier later every invocation sums the R partials of its column and
 // updates its rows. The partials are double-buffered by token parity: one barrier per token.
+// The variant (decay kind, delta rule) is a uniform, so one pipeline per layout serves them all.
 
-override DECAY: u32 = 0u;   // 0: none, 1: scalar [T, H], 2: vector [T, H, dk]
-override DELTA: u32 = 0u;   // 1: delta rule (beta [T, H])
 override BV: u32 = 16u;     // columns per workgroup
 override R: u32 = 16u;      // row groups (invocations per column), <= 64
 override ROWS: u32 = 16u;   // rows per invocation = ceil(dk / R), <= MAXROWS
@@ -28,7 +27,11 @@ struct Params {
     scale: f32,
     has_state: u32,  // 1: start from state_in, 0: from zeros
     state_off: u32,  // offset of the final state in `result` (after the outputs)
-    _pad: u32,
+    decay: u32,      // 0: none, 1: scalar [T, H], 2: vector [T, H, dk]
+    delta: u32,      // 1: delta rule (beta [T, H])
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -75,7 +78,7 @@ fn recurrent(
         let th = t * nh + h;
         let kb = th * dk;
         var a_s = 1.0;
-        if (DECAY == 1u) {
+        if (p.decay == 1u) {
             a_s = decay[th];
         }
         var pk = 0.0;
@@ -85,7 +88,7 @@ fn recurrent(
             let d = r + i * R;
             if (d < dk) {
                 var a = a_s;
-                if (DECAY == 2u) {
+                if (p.decay == 2u) {
                     a = decay[kb + d];
                 }
                 let sv = s[i] * a;
@@ -117,7 +120,7 @@ fn recurrent(
         if (col_ok) {
             u = v[th * dv + col];
         }
-        if (DELTA == 1u) {
+        if (p.delta == 1u) {
             u = beta[th] * (u - sk);
         }
         for (var i = 0u; i < ROWS; i++) {

@@ -8,6 +8,7 @@
 
 use std::sync::OnceLock;
 
+use mnemo::kernels::recurrence::synth::{Case, Variant};
 use mnemo::kernels::recurrence::*;
 use mnemo::rng::Rng;
 use mnemo::{Compute, KernelError};
@@ -17,121 +18,6 @@ const TOL: f32 = 1e-3;
 fn gpu() -> &'static Compute {
     static GPU: OnceLock<Compute> = OnceLock::new();
     GPU.get_or_init(|| pollster::block_on(mnemo::testing::require_gpu()))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Variant {
-    Linear,
-    Scalar,
-    Vector,
-    Delta,
-    GatedDelta,
-    GatedDeltaVector,
-}
-
-const VARIANTS: [Variant; 6] = [
-    Variant::Linear,
-    Variant::Scalar,
-    Variant::Vector,
-    Variant::Delta,
-    Variant::GatedDelta,
-    Variant::GatedDeltaVector,
-];
-
-struct Case {
-    t: usize,
-    h: usize,
-    dk: usize,
-    dv: usize,
-    variant: Variant,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    decay: Vec<f32>,
-    beta: Vec<f32>,
-    state: Option<Vec<f32>>,
-    label: String,
-}
-
-impl Case {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        rng: &mut Rng,
-        t: usize,
-        h: usize,
-        dk: usize,
-        dv: usize,
-        variant: Variant,
-        decays: (f32, f32),
-        with_state: bool,
-    ) -> Case {
-        let delta = matches!(
-            variant,
-            Variant::Delta | Variant::GatedDelta | Variant::GatedDeltaVector
-        );
-        let q = rng.vec_f32(t * h * dk);
-        let mut k = rng.vec_f32(t * h * dk);
-        if delta {
-            // DeltaNet's L2-normalised keys: the update is a contraction for β ∈ (0, 1].
-            for row in k.chunks_mut(dk) {
-                let n = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-                row.iter_mut().for_each(|x| *x /= n);
-            }
-        }
-        let v = rng.vec_f32(t * h * dv);
-        let per = match variant {
-            Variant::Vector | Variant::GatedDeltaVector => dk,
-            Variant::Scalar | Variant::GatedDelta => 1,
-            _ => 0,
-        };
-        let decay = (0..t * h * per)
-            .map(|_| rng.range_f32(decays.0, decays.1).min(1.0))
-            .collect();
-        let beta = (0..t * h).map(|_| rng.range_f32(0.05, 1.0)).collect();
-        let state = with_state.then(|| rng.vec_f32(h * dk * dv));
-        let label = format!(
-            "{variant:?} T={t} H={h} dk={dk} dv={dv} decay∈[{}, {}] state={with_state}",
-            decays.0, decays.1
-        );
-        Case {
-            t,
-            h,
-            dk,
-            dv,
-            variant,
-            q,
-            k,
-            v,
-            decay,
-            beta,
-            state,
-            label,
-        }
-    }
-
-    fn input(&self) -> RecurrenceInput<'_> {
-        RecurrenceInput {
-            q: &self.q,
-            k: &self.k,
-            v: &self.v,
-            decay: match self.variant {
-                Variant::Linear | Variant::Delta => Decay::None,
-                Variant::Scalar | Variant::GatedDelta => Decay::Scalar(&self.decay),
-                Variant::Vector | Variant::GatedDeltaVector => Decay::Vector(&self.decay),
-            },
-            beta: match self.variant {
-                Variant::Delta | Variant::GatedDelta | Variant::GatedDeltaVector => {
-                    Some(&self.beta)
-                }
-                _ => None,
-            },
-            heads: self.h,
-            dk: self.dk,
-            dv: self.dv,
-            scale: None,
-            state: self.state.as_deref(),
-        }
-    }
 }
 
 fn assert_agree(what: &str, got: &RecurrenceOutput, want: &RecurrenceOutput, c: &Case) -> f32 {
@@ -174,7 +60,7 @@ fn seeded_random_shapes_all_variants() {
     let ts = [1usize, 2, 31, 32, 33, 65, 100, 257, 500];
     let dims = [16usize, 32, 64, 128];
     for i in 0..30 {
-        let variant = VARIANTS[i % VARIANTS.len()];
+        let variant = Variant::ALL[i % Variant::ALL.len()];
         let t = *rng.pick(&ts);
         let h = 1 + rng.below(16);
         let dk = *rng.pick(&dims);
@@ -201,7 +87,7 @@ fn every_dk_and_dv_with_sixteen_heads() {
             h,
             dk,
             dv,
-            VARIANTS[(i + 3) % 6],
+            Variant::ALL[(i + 3) % 6],
             (0.5, 0.9999),
             true,
         );

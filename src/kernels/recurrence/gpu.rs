@@ -23,7 +23,9 @@ struct RecParams {
     scale: f32,
     has_state: u32,
     state_off: u32,
-    _pad: u32,
+    decay: u32,
+    delta: u32,
+    _pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -42,7 +44,9 @@ struct ChunkParams {
     scale: f32,
     has_state: u32,
     state_off: u32,
-    _pad: [u32; 3],
+    decay: u32,
+    delta: u32,
+    _pad: u32,
 }
 
 /// Work split of the recurrent kernel: `r` invocations per column, `bv` columns per workgroup,
@@ -67,11 +71,11 @@ impl RecLayout {
     }
 }
 
-fn decay_code(kind: DecayKind) -> f64 {
+fn decay_code(kind: DecayKind) -> u32 {
     match kind {
-        DecayKind::None => 0.0,
-        DecayKind::Scalar => 1.0,
-        DecayKind::Vector => 2.0,
+        DecayKind::None => 0,
+        DecayKind::Scalar => 1,
+        DecayKind::Vector => 2,
     }
 }
 
@@ -168,8 +172,6 @@ pub(crate) fn encode_recurrent(
     let lay = RecLayout::new(cfg.dk, cfg.dv);
     let pipeline = ctx.pipeline(
         &PipelineKey::new("recurrence_recurrent", "recurrent")
-            .with_constant("DECAY", decay_code(cfg.decay))
-            .with_constant("DELTA", if cfg.delta { 1.0 } else { 0.0 })
             .with_constant("BV", lay.bv as f64)
             .with_constant("R", lay.r as f64)
             .with_constant("ROWS", lay.rows as f64)
@@ -185,7 +187,9 @@ pub(crate) fn encode_recurrent(
             scale: cfg.scale,
             has_state: state.is_some() as u32,
             state_off: (t * cfg.heads * cfg.dv) as u32,
-            _pad: 0,
+            decay: decay_code(cfg.decay),
+            delta: cfg.delta as u32,
+            _pad: [0; 3],
         },
     );
     let dummy;
@@ -281,17 +285,10 @@ fn encode_chunked(
     let ChunkPlan { a_per, b_per, seg } = ChunkPlan::new(ctx, cfg, t, segment_bytes)?;
     let scratch_a = ctx.storage("recurrence scratch a", (seg * a_per * 4) as u64)?;
     let scratch_b = ctx.storage("recurrence scratch b", (seg * b_per * 4) as u64)?;
-    let delta = if cfg.delta { 1.0 } else { 0.0 };
-    let prep = ctx.pipeline(
-        &PipelineKey::new("recurrence_chunk_prep", "prep")
-            .with_constant("DECAY", decay_code(cfg.decay))
-            .with_constant("DELTA", delta),
-    );
+    let prep = ctx.pipeline(&PipelineKey::new("recurrence_chunk_prep", "prep"));
     let bv = scan_tile(dk, dv);
     let scan = ctx.pipeline(
-        &PipelineKey::new("recurrence_chunk_scan", "scan")
-            .with_constant("DELTA", delta)
-            .with_constant("BV", bv as f64),
+        &PipelineKey::new("recurrence_chunk_scan", "scan").with_constant("BV", bv as f64),
     );
     let dummy;
     let state_buf = match state {
@@ -321,7 +318,9 @@ fn encode_chunked(
                 scale: cfg.scale,
                 has_state: state.is_some() as u32,
                 state_off: (t * h * dv) as u32,
-                _pad: [0; 3],
+                decay: decay_code(cfg.decay),
+                delta: cfg.delta as u32,
+                _pad: 0,
             },
         );
         let prep_bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {

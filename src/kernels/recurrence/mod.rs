@@ -32,6 +32,8 @@
 mod cpu;
 mod gpu;
 mod stream;
+#[doc(hidden)]
+pub mod synth;
 
 pub use cpu::{chunked_cpu, recurrent_cpu, recurrent_cpu_into};
 pub use gpu::{linear_recurrence_gpu, linear_recurrence_gpu_segmented};
