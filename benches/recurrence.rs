@@ -4,9 +4,11 @@
 //! run a table prints tokens/s from criterion's medians and the ratios chunked/recurrent (same
 //! adapter) and GPU/CPU.
 //!
-//! `cargo bench --bench recurrence` (Mesa lavapipe natively: software, ratios only).
+//! `cargo bench --bench recurrence` (Mesa lavapipe natively: software, ratios only);
+//! `MNEMO_BENCH_VARIANTS=gated_delta,gla` adds GLA. Flat sampling, 10 samples: one GPU run at
+//! T = 4,096 takes seconds on a software adapter.
 
-use criterion::{BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use mnemo::kernels::recurrence::{
     linear_recurrence_cpu, linear_recurrence_gpu, Decay, Form, RecurrenceInput,
 };
@@ -16,7 +18,16 @@ use mnemo::Compute;
 const H: usize = 8;
 const D: usize = 64;
 const TS: [usize; 2] = [1024, 4096];
-const VARIANTS: [&str; 2] = ["gated_delta", "gla"];
+/// Variants benchmarked: `MNEMO_BENCH_VARIANTS` (comma-separated among `gated_delta`, `gla`),
+/// default `gated_delta`.
+fn variants() -> Vec<String> {
+    std::env::var("MNEMO_BENCH_VARIANTS")
+        .unwrap_or_else(|_| "gated_delta".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| s == "gated_delta" || s == "gla")
+        .collect()
+}
 const IMPLS: [&str; 4] = [
     "gpu_chunked",
     "gpu_recurrent",
@@ -100,9 +111,12 @@ fn main() {
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(3))
         .configure_from_args();
-    for variant in VARIANTS {
+    let variants = variants();
+    for variant in &variants {
+        let variant = variant.as_str();
         let group_name = format!("recurrence_{variant}");
         let mut group = c.benchmark_group(&group_name);
+        group.sampling_mode(SamplingMode::Flat);
         for t in TS {
             let d = data(t, variant);
             let i = input(&d, variant);
@@ -131,7 +145,7 @@ fn main() {
         "chk/rec",
         "gpu/cpu"
     );
-    for variant in VARIANTS {
+    for variant in &variants {
         for t in TS {
             let tps: Vec<Option<f64>> = IMPLS
                 .iter()

@@ -126,18 +126,18 @@ impl Kernels {
             None => return Err(invalid_input("form must be 'recurrent' or 'chunked'")),
         };
         // The decay's kind follows from its length: [T, heads] or [T, heads, dk].
-        let t = q.len() / (heads * dk);
+        let t = q.len() / heads.saturating_mul(dk);
         let decay = match &decay {
             None => Decay::None,
             Some(d) if d.len() == t * heads => Decay::Scalar(d),
-            Some(d) if d.len() == t * heads * dk => Decay::Vector(d),
+            Some(d) if Some(d.len()) == (t * heads).checked_mul(dk) => Decay::Vector(d),
             Some(d) => {
                 return Err(JsError2::from(KernelError::Shape {
                     name: "decay",
                     expected: format!(
                         "T·heads = {} (scalar) or T·heads·dk = {} (vector) values",
                         t * heads,
-                        t * heads * dk
+                        (t * heads).saturating_mul(dk)
                     ),
                     got: d.len(),
                 })

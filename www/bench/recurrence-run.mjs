@@ -1,12 +1,14 @@
 // `make bench-recurrence` (browser half): serve www/ and pkg/, open bench/recurrence.html in
 // headless Chromium (WebGPU on SwiftShader), run the benchmark and print a table. Numbers are
 // reported, never asserted (software adapter: ratios, not absolute claims).
-// Options: MNEMO_BENCH_REPS (default 3), MNEMO_BENCH_TS (default "1024,4096").
+// Options: MNEMO_BENCH_REPS (default 3), MNEMO_BENCH_TS (default "1024,4096"),
+// MNEMO_BENCH_VARIANTS (default "gated_delta"; "gated_delta,gla" adds GLA).
 import { startServer } from '../scripts/server.mjs';
 import { launch, chromiumVersion } from '../scripts/browser.mjs';
 
 const reps = Number(process.env.MNEMO_BENCH_REPS || 3);
 const ts = (process.env.MNEMO_BENCH_TS || '1024,4096').split(',').map(Number);
+const variants = (process.env.MNEMO_BENCH_VARIANTS || 'gated_delta').split(',').map((s) => s.trim());
 const { server, url } = await startServer();
 const context = await launch();
 let failed = false;
@@ -16,7 +18,7 @@ try {
   page.on('pageerror', (e) => { console.error(`[page error] ${e.message}`); failed = true; });
   await page.goto(`${url}/bench/recurrence.html`);
   await page.waitForFunction(() => window.mnemoBench?.ready === true, null, { timeout: 60000 });
-  const r = await page.evaluate(({ reps, ts }) => window.mnemoBench.run({ reps, ts, log: (l) => console.log(l) }), { reps, ts });
+  const r = await page.evaluate(({ reps, ts, variants }) => window.mnemoBench.run({ reps, ts, variants, log: (l) => console.log(l) }), { reps, ts, variants });
   const a = r.adapter;
   console.log(`\nbrowser: ${chromiumVersion()} (headless); mnemo ${r.version}; backend ${r.backend}; adapter: ${a ? `${a.name} [${a.api}, ${a.device_type}]` : 'none'}`);
   console.log(`linear recurrence prefill, H=${r.heads}, dk=dv=${r.d}, median of ${r.reps} runs after a warm-up`);

@@ -193,6 +193,20 @@ impl RecurrenceConfig {
                 });
             }
         }
+        // Bound the sizes so that no length computation overflows (usize is 32-bit on wasm32).
+        let state = self
+            .heads
+            .checked_mul(self.dk)
+            .and_then(|x| x.checked_mul(self.dv));
+        if state.is_none_or(|n| n > 1 << 28) {
+            return Err(KernelError::InvalidArgument {
+                name: "dv",
+                reason: format!(
+                    "heads · dk · dv = {} · {} · {} exceeds 2^28 state values",
+                    self.heads, self.dk, self.dv
+                ),
+            });
+        }
         if !self.scale.is_finite() {
             return Err(KernelError::InvalidArgument {
                 name: "scale",
@@ -264,7 +278,12 @@ fn check_tokens(
     }
     let t = q.len() / (h * dk);
     expect_len("k", k, t * h * dk, &format!("[T={t}, heads={h}, dk={dk}]"))?;
-    expect_len("v", v, t * h * dv, &format!("[T={t}, heads={h}, dv={dv}]"))?;
+    let v_len = t.checked_mul(h * dv).ok_or_else(|| KernelError::Shape {
+        name: "v",
+        expected: format!("[T={t}, heads={h}, dv={dv}] (too large)"),
+        got: v.len(),
+    })?;
+    expect_len("v", v, v_len, &format!("[T={t}, heads={h}, dv={dv}]"))?;
     match decay {
         Decay::None => {}
         Decay::Scalar(d) => expect_len("decay", d, t * h, &format!("[T={t}, heads={h}]"))?,
@@ -446,6 +465,9 @@ mod tests {
         i.state = None;
         i.heads = 0;
         assert_eq!(check(&i).unwrap_err().code(), "INVALID_INPUT");
+        let mut huge = input(&q, &q, &v);
+        (huge.heads, huge.dk, huge.dv) = (1 << 20, 1 << 20, 1 << 20);
+        assert_eq!(check(&huge).unwrap_err().code(), "INVALID_INPUT");
         let bad = [1.0, f32::INFINITY, 0.0, 1.0];
         let e = check(&input(&q, &bad, &v)).unwrap_err();
         assert_eq!(
