@@ -12,11 +12,12 @@
 //   A[i, j]  = beta_i sum_d k_id k_jd exp(b_id - b_jd)   (j < i)
 //   W = (I + A)^-1 diag(beta) (K * exp(B)),  U = (I + A)^-1 diag(beta) V.
 // Every exponent is <= 0: no division by small cumulative products, any decay in (0, 1] is safe.
-// dk is processed in slices of DS columns staged in workgroup memory (about 10.5 KiB in all).
+// dk is processed in slices of DS columns staged in workgroup memory (about 12.5 KiB in all).
+// Each invocation accumulates a 2 x 2 block of (i, j) pairs: 6 loads feed 8 FMAs.
 
 
 const C: u32 = 32u;         // tokens per chunk (CHUNK in the host code)
-const DS: u32 = 16u;        // dk slice staged at a time
+const DS: u32 = 32u;        // dk slice staged at a time
 const WG: u32 = 256u;
 
 struct Params {
@@ -49,14 +50,14 @@ struct Params {
 // [u [n_chunks, H, C, dv] | qm [n_chunks, H, C, C] | gam [n_chunks, H, dk]]
 @group(0) @binding(7) var<storage, read_write> scratch_b: array<f32>;
 
-var<workgroup> sb: array<f32, 512>;    // [C][DS] cumulative log decay (vector decay)
-var<workgroup> sq: array<f32, 512>;    // [C][DS] q slice
-var<workgroup> sk: array<f32, 512>;    // [C][DS] k slice
+// [C][DS] cumulative log decay (vector decay); after the dk slices, [C][C] A (delta rule).
+var<workgroup> sb: array<f32, 1024>;
+var<workgroup> sq: array<f32, 1024>;   // [C][DS] q slice
+var<workgroup> sk: array<f32, 1024>;   // [C][DS] k slice
 var<workgroup> sbs: array<f32, 32>;    // [C] cumulative log decay (scalar decay)
 var<workgroup> sbeta: array<f32, 32>;  // [C]
 var<workgroup> sga: array<f32, 32>;    // [C] exp(b_i), scalar decay
 var<workgroup> sgl: array<f32, 32>;    // [C] exp(b_L - b_i), scalar decay
-var<workgroup> sa: array<f32, 1024>;   // [C][C] A (delta)
 
 // log(a) for a decay a in (0, 1]. WGSL's log() only promises an absolute error below 2^-21 on
 // [0.5, 2]: a large relative error for decays near 1 (up to 0.5% at 0.9999), which compounds over
@@ -121,11 +122,13 @@ fn prep(
     }
     workgroupBarrier();
 
-    // Invocation lid owns the pairs (ti, jb + 8m), m = 0..3.
-    let ti = lid / 8u;
-    let jb = lid % 8u;
-    var accq: array<f32, 4>;
-    var acca: array<f32, 4>;
+    // Invocation lid owns the pairs (i, j), i in {a2, a2 + 1}, j in {b2, b2 + 1}; the vec4
+    // components are (a2, b2), (a2, b2 + 1), (a2 + 1, b2), (a2 + 1, b2 + 1).
+    let a2 = (lid / 16u) * 2u;
+    let b2 = (lid % 16u) * 2u;
+    let live = b2 <= a2 + 1u;
+    var accq = vec4<f32>();
+    var acca = vec4<f32>();
 
     for (var d0 = 0u; d0 < dk; d0 += DS) {
         for (var e = lid; e < C * DS; e += WG) {
@@ -156,23 +159,32 @@ fn prep(
             workgroupBarrier();
         }
 
-        for (var m = 0u; m < 4u; m++) {
-            let j = jb + 8u * m;
-            if (j <= ti) {
-                var aq = accq[m];
-                var ak = acca[m];
-                for (var dd = 0u; dd < DS; dd++) {
-                    var kj = sk[j * DS + dd];
-                    if (p.decay == 2u) {
-                        kj *= exp(sb[ti * DS + dd] - sb[j * DS + dd]);
-                    }
-                    aq = fma(sq[ti * DS + dd], kj, aq);
-                    if (p.delta == 1u) {
-                        ak = fma(sk[ti * DS + dd], kj, ak);
-                    }
+        if (live) {
+            let r0 = a2 * DS;
+            let r1 = r0 + DS;
+            let c0 = b2 * DS;
+            let c1 = c0 + DS;
+            for (var dd = 0u; dd < DS; dd++) {
+                let kj0 = sk[c0 + dd];
+                let kj1 = sk[c1 + dd];
+                var kj = vec4<f32>(kj0, kj1, kj0, kj1);
+                if (p.decay == 2u) {
+                    let bi0 = sb[r0 + dd];
+                    let bi1 = sb[r1 + dd];
+                    let bj0 = sb[c0 + dd];
+                    let bj1 = sb[c1 + dd];
+                    // Pairs with j > i are discarded; clamp so they cannot overflow.
+                    let x = vec4<f32>(bi0 - bj0, bi0 - bj1, bi1 - bj0, bi1 - bj1);
+                    kj *= exp(min(x, vec4<f32>()));
                 }
-                accq[m] = aq;
-                acca[m] = ak;
+                let qi0 = sq[r0 + dd];
+                let qi1 = sq[r1 + dd];
+                accq = fma(vec4<f32>(qi0, qi0, qi1, qi1), kj, accq);
+                if (p.delta == 1u) {
+                    let ki0 = sk[r0 + dd];
+                    let ki1 = sk[r1 + dd];
+                    acca = fma(vec4<f32>(ki0, ki0, ki1, ki1), kj, acca);
+                }
             }
         }
 
@@ -207,7 +219,8 @@ fn prep(
     }
 
     for (var m = 0u; m < 4u; m++) {
-        let j = jb + 8u * m;
+        let ti = a2 + m / 2u;
+        let j = b2 + m % 2u;
         var f = 1.0;
         if (p.decay == 1u && j <= ti) {
             f = exp(sbs[ti] - sbs[j]);
@@ -222,7 +235,7 @@ fn prep(
             if (j < ti) {
                 a = sbeta[ti] * acca[m] * f;
             }
-            sa[ti * C + j] = a;
+            sb[ti * C + j] = a;
         }
     }
 
@@ -242,7 +255,7 @@ fn prep(
                 }
                 var acc = sbeta[i] * y;
                 for (var j = 0u; j < i; j++) {
-                    acc = fma(-sa[i * C + j], x[j], acc);
+                    acc = fma(-sb[i * C + j], x[j], acc);
                 }
                 x[i] = acc;
                 if (col < dk) {
