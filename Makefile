@@ -14,7 +14,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
 .PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval \
-  bench-attention bench-store
+  bench-native bench-attention bench-recurrence bench-store
 
 ## Install what is missing (idempotent).
 setup:
@@ -54,14 +54,24 @@ test-browser:
 test-e2e: pkg
 	cd www && node tests/run-all.mjs
 
-## Benchmarks (numbers, never assertions): criterion natively, and the browser benches.
-bench: setup bench-attention bench-store
+## Benchmarks (numbers, never assertions): criterion natively (every bench in benches/, once),
+## then each browser bench page driven headless. Each bench-* target also runs on its own.
+bench: setup bench-native
+	$(MAKE) --no-print-directory BENCH_BROWSER_ONLY=1 bench-attention bench-recurrence bench-store
+
+bench-native:
 	cargo bench
 
 ## Attention benchmark in headless Chromium (WebGPU on SwiftShader): matmul peak, prefill
 ## GFLOP/s against it, decode latency vs KV length. Natively: `cargo bench --bench attention`.
 bench-attention: pkg
 	cd www && node bench/attention-run.mjs
+
+## Linear recurrence prefill throughput: criterion natively (lavapipe), then the browser bench
+## page (WebGPU on SwiftShader) driven headless. Prints tables; asserts nothing.
+bench-recurrence: pkg
+	$(if $(BENCH_BROWSER_ONLY),,cargo bench --bench recurrence)
+	cd www && node bench/recurrence-run.mjs
 
 ## Store benchmark in headless Chromium: durable write throughput (batches of 1 and 1,000) and
 ## cold open of 10k / 100k x 384 from IndexedDB. Writes target/bench-store.json.

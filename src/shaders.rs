@@ -14,7 +14,20 @@ const FETCH: &[(&str, &str)] = &[];
 const HIER: &[(&str, &str)] = &[];
 
 /// Linear recurrence (recurrent and chunked forms).
-const RECURRENCE: &[(&str, &str)] = &[];
+const RECURRENCE: &[(&str, &str)] = &[
+    (
+        "recurrence_recurrent",
+        include_str!("../shaders/recurrence_recurrent.wgsl"),
+    ),
+    (
+        "recurrence_chunk_prep",
+        include_str!("../shaders/recurrence_chunk_prep.wgsl"),
+    ),
+    (
+        "recurrence_chunk_scan",
+        include_str!("../shaders/recurrence_chunk_scan.wgsl"),
+    ),
+];
 
 /// Attention: prefill, decode, block-sparse.
 const ATTENTION: &[(&str, &str)] = &[
