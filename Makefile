@@ -9,7 +9,7 @@ WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
-.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval
+.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval eval-native
 
 ## Install what is missing (idempotent).
 setup:
@@ -52,6 +52,13 @@ test-e2e: pkg
 ## Benchmarks (numbers, never assertions): criterion natively.
 bench: setup
 	cargo bench
+
+## Retrieval core on LoCoMo, natively (needs $MNEMO_EVAL_DIR/locomo, default ../shared/eval):
+## the tables (vector-only, lexical-only, default fusion, fusion + fading context, hashed-ngrams)
+## beside the baselines, the cross-validation behind the default weights, then BM25 speed/size.
+eval-native:
+	cargo run --example eval -- --tune
+	cargo run --release --example eval_lexical_speed
 
 fmt:
 	cargo fmt --all

@@ -264,6 +264,49 @@ pub fn leave_one_group_out(
         .collect()
 }
 
+/// Synthetic short texts for benchmarks: `n` documents of 5..=45 tokens (mean about 25, like
+/// LoCoMo turns) drawn from a Zipf(1) distribution over `vocab` pseudo-words, seeded.
+pub fn synthetic_texts(seed: u64, n: usize, vocab: usize) -> Vec<String> {
+    let mut rng = crate::rng::Rng::new(seed);
+    let words: Vec<String> = (0..vocab.max(1)).map(pseudo_word).collect();
+    let mut cdf = Vec::with_capacity(words.len());
+    let mut acc = 0.0f64;
+    for r in 0..words.len() {
+        acc += 1.0 / (r + 1) as f64;
+        cdf.push(acc);
+    }
+    (0..n)
+        .map(|_| {
+            let len = 5 + rng.below(41);
+            let mut s = String::new();
+            for i in 0..len {
+                let u = rng.f32() as f64 * acc;
+                let r = cdf.partition_point(|&c| c < u).min(words.len() - 1);
+                if i > 0 {
+                    s.push(' ');
+                }
+                s.push_str(&words[r]);
+            }
+            s
+        })
+        .collect()
+}
+
+fn pseudo_word(mut r: usize) -> String {
+    const SYL: [&str; 16] = [
+        "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "be", "da", "fu", "gi", "ho", "ju", "pe",
+        "zo",
+    ];
+    let mut s = String::new();
+    loop {
+        s.push_str(SYL[r % 16]);
+        r /= 16;
+        if r == 0 {
+            return s;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

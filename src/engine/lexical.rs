@@ -12,14 +12,16 @@
 //! - Incremental: [`LexicalIndex::add`] and [`LexicalIndex::remove`] update postings, document
 //!   lengths and a histogram of document frequencies (from which the mean idf is computed in
 //!   O(distinct df values)); nothing is rebuilt.
-//! - Persistence: [`LexicalIndex::to_bytes`] writes a canonical, versioned form (sorted
-//!   vocabulary, namespaces and ids), so an index built incrementally and one rebuilt from the
-//!   same documents serialise to identical bytes; [`LexicalIndex::from_bytes`] loads it without
-//!   tokenizing anything and turns every malformed input into a typed error.
+//! - Persistence: [`LexicalIndex::to_bytes`] writes a canonical, versioned, checksummed form
+//!   (sorted vocabulary, namespaces and ids; postings lists as stored), so an index built
+//!   incrementally and one rebuilt from the same documents serialise to identical bytes;
+//!   [`LexicalIndex::from_bytes`] loads it without tokenizing or hashing per posting and turns
+//!   every malformed input into a typed error.
 //! - Search: [`LexicalQuery::top_k`] with an optional allow-set ([`Allow`]); ties by lower id.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::codec::{self, Writer};
 use super::error::EngineError;
@@ -123,6 +125,37 @@ pub struct LexicalStats {
     pub heap_bytes: usize,
 }
 
+/// A fast hasher for internal integer keys (term and document ids; not attacker-chosen
+/// strings): one multiply-rotate step per word, as FxHash.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl IdHasher {
+    #[inline]
+    fn mix(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.mix(b as u64);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.mix(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.mix(n);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug, Default, Clone)]
 struct Vocab {
     ids: HashMap<Box<str>, u32>,
@@ -187,13 +220,26 @@ struct Slot {
     terms: Box<[(u32, u32)]>,
 }
 
+/// A term's postings in one namespace: `(slot, tf)` sorted by slot, possibly holding entries
+/// of removed documents (tombstoned slots) until the list is compacted.
+#[derive(Debug, Clone, Default)]
+struct Postings {
+    list: Vec<(u32, u32)>,
+    /// Live entries = the term's document frequency.
+    live: u32,
+}
+
+/// Slots of removed documents are compacted away once they outnumber the live ones (and this).
+const MIN_COMPACT_SLOTS: usize = 64;
+
 #[derive(Debug, Clone, Default)]
 struct Namespace {
     name: String,
+    /// Append-only between compactions; removed documents leave a dead slot.
     slots: Vec<Slot>,
-    free: Vec<u32>,
-    /// term → (slot, tf), sorted by slot.
-    postings: HashMap<u32, Vec<(u32, u32)>>,
+    dead_slots: usize,
+    /// term → postings.
+    postings: IdMap<u32, Postings>,
     /// df → number of terms with that df.
     df_hist: BTreeMap<u32, u32>,
     docs: u32,
@@ -254,7 +300,7 @@ pub struct LexicalIndex {
     ns_ids: HashMap<String, u32>,
     ns_free: Vec<u32>,
     /// id → (namespace, slot)
-    docs: HashMap<DocId, (u32, u32)>,
+    docs: IdMap<DocId, (u32, u32)>,
 }
 
 impl LexicalIndex {
@@ -373,21 +419,14 @@ impl LexicalIndex {
         };
         let ns = &mut self.namespaces[ns_idx as usize];
         let len: u64 = terms.iter().map(|&(_, tf)| tf as u64).sum();
-        let slot = match ns.free.pop() {
-            Some(s) => s,
-            None => {
-                ns.slots.push(Slot::default());
-                (ns.slots.len() - 1) as u32
-            }
-        };
+        // Slots are appended, so every postings list stays sorted by slot.
+        let slot = ns.slots.len() as u32;
+        ns.slots.push(Slot::default());
         for &(t, tf) in terms.iter() {
-            let list = ns.postings.entry(t).or_default();
-            let pos = match list.last() {
-                Some(&(last, _)) if last > slot => list.partition_point(|&(s, _)| s < slot),
-                _ => list.len(),
-            };
-            list.insert(pos, (slot, tf));
-            let df = list.len() as u32;
+            let p = ns.postings.entry(t).or_default();
+            p.list.push((slot, tf));
+            p.live += 1;
+            let df = p.live;
             ns.hist_dec(df - 1);
             ns.hist_inc(df);
             if df == 1 {
@@ -411,29 +450,66 @@ impl LexicalIndex {
             return false;
         };
         let ns = &mut self.namespaces[ns_idx as usize];
-        let doc = std::mem::take(&mut ns.slots[slot as usize]);
-        for &(t, _) in doc.terms.iter() {
-            let Some(list) = ns.postings.get_mut(&t) else {
+        let doc = &mut ns.slots[slot as usize];
+        doc.live = false;
+        let terms = std::mem::take(&mut doc.terms);
+        let len = doc.len;
+        ns.dead_slots += 1;
+        let Namespace {
+            slots, postings, ..
+        } = ns;
+        let mut hist: Vec<u32> = Vec::with_capacity(terms.len());
+        for &(t, _) in terms.iter() {
+            let Some(p) = postings.get_mut(&t) else {
                 continue;
             };
-            if let Ok(pos) = list.binary_search_by_key(&slot, |&(s, _)| s) {
-                list.remove(pos);
-            }
-            let df = list.len() as u32;
-            if df == 0 {
-                ns.postings.remove(&t);
+            p.live -= 1;
+            hist.push(p.live);
+            if p.live == 0 {
+                postings.remove(&t);
                 self.vocab.release(t);
+            } else if (p.list.len() - p.live as usize) * 2 > p.list.len() {
+                p.list.retain(|&(s, _)| slots[s as usize].live);
             }
+        }
+        for df in hist {
             ns.hist_dec(df + 1);
             ns.hist_inc(df);
         }
         ns.docs -= 1;
-        ns.total_len -= doc.len as u64;
-        ns.free.push(slot);
+        ns.total_len -= len as u64;
         if ns.docs == 0 {
             self.drop_namespace(ns_idx);
+        } else if ns.dead_slots > MIN_COMPACT_SLOTS.max(ns.docs as usize) {
+            self.compact(ns_idx);
         }
         true
+    }
+
+    /// Drop the dead slots of a namespace: renumber the live ones (keeping their order, so
+    /// postings stay sorted) and drop tombstoned postings. Amortised O(1) per removal.
+    fn compact(&mut self, ns_idx: u32) {
+        let ns = &mut self.namespaces[ns_idx as usize];
+        let mut remap = vec![u32::MAX; ns.slots.len()];
+        let mut next = 0u32;
+        for (i, s) in ns.slots.iter().enumerate() {
+            if s.live {
+                remap[i] = next;
+                next += 1;
+            }
+        }
+        ns.slots.retain(|s| s.live);
+        ns.slots.shrink_to_fit();
+        ns.dead_slots = 0;
+        for p in ns.postings.values_mut() {
+            p.list.retain(|&(s, _)| remap[s as usize] != u32::MAX);
+            for e in p.list.iter_mut() {
+                e.0 = remap[e.0 as usize];
+            }
+        }
+        for (i, s) in ns.slots.iter().enumerate() {
+            self.docs.insert(s.id, (ns_idx, i as u32));
+        }
     }
 
     fn drop_namespace(&mut self, ns_idx: u32) {
@@ -477,10 +553,10 @@ impl LexicalIndex {
         for ns in &self.namespaces {
             st.tokens += ns.total_len;
             heap += ns.slots.capacity() * std::mem::size_of::<Slot>();
-            heap += ns.postings.capacity() * 40;
-            for (_, list) in ns.postings.iter() {
-                st.postings += list.len();
-                heap += list.capacity() * 8;
+            heap += ns.postings.capacity() * 48;
+            for p in ns.postings.values() {
+                st.postings += p.live as usize;
+                heap += p.list.capacity() * 8;
             }
             heap += ns.slots.iter().map(|s| s.terms.len() * 8).sum::<usize>();
         }
@@ -505,17 +581,17 @@ impl LexicalIndex {
             let Some(&tid) = self.vocab.ids.get(t) else {
                 return;
             };
-            let Some(list) = ns.postings.get(&tid) else {
+            let Some(p) = ns.postings.get(&tid) else {
                 return;
             };
-            let mut idf = raw_idf(n, list.len() as u32);
+            let mut idf = raw_idf(n, p.live);
             if idf < 0.0 {
                 idf = self.params.epsilon * *mean.get_or_insert_with(|| ns.mean_idf());
             }
             terms.push(QueryTerm {
                 term: tid,
                 idf,
-                postings: list.as_slice(),
+                postings: p.list.as_slice(),
             });
         });
         LexicalQuery {
@@ -526,6 +602,14 @@ impl LexicalIndex {
     }
 
     /// Serialise to the canonical versioned form (see the module documentation).
+    ///
+    /// Layout of the payload (varints unless noted): `k1, b, epsilon` (f64); the vocabulary
+    /// (count, then strings sorted ascending); then per namespace, sorted by name: the name, its
+    /// document ids ascending (count, first, gaps) — a document's position in that list is its
+    /// *slot* —, and its postings lists in vocabulary order (count; per list the term index as a
+    /// gap from the previous list's, the list length, then `(slot gap, tf)` pairs by ascending
+    /// slot). Document lengths are the sums of their tfs. Loading copies the lists without
+    /// hashing any posting.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Canonical term numbering: live terms sorted by string.
         let mut live: Vec<(&str, u32)> = self
@@ -539,12 +623,6 @@ impl LexicalIndex {
         for (i, &(_, id)) in live.iter().enumerate() {
             canon[id as usize] = i as u32;
         }
-        let names = self.namespaces();
-        let ns_canon: HashMap<&str, usize> =
-            names.iter().enumerate().map(|(i, &n)| (n, i)).collect();
-        let mut ids: Vec<DocId> = self.docs.keys().copied().collect();
-        ids.sort_unstable();
-
         let mut w = Writer::new();
         w.f64(self.params.k1);
         w.f64(self.params.b);
@@ -553,31 +631,57 @@ impl LexicalIndex {
         for (s, _) in &live {
             w.str(s);
         }
+        let names = self.namespaces();
         w.varint(names.len() as u64);
-        for n in &names {
-            w.str(n);
-        }
-        w.varint(ids.len() as u64);
-        let mut terms: Vec<(u32, u32)> = Vec::new();
-        for id in ids {
-            let (ns_idx, slot) = self.docs[&id];
-            let ns = &self.namespaces[ns_idx as usize];
-            terms.clear();
-            terms.extend(
-                ns.slots[slot as usize]
-                    .terms
-                    .iter()
-                    .map(|&(t, tf)| (canon[t as usize], tf)),
-            );
-            terms.sort_unstable();
-            w.varint(id);
-            w.varint(ns_canon[ns.name.as_str()] as u64);
-            w.varint(terms.len() as u64);
-            let mut prev = 0u32;
-            for (i, &(t, tf)) in terms.iter().enumerate() {
-                w.varint(if i == 0 { t } else { t - prev } as u64);
-                w.varint(tf as u64);
-                prev = t;
+        for name in names {
+            let ns = &self.namespaces[self.ns_ids[name] as usize];
+            w.str(name);
+            // Canonical slots: live documents by ascending id.
+            let mut order: Vec<(DocId, u32)> = ns
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.live)
+                .map(|(i, s)| (s.id, i as u32))
+                .collect();
+            order.sort_unstable();
+            let mut slot_of = vec![u32::MAX; ns.slots.len()];
+            for (new, &(_, old)) in order.iter().enumerate() {
+                slot_of[old as usize] = new as u32;
+            }
+            w.varint(order.len() as u64);
+            let mut prev = 0u64;
+            for (i, &(id, _)) in order.iter().enumerate() {
+                w.varint(if i == 0 { id } else { id - prev });
+                prev = id;
+            }
+            let mut lists: Vec<(u32, &Postings)> = ns
+                .postings
+                .iter()
+                .map(|(&t, p)| (canon[t as usize], p))
+                .collect();
+            lists.sort_unstable_by_key(|&(t, _)| t);
+            w.varint(lists.len() as u64);
+            let mut prev_t = 0u32;
+            let mut entries: Vec<(u32, u32)> = Vec::new();
+            for (i, (t, p)) in lists.into_iter().enumerate() {
+                entries.clear();
+                entries.extend(
+                    p.list
+                        .iter()
+                        .filter(|&&(s, _)| ns.slots[s as usize].live)
+                        .map(|&(s, tf)| (slot_of[s as usize], tf)),
+                );
+                entries.sort_unstable();
+                w.varint(if i == 0 { t } else { t - prev_t } as u64);
+                prev_t = t;
+                w.varint(entries.len() as u64);
+                let mut prev_s = 0u32;
+                for (j, &(slot, tf)) in entries.iter().enumerate() {
+                    w.varint(if j == 0 { slot } else { slot - prev_s } as u64);
+                    w.varint(tf as u64);
+                    prev_s = slot;
+                }
             }
         }
         w.finish(MAGIC, FORMAT_VERSION)
@@ -608,65 +712,143 @@ impl LexicalIndex {
             prev = Some(s);
             idx.vocab.intern(s);
         }
-        let n_ns = r.count(1, "namespace count")?;
-        let mut names: Vec<&str> = Vec::with_capacity(n_ns);
+        let n_ns = r.count(2, "namespace count")?;
+        let mut prev_name: Option<&str> = None;
         for _ in 0..n_ns {
-            let s = r.str()?;
-            if names.last().is_some_and(|&p| p >= s) {
+            let name = r.str()?;
+            if prev_name.is_some_and(|p| p >= name) {
                 return Err(r.error("namespaces not strictly sorted"));
             }
-            names.push(s);
-        }
-        let n_docs = r.count(3, "document count")?;
-        let mut prev_id: Option<DocId> = None;
-        let mut terms: Vec<(u32, u32)> = Vec::new();
-        for _ in 0..n_docs {
-            let id = r.varint()?;
-            if prev_id.is_some_and(|p| p >= id) {
-                return Err(r.error("document ids not strictly ascending"));
+            prev_name = Some(name);
+            let n_docs = r.count(1, "document count")?;
+            if n_docs == 0 {
+                return Err(r.error("a namespace holds no document"));
             }
-            prev_id = Some(id);
-            let ns = r.varint()?;
-            if ns >= names.len() as u64 {
-                return Err(r.error(format!("namespace index {ns} out of range")));
-            }
-            let nt = r.count(2, "document term count")?;
-            terms.clear();
-            let mut len = 0u64;
-            for i in 0..nt {
-                let d = r.varint()?;
-                let t = if i == 0 {
-                    d
+            let ns_idx = idx.namespaces.len() as u32;
+            let mut ns = Namespace {
+                name: name.to_string(),
+                slots: Vec::with_capacity(n_docs),
+                ..Namespace::default()
+            };
+            let mut prev_id = 0u64;
+            for i in 0..n_docs {
+                let v = r.varint()?;
+                let id = if i == 0 {
+                    v
                 } else {
-                    if d == 0 {
-                        return Err(r.error("repeated term in a document"));
+                    if v == 0 {
+                        return Err(r.error("document ids not strictly ascending"));
                     }
-                    terms.last().map_or(0, |&(p, _)| p as u64) + d
+                    prev_id
+                        .checked_add(v)
+                        .ok_or_else(|| r.error("document id overflows 64 bits"))?
+                };
+                prev_id = id;
+                if idx.docs.insert(id, (ns_idx, i as u32)).is_some() {
+                    return Err(r.error(format!("document {id} appears twice")));
+                }
+                ns.slots.push(Slot {
+                    id,
+                    live: true,
+                    len: 0,
+                    terms: Box::default(),
+                });
+            }
+            let n_lists = r.count(3, "postings list count")?;
+            let mut lens = vec![0u64; n_docs];
+            let mut counts = vec![0u32; n_docs];
+            let mut order: Vec<u32> = Vec::with_capacity(n_lists);
+            let mut prev_t = 0u64;
+            for i in 0..n_lists {
+                let v = r.varint()?;
+                let t = if i == 0 {
+                    v
+                } else {
+                    if v == 0 {
+                        return Err(r.error("postings lists not in vocabulary order"));
+                    }
+                    prev_t.saturating_add(v)
                 };
                 if t >= n_terms as u64 {
                     return Err(r.error(format!("term index {t} out of range")));
                 }
-                let tf = r.varint()?;
-                if tf == 0 || tf > u32::MAX as u64 {
-                    return Err(r.error(format!("term frequency {tf} out of range")));
+                prev_t = t;
+                let len = r.count(2, "postings list length")?;
+                if len == 0 || len > n_docs {
+                    return Err(r.error(format!("postings list length {len} out of range")));
                 }
-                len += tf;
-                terms.push((t as u32, tf as u32));
+                let mut list = Vec::with_capacity(len);
+                let mut prev_s = 0u64;
+                for j in 0..len {
+                    let v = r.varint()?;
+                    let slot = if j == 0 {
+                        v
+                    } else {
+                        if v == 0 {
+                            return Err(r.error("postings not strictly ascending"));
+                        }
+                        prev_s.saturating_add(v)
+                    };
+                    if slot >= n_docs as u64 {
+                        return Err(r.error(format!("slot {slot} out of range")));
+                    }
+                    prev_s = slot;
+                    let tf = r.varint()?;
+                    if tf == 0 || tf > u32::MAX as u64 {
+                        return Err(r.error(format!("term frequency {tf} out of range")));
+                    }
+                    lens[slot as usize] += tf;
+                    counts[slot as usize] += 1;
+                    list.push((slot as u32, tf as u32));
+                }
+                idx.vocab.retain(t as u32);
+                *ns.df_hist.entry(len as u32).or_insert(0) += 1;
+                order.push(t as u32);
+                ns.postings.insert(
+                    t as u32,
+                    Postings {
+                        list,
+                        live: len as u32,
+                    },
+                );
             }
-            if len > u32::MAX as u64 {
-                return Err(r.error("document longer than 4294967295 tokens"));
+            // Per-document term lists (sorted by term: lists come in term order).
+            let mut terms: Vec<Vec<(u32, u32)>> = counts
+                .iter()
+                .map(|&c| Vec::with_capacity(c as usize))
+                .collect();
+            for &t in &order {
+                for &(slot, tf) in &ns.postings[&t].list {
+                    terms[slot as usize].push((t, tf));
+                }
             }
-            idx.insert_terms(id, names[ns as usize], terms.clone().into_boxed_slice());
+            for ((slot, t), len) in ns.slots.iter_mut().zip(terms).zip(lens) {
+                if len > u32::MAX as u64 {
+                    return Err(r.error("document longer than 4294967295 tokens"));
+                }
+                slot.len = len as u32;
+                slot.terms = t.into_boxed_slice();
+                ns.total_len += len;
+            }
+            ns.docs = n_docs as u32;
+            idx.ns_ids.insert(ns.name.clone(), ns_idx);
+            idx.namespaces.push(ns);
         }
         r.finish()?;
         if idx.vocab.refs.contains(&0) {
             return Err(r.error("vocabulary holds a term no document uses"));
         }
-        if idx.ns_ids.len() != names.len() {
-            return Err(r.error("a namespace holds no document"));
-        }
         Ok(idx)
     }
+}
+
+/// One query token's BM25 contribution, with the baseline's (numpy's) operation order:
+/// `idf · tf · (k1 + 1) / (tf + k1 · ((1 − b) + b · dl / avgdl))`.
+#[inline]
+fn term_score(k1: f64, b: f64, avgdl: f64, idf: f64, tf: u32, dl: u32) -> f64 {
+    let norm = k1 * (1.0 - b + b * dl as f64 / avgdl);
+    let f = tf as f64;
+    idf * f * (k1 + 1.0) / (f + norm)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -699,9 +881,7 @@ impl LexicalQuery<'_> {
     #[inline]
     fn contribution(&self, ns: &Namespace, idf: f64, tf: u32, dl: u32) -> f64 {
         let Bm25Params { k1, b, .. } = self.index.params;
-        let norm = k1 * (1.0 - b + b * dl as f64 / ns.avgdl());
-        let f = tf as f64;
-        idf * f * (k1 + 1.0) / (f + norm)
+        term_score(k1, b, ns.avgdl(), idf, tf, dl)
     }
 
     /// Score of the document in `slot` and whether it contains a query token.
@@ -740,19 +920,27 @@ impl LexicalQuery<'_> {
         }
         let mut acc = vec![0.0f64; ns.slots.len()];
         let mut hit = vec![false; ns.slots.len()];
+        let mut touched: Vec<u32> = Vec::new();
+        let Bm25Params { k1, b, .. } = self.index.params;
+        let avgdl = ns.avgdl();
         for qt in &self.terms {
             for &(slot, tf) in qt.postings {
                 let s = slot as usize;
-                acc[s] += self.contribution(ns, qt.idf, tf, ns.slots[s].len);
-                hit[s] = true;
+                let doc = &ns.slots[s];
+                if doc.live {
+                    acc[s] += term_score(k1, b, avgdl, qt.idf, tf, doc.len);
+                    if !hit[s] {
+                        hit[s] = true;
+                        touched.push(slot);
+                    }
+                }
             }
         }
-        hit.iter()
-            .enumerate()
-            .filter(|(_, &h)| h)
-            .map(|(s, _)| LexHit {
-                id: ns.slots[s].id,
-                score: acc[s],
+        touched
+            .into_iter()
+            .map(|s| LexHit {
+                id: ns.slots[s as usize].id,
+                score: acc[s as usize],
             })
             .collect()
     }

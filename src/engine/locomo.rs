@@ -398,69 +398,6 @@ pub fn parse_baselines(json: &str) -> Result<BTreeMap<(String, String), Metrics>
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_dates() {
-        // 2023-05-08 13:56 UTC = 1683554160 s
-        assert_eq!(
-            parse_session_date_time("1:56 pm on 8 May, 2023"),
-            Some(1_683_554_160_000)
-        );
-        assert_eq!(
-            parse_session_date_time("12:06 am on 11 November, 2022"),
-            Some(days_from_civil(2022, 11, 11) * 86_400_000 + 6 * 60_000)
-        );
-        assert_eq!(
-            parse_session_date_time("12:30 pm on 1 January, 2024"),
-            Some(days_from_civil(2024, 1, 1) * 86_400_000 + 12 * 3_600_000 + 30 * 60_000)
-        );
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        for bad in [
-            "",
-            "1:56 pm 8 May 2023",
-            "13:00 pm on 8 May, 2023",
-            "1:56 pm on 30 February, 2023",
-            "1:56 xm on 8 May, 2023",
-            "1:56 pm on 8 Mai, 2023",
-        ] {
-            assert_eq!(parse_session_date_time(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn parse_small_files() {
-        let turns = r#"{"conv": 0, "sample_id": "c0", "dia_id": "D1:1", "session": 1, "session_date_time": "1:56 pm on 8 May, 2023", "speaker": "A", "text": "hi", "embed_text": "A: hi"}
-{"conv": 0, "sample_id": "c0", "dia_id": "D1:2", "session": 1, "session_date_time": "1:56 pm on 8 May, 2023", "speaker": "B", "text": "yo", "embed_text": "B: yo"}
-{"conv": 0, "sample_id": "c0", "dia_id": "D2:1", "session": 2, "session_date_time": "2:00 pm on 9 May, 2023", "speaker": "A", "text": "x", "embed_text": "A: x"}
-"#;
-        let qs = r#"{"conv": 0, "sample_id": "c0", "qa_index": 0, "question": "q?", "answer": "a", "evidence": ["D1:2", "D2:1"], "category": 2}
-"#;
-        let tv: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
-        let qv: Vec<u8> = [1.0f32, 0.0].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let d = Locomo::parse(turns, &tv, qs, &qv).unwrap();
-        assert_eq!(d.dims, 2);
-        assert_eq!(d.questions[0].evidence, vec![1, 2]);
-        assert_eq!(d.turns[1].time_ms - d.turns[0].time_ms, TURN_STEP_MS);
-        assert_eq!(
-            d.turns[2].time_ms,
-            parse_session_date_time("2:00 pm on 9 May, 2023").unwrap()
-        );
-        assert_eq!(d.namespace(0), "c0");
-        assert_eq!(d.end_time_ms(0), d.turns[2].time_ms);
-        assert_eq!(d.turn_vector(2), &[4.0, 5.0]);
-        let bad_q = qs.replace("D2:1", "D9:9");
-        assert!(matches!(
-            Locomo::parse(turns, &tv, &bad_q, &qv),
-            Err(EngineError::EvalData { line: 1, .. })
-        ));
-        assert!(Locomo::parse(turns, &tv[..20], qs, &qv).is_err());
-    }
-}
-
 /// The data set loaded into the retrieval core: one [`MemCorpus`] and one lexical namespace
 /// per conversation (all in one [`LexicalIndex`], statistics per namespace).
 #[derive(Debug, Clone)]
@@ -581,5 +518,68 @@ impl Locomo {
                 Ok((c, st))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_dates() {
+        // 2023-05-08 13:56 UTC = 1683554160 s
+        assert_eq!(
+            parse_session_date_time("1:56 pm on 8 May, 2023"),
+            Some(1_683_554_160_000)
+        );
+        assert_eq!(
+            parse_session_date_time("12:06 am on 11 November, 2022"),
+            Some(days_from_civil(2022, 11, 11) * 86_400_000 + 6 * 60_000)
+        );
+        assert_eq!(
+            parse_session_date_time("12:30 pm on 1 January, 2024"),
+            Some(days_from_civil(2024, 1, 1) * 86_400_000 + 12 * 3_600_000 + 30 * 60_000)
+        );
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        for bad in [
+            "",
+            "1:56 pm 8 May 2023",
+            "13:00 pm on 8 May, 2023",
+            "1:56 pm on 30 February, 2023",
+            "1:56 xm on 8 May, 2023",
+            "1:56 pm on 8 Mai, 2023",
+        ] {
+            assert_eq!(parse_session_date_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn parse_small_files() {
+        let turns = r#"{"conv": 0, "sample_id": "c0", "dia_id": "D1:1", "session": 1, "session_date_time": "1:56 pm on 8 May, 2023", "speaker": "A", "text": "hi", "embed_text": "A: hi"}
+{"conv": 0, "sample_id": "c0", "dia_id": "D1:2", "session": 1, "session_date_time": "1:56 pm on 8 May, 2023", "speaker": "B", "text": "yo", "embed_text": "B: yo"}
+{"conv": 0, "sample_id": "c0", "dia_id": "D2:1", "session": 2, "session_date_time": "2:00 pm on 9 May, 2023", "speaker": "A", "text": "x", "embed_text": "A: x"}
+"#;
+        let qs = r#"{"conv": 0, "sample_id": "c0", "qa_index": 0, "question": "q?", "answer": "a", "evidence": ["D1:2", "D2:1"], "category": 2}
+"#;
+        let tv: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        let qv: Vec<u8> = [1.0f32, 0.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let d = Locomo::parse(turns, &tv, qs, &qv).unwrap();
+        assert_eq!(d.dims, 2);
+        assert_eq!(d.questions[0].evidence, vec![1, 2]);
+        assert_eq!(d.turns[1].time_ms - d.turns[0].time_ms, TURN_STEP_MS);
+        assert_eq!(
+            d.turns[2].time_ms,
+            parse_session_date_time("2:00 pm on 9 May, 2023").unwrap()
+        );
+        assert_eq!(d.namespace(0), "c0");
+        assert_eq!(d.end_time_ms(0), d.turns[2].time_ms);
+        assert_eq!(d.turn_vector(2), &[4.0, 5.0]);
+        let bad_q = qs.replace("D2:1", "D9:9");
+        assert!(matches!(
+            Locomo::parse(turns, &tv, &bad_q, &qv),
+            Err(EngineError::EvalData { line: 1, .. })
+        ));
+        assert!(Locomo::parse(turns, &tv[..20], qs, &qv).is_err());
     }
 }
