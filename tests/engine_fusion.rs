@@ -301,7 +301,11 @@ fn recall_filters_and_modalities() {
         hits.iter().map(|h| h.id).collect::<Vec<_>>(),
         vec![0, 5, 10, 15, 20, 25, 30, 35, 40, 45]
     );
-    // Neither: recency decides (recent = higher id here).
+    // Text that no episode shares and no embedding: nothing is similar.
+    let mut req = RecallRequest::new(10, 100.0);
+    req.text = Some("zebra");
+    assert!(recall(&corpus, &lex, "n", &req).unwrap().is_empty());
+    // Neither embedding nor text: recency decides (recent = higher id here).
     let mut req = RecallRequest::new(3, 100.0);
     req.fusion.weights = Weights {
         recency: 1.0,

@@ -152,8 +152,9 @@ impl<'a> RecallRequest<'a> {
 /// `namespace`. Hits are sorted by fused score, ties by lower id; at most `k`.
 ///
 /// Candidates: with a query embedding (and a vector weight > 0) every allowed episode is a
-/// candidate (each has a cosine); otherwise, with text, the episodes holding a query token;
-/// with neither, every allowed episode (ranked by recency and importance). The vector and lexical lists are cut at
+/// candidate (each has a cosine); otherwise, with text (and a lexical weight > 0), the episodes
+/// holding a query token — none if no episode does; with neither an embedding nor text, every
+/// allowed episode (ranked by recency and importance: "what happened lately"). The vector and lexical lists are cut at
 /// `depth`, their union is scored exactly and fused. With max-scaled, clamped or saturating
 /// normalisations the cut is then checked with the threshold-algorithm bound (no episode
 /// outside the union can score above `w·(part of the depth-th vector score) + w·(part of the
@@ -196,6 +197,10 @@ pub fn recall(
     let has_lex = query.as_ref().is_some_and(|q| !q.is_empty());
     let use_vec = embedding.is_some() && w.vector > 0.0;
     let use_lex = has_lex && w.lexical > 0.0;
+    if !use_vec && !use_lex && (req.embedding.is_some() || req.text.is_some()) {
+        // A similarity query with nothing similar (e.g. text that no episode shares).
+        return Ok(Vec::new());
+    }
     let cmp_id = |a: &(usize, f64), b: &(usize, f64)| {
         b.1.total_cmp(&a.1)
             .then(corpus.id(a.0).cmp(&corpus.id(b.0)))
