@@ -39,13 +39,26 @@ mod native {
         }
         let build = ms(t);
         let st = ix.stats();
-        let t = Instant::now();
-        let bytes = ix.to_bytes();
-        let ser = ms(t);
-        let t = Instant::now();
-        let back = LexicalIndex::from_bytes(&bytes).unwrap();
-        let load = ms(t);
-        assert_eq!(back.len(), ix.len());
+        // Serialise and load: median of a few repetitions (single shots are noisy here).
+        let reps = if docs.len() > 10_000 { 5 } else { 21 };
+        let mut bytes = Vec::new();
+        let mut sers: Vec<f64> = (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                bytes = ix.to_bytes();
+                ms(t)
+            })
+            .collect();
+        let mut loads: Vec<f64> = (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                let back = LexicalIndex::from_bytes(&bytes).unwrap();
+                let dt = ms(t);
+                assert_eq!(back.len(), ix.len());
+                dt
+            })
+            .collect();
+        let (ser, load) = (percentile(&mut sers, 0.5), percentile(&mut loads, 0.5));
         // Warm-up, then one timed pass over the queries.
         for (ns, q) in queries.iter().take(20) {
             std::hint::black_box(ix.query(ns, q).top_k(10, Allow::All));
@@ -82,7 +95,7 @@ mod native {
             st.heap_bytes as f64 / 1e6
         );
         println!(
-            "  serialised {} bytes ({:.1} bytes/doc); to_bytes {ser:.1} ms, from_bytes {load:.1} ms",
+            "  serialised {} bytes ({:.1} bytes/doc); to_bytes {ser:.1} ms, from_bytes {load:.1} ms (medians of {reps})",
             bytes.len(),
             bytes.len() as f64 / st.docs as f64
         );
