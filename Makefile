@@ -14,7 +14,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
 .PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval \
-  bench-native bench-attention bench-recurrence bench-store
+  eval-native bench-native bench-attention bench-recurrence bench-store
 
 ## Install what is missing (idempotent).
 setup:
@@ -77,6 +77,12 @@ bench-recurrence: pkg
 ## cold open of 10k / 100k x 384 from IndexedDB. Writes target/bench-store.json.
 bench-store: pkg
 	cd www && node bench/store-run.mjs
+## Retrieval core on LoCoMo, natively (needs $MNEMO_EVAL_DIR/locomo, default ../shared/eval):
+## the tables (vector-only, lexical-only, default fusion, fusion + fading context, hashed-ngrams)
+## beside the baselines, the cross-validation behind the default weights, then BM25 speed/size.
+eval-native:
+	cargo run --example eval -- --tune
+	cargo run --release --example eval_lexical_speed
 
 fmt:
 	cargo fmt --all
