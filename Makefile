@@ -9,7 +9,7 @@ WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
-.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval
+.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench bench-peers bench-native eval
 
 ## Install what is missing (idempotent).
 setup:
@@ -49,9 +49,23 @@ test-browser:
 test-e2e: pkg
 	cd www && node tests/run-all.mjs
 
-## Benchmarks (numbers, never assertions): criterion natively.
-bench: setup
-	cargo bench
+## Benchmarks (numbers, never assertions): the in-browser peers (bench/, headless Chromium), then
+## criterion natively; both summarised in BENCHMARKS.md. BENCH_SIZES=10000,100000 (default) sets
+## the synthetic set sizes; see bench/README.md for the other knobs.
+bench: setup bench-peers bench-native
+
+## mnemo against voy, Orama, hnswlib-wasm, client-vector-search, PGlite+pgvector and a plain-JS
+## scan, same data, same Chromium. Installs bench/'s npm packages (no install scripts: sharp must
+## not download a binary) when missing or stale.
+bench-peers: setup pkg
+	@if [ ! -f bench/node_modules/.package-lock.json ] || [ bench/package-lock.json -nt bench/node_modules/.package-lock.json ]; then \
+	  echo "[bench] npm ci in bench"; (cd bench && npm ci --no-audit --no-fund --ignore-scripts >/dev/null); \
+	else echo "[bench] npm packages in bench present"; fi
+	cd bench && BENCH_INVOKED_AS="make $(or $(MAKECMDGOALS),bench-peers)" node run.mjs
+
+## criterion benches (benches/*.rs), summarised from target/criterion into BENCHMARKS.md.
+bench-native: setup
+	@start=$$(date +%s); cargo bench && node bench/criterion.mjs --since $$start
 
 fmt:
 	cargo fmt --all
