@@ -14,6 +14,8 @@
 //   BENCH_BUDGET_S=120         per query setting: stop measuring after this long (>= 20 queries)
 //   BENCH_DELETE=50            items deleted (then checked) per run
 //   BENCH_PHASE_TIMEOUT_S=1800 give up on a page after this long
+//   BENCH_SPREAD=1.0           synthetic cluster spread (larger: weaker clusters, harder for graph indexes)
+//   BENCH_RESULTS_DIR, BENCH_REPORT  where the raw JSON and the markdown go (default bench/results, BENCHMARKS.md)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,7 +41,8 @@ const CHECK = int(env.BENCH_CHECK, 50);
 const PHASE_TIMEOUT_MS = int(env.BENCH_PHASE_TIMEOUT_S, 1800) * 1000;
 const EVAL_DIR = env.MNEMO_EVAL_DIR || path.resolve(REPO, '..', 'shared', 'eval');
 const CACHE = path.join(BENCH, '.cache', 'data');
-const RESULTS = path.join(BENCH, 'results');
+const RESULTS = env.BENCH_RESULTS_DIR ? path.resolve(env.BENCH_RESULTS_DIR) : path.join(BENCH, 'results');
+const REPORT = env.BENCH_REPORT ? path.resolve(env.BENCH_REPORT) : path.join(REPO, 'BENCHMARKS.md');
 const EXTRA_ARGS = ['--enable-precise-memory-info', '--js-flags=--expose-gc'];
 
 const log = (...a) => console.log('[bench]', ...a);
@@ -221,7 +224,7 @@ const machine = {
   chromium: chromiumVersion(),
   browser: environment,
 };
-const envShown = ['BENCH_SIZES', 'BENCH_PEERS', 'BENCH_LOCOMO', 'BENCH_QUERIES', 'BENCH_BUDGET_S'].filter((k) => env[k]).map((k) => `${k}=${env[k]}`);
+const envShown = ['BENCH_SIZES', 'BENCH_PEERS', 'BENCH_LOCOMO', 'BENCH_SPREAD', 'BENCH_QUERIES', 'BENCH_BUDGET_S'].filter((k) => env[k]).map((k) => `${k}=${env[k]}`);
 const command = [...envShown, env.BENCH_INVOKED_AS || 'node bench/run.mjs'].join(' ');
 const doc = {
   started: started.toISOString(),
@@ -237,5 +240,5 @@ const stamp = started.toISOString().replace(/[:.]/g, '-').slice(0, 19);
 const file = path.join(RESULTS, `peers-${stamp}-${datasets.map((d) => d.name).join('+')}.json`);
 fs.writeFileSync(file, JSON.stringify(doc, null, 1) + '\n');
 log(`raw results: ${path.relative(REPO, file)}`);
-const md = writeReport(path.join(REPO, 'BENCHMARKS.md'), RESULTS);
+const md = writeReport(REPORT, RESULTS);
 log(`wrote ${path.relative(REPO, md)}`);

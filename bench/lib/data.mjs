@@ -16,7 +16,7 @@ import path from 'node:path';
 
 export const DIMS = 384;
 export const K = 10;
-export const SPREAD = 1.0;
+export const SPREAD = Number(process.env.BENCH_SPREAD || 1.0); // BENCH_SPREAD: larger = weaker clusters, harder for graph indexes
 export const SEED = 7;
 
 /** mulberry32: a small, fast, seeded generator of uniform floats in [0, 1). */
@@ -137,7 +137,7 @@ function gtBytes({ ids, kth }) {
  * the dataset descriptor the page reads.
  */
 export function syntheticDataset(cacheDir, n, queries, log = () => {}) {
-  const name = `synth-${n}`;
+  const name = SPREAD === 1 ? `synth-${n}` : `synth-${n}-spread${SPREAD}`;
   const tag = `${name}-q${queries}-s${SEED}-sp${SPREAD}`;
   const baseFile = path.join(cacheDir, `${tag}.base.f32`);
   const qFile = path.join(cacheDir, `${tag}.queries.f32`);

@@ -64,6 +64,13 @@ function newestPerDataset(docs) {
   return [...seen.values()].sort((a, b) => order(a.dataset.name) - order(b.dataset.name));
 }
 
+/** First line of an error, plus the first JS frame that is not WASM or glue (where it happened). */
+function describe(message) {
+  const [first, ...rest] = String(message).split('\n');
+  const frame = rest.map((l) => l.trim().match(/^at (\S+) \((?:.*\/)?([^/:]+\.js):/)).find((m) => m && !/^(__wbg|wasm_bindgen|real$)/.test(m[1]));
+  return frame ? `${first.slice(0, 200)} (at ${frame[1]} in ${frame[2]})` : first.slice(0, 200);
+}
+
 function errorsOf(r) {
   return [...(r.build?.errors || []).map((e) => ({ ...e, phase: 'build' })), ...((r.reopen?.errors) || []).map((e) => ({ ...e, phase: 'reopen' }))];
 }
@@ -82,7 +89,7 @@ function renderDataset({ doc, dataset, results }) {
   const lines = [];
   lines.push(`### ${dataset.name}: ${dataset.description} (n = ${fmtInt(dataset.n)}, d = ${dataset.dims})`);
   lines.push('');
-  lines.push(`Run ${doc.started.slice(0, 16).replace('T', ' ')} UTC with \`${doc.command}\` (${doc.file}).`);
+  lines.push(`Run ${doc.started.slice(0, 16).replace('T', ' ')} UTC with \`${doc.command}\` (\`bench/results/${doc.file}\`); load average at its end ${doc.machine.loadAverageAtEnd.join(' / ')} on ${doc.machine.cores} cores.`);
   lines.push('');
   lines.push('| library | query setting | insert (vectors/s) | query median (ms) | query p95 (ms) | recall@10 | reopen → first answer (ms) | delete (ms/item) | peak JS heap (MB) | renderer peak RSS (MB) | bundle (kB gzip) |');
   lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
@@ -106,7 +113,7 @@ function renderDataset({ doc, dataset, results }) {
       if (c && c.deletedReturned > 0) reopen += note(`${r.run}: after reopen, deleted items came back (${c.deletedReturned} times in ${c.queries} queries).`);
     } else {
       const e = errs.find((x) => x.step === 'persist' || x.phase === 'reopen');
-      reopen = `—${note(`${r.run}: ${e ? `${e.phase === 'reopen' ? 'reopen' : 'persist'} failed: ${e.message.split('\n')[0].slice(0, 200)}` : 'not measured (build phase did not reach persist)'}`)}`;
+      reopen = `—${note(`${r.run}: ${e ? `${e.phase === 'reopen' ? 'reopen' : 'persist'} failed: ${describe(e.message)}` : 'not measured (build phase did not reach persist)'}`)}`;
     }
     // delete
     let del;
@@ -131,7 +138,7 @@ function renderDataset({ doc, dataset, results }) {
         rec = v.recall.toFixed(3);
         if (v.count < (doc.settings?.queries ?? 200)) p95 += note(`${r.run}${v.label !== 'default' ? ` ${v.label}` : ''}: ${v.count} measured queries (the per-setting time budget of ${(doc.settings.budgetMs / 1000).toFixed(0)} s ran out), after ${v.warmup} warm-up queries.`);
       } else if (fatal) {
-        med = `—${note(`${r.run}: ${fatal.message.split('\n')[0].slice(0, 200)}`)}`;
+        med = `—${note(`${r.run}: ${describe(fatal.message)}${fatal.step.startsWith('after') ? ` (${fatal.step})` : b.lastStep ? ` (after the "${b.lastStep}" step)` : ''}`)}`;
       }
       if (i === 0) lines.push(`| ${name} | ${setting} | ${insert} | ${med} | ${p95} | ${rec} | ${reopen} | ${del} | ${heap} | ${rss} | ${bundle} |`);
       else lines.push(`| 〃 | ${setting} | | ${med} | ${p95} | ${rec} | | | | | |`);

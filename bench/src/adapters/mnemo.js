@@ -19,6 +19,7 @@ export function create({ backend = 'webgpu' } = {}) {
   let mem = null;
   let dims = 0;
   const engineId = new Map(); // bench id -> engine id
+  const benchId = new Map(); // engine id -> bench id (fallback when meta does not round-trip)
   const Mnemo = () => {
     if (typeof pkg.Mnemo !== 'function') throw new Error('this build of mnemo does not export Mnemo (engine not merged yet)');
     return pkg.Mnemo;
@@ -50,12 +51,15 @@ export function create({ backend = 'webgpu' } = {}) {
           });
         }
         const got = await mem.rememberMany(items);
-        for (let j = 0; j < got.length; j++) engineId.set(ids[from + j], got[j]);
+        for (let j = 0; j < got.length; j++) {
+          engineId.set(ids[from + j], got[j]);
+          benchId.set(got[j], ids[from + j]);
+        }
       }
     },
     async query(q, k) {
       const hits = await mem.recall({ embedding: q, k, weights: WEIGHTS });
-      return hits.map((h) => h.meta.i);
+      return hits.map((h) => (h.meta && h.meta.i !== undefined ? h.meta.i : benchId.get(h.id)));
     },
     async delete(del) {
       for (const id of del) await mem.forget(engineId.get(id));
