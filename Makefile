@@ -5,6 +5,10 @@ CHROMEDRIVER ?= /usr/bin/chromedriver
 # The native GPU tests assert this adapter (Mesa lavapipe in CI). Empty: accept any Vulkan adapter.
 MNEMO_EXPECT_ADAPTER ?= llvmpipe
 export MNEMO_EXPECT_ADAPTER
+# wasm-bindgen-test-runner's timeout (default 20 s) covers a whole browser test binary; the fetch
+# suite (a 100k x 384 bank, a folded dispatch) needs longer on SwiftShader.
+WASM_BINDGEN_TEST_TIMEOUT ?= 300
+export WASM_BINDGEN_TEST_TIMEOUT
 WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue

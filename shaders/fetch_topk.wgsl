@@ -41,7 +41,7 @@ struct Params {
     b: u32,           // queries
     use_mask: u32,    // scan: 1 when `allow` is a real mask
     per: u32,         // scan: values per data word (1, 2 or 4)
-    _pad: u32,
+    neg_inf: f32,     // -infinity, from the host (WGSL constant expressions cannot be infinite)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -62,7 +62,7 @@ var<workgroup> counter: atomic<u32>;
 var<workgroup> shared_n: u32;
 
 fn neg_inf() -> f32 {
-    return bitcast<f32>(0xFF800000u);
+    return p.neg_inf;
 }
 
 // a before b in the result order.
@@ -201,8 +201,13 @@ fn scan(
         if (ok) {
             ok = row_allowed(gid);
         }
+        // Reset explicitly every round (not only by the declaration's zero-initialisation).
         var acc: array<vec4<f32>, QMAX>;
         var score: array<f32, QMAX>;
+        for (var s = 0u; s < QB; s = s + 1u) {
+            acc[s] = vec4<f32>(0.0);
+            score[s] = 0.0;
+        }
         if (ok) {
             let blk = local / BR;
             let r = local % BR;

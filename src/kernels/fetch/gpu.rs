@@ -76,7 +76,7 @@ struct TopkParams {
     b: u32,
     use_mask: u32,
     per: u32,
-    _pad: u32,
+    neg_inf: f32,
 }
 
 #[repr(C)]
@@ -462,7 +462,7 @@ impl GpuStore {
                     b: b as u32,
                     use_mask: mask.is_some() as u32,
                     per: l.format.per_word() as u32,
-                    _pad: 0,
+                    neg_inf: f32::NEG_INFINITY,
                 },
             );
             dispatch(
@@ -514,7 +514,7 @@ impl GpuStore {
                     b: b as u32,
                     use_mask: 0,
                     per: 0,
-                    _pad: 0,
+                    neg_inf: f32::NEG_INFINITY,
                 },
             );
             dispatch(
