@@ -13,7 +13,7 @@ WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
-.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval
+.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval bench-fetch
 
 ## Install what is missing (idempotent).
 setup:
@@ -53,9 +53,15 @@ test-browser:
 test-e2e: pkg
 	cd www && node tests/run-all.mjs
 
-## Benchmarks (numbers, never assertions): criterion natively.
-bench: setup
+## Benchmarks (numbers, never assertions): criterion natively, browser bench pages headless.
+bench: setup bench-fetch
 	cargo bench
+
+## Flat top-k in the browser (www/bench/fetch.html, headless Chromium, WebGPU on SwiftShader):
+## latency median/p95 and scan bandwidth against a GPU copy kernel and wasm memcpy.
+## Natively: `cargo bench --bench fetch`.
+bench-fetch: pkg
+	cd www && node bench/fetch-run.mjs
 
 fmt:
 	cargo fmt --all

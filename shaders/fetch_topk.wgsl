@@ -59,7 +59,6 @@ var<workgroup> best_i: array<u32, BEST>;
 var<workgroup> sc_s: array<f32, WG>;
 var<workgroup> sc_i: array<u32, WG>;
 var<workgroup> counter: atomic<u32>;
-var<workgroup> shared_n: u32;
 
 fn neg_inf() -> f32 {
     return p.neg_inf;
@@ -96,12 +95,8 @@ fn offer(slot: u32, s: f32, id: u32, ok: bool, lid: u32) {
         sc_s[at] = s;
         sc_i[at] = id;
     }
-    workgroupBarrier();
-    if (lid == 0u) {
-        shared_n = atomicLoad(&counter);
-        atomicStore(&counter, 0u);
-    }
-    let n = workgroupUniformLoad(&shared_n);
+    // One barrier in the common case (no candidate: the counter stays 0).
+    let n = workgroupUniformLoad(&counter);
     if (n == 0u) {
         return;
     }
@@ -151,6 +146,9 @@ fn offer(slot: u32, s: f32, id: u32, ok: bool, lid: u32) {
         best_s[base + c_rank] = c_s;
         best_i[base + c_rank] = c_i;
     }
+    if (lid == 0u) {
+        atomicStore(&counter, 0u);
+    }
     workgroupBarrier();
 }
 
@@ -159,12 +157,33 @@ fn any_wanted(mine: bool, lid: u32) -> bool {
     if (mine) {
         atomicStore(&counter, 1u);
     }
-    workgroupBarrier();
+    if (workgroupUniformLoad(&counter) == 0u) {
+        return false;
+    }
     if (lid == 0u) {
-        shared_n = atomicLoad(&counter);
         atomicStore(&counter, 0u);
     }
-    return workgroupUniformLoad(&shared_n) != 0u;
+    workgroupBarrier();
+    return true;
+}
+
+// One slab's contribution to one query slot's lane accumulators: the word's values (x0: f32 or
+// low halves or byte 0; x1: high halves or byte 1; x2, x3: bytes 2, 3) times the query's lanes.
+fn step(a: vec4<f32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, qo: u32) -> vec4<f32> {
+    var r = a + x0 * queries[qo];
+    if (FORMAT >= 1u) {
+        r = r + x1 * queries[qo + QB];
+    }
+    if (FORMAT == 2u) {
+        r = r + x2 * queries[qo + 2u * QB];
+        r = r + x3 * queries[qo + 3u * QB];
+    }
+    return r;
+}
+
+// The four lanes of a dot product, in the CPU path's order.
+fn fold(a: vec4<f32>) -> f32 {
+    return (a.x + a.y) + (a.z + a.w);
 }
 
 fn row_allowed(g: u32) -> bool {
@@ -201,13 +220,27 @@ fn scan(
         if (ok) {
             ok = row_allowed(gid);
         }
-        // Reset explicitly every round (not only by the declaration's zero-initialisation).
-        var acc: array<vec4<f32>, QMAX>;
+        // One accumulator variable per query slot, updated by straight-line code guarded by
+        // the constant QB: no private array is indexed in the hot loop (a software rasteriser
+        // would spill it to per-lane memory). `score` is indexed by a runtime slot only in the
+        // selection below.
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        var a4 = vec4<f32>(0.0);
+        var a5 = vec4<f32>(0.0);
+        var a6 = vec4<f32>(0.0);
+        var a7 = vec4<f32>(0.0);
+        var a8 = vec4<f32>(0.0);
+        var a9 = vec4<f32>(0.0);
+        var a10 = vec4<f32>(0.0);
+        var a11 = vec4<f32>(0.0);
+        var a12 = vec4<f32>(0.0);
+        var a13 = vec4<f32>(0.0);
+        var a14 = vec4<f32>(0.0);
+        var a15 = vec4<f32>(0.0);
         var score: array<f32, QMAX>;
-        for (var s = 0u; s < QB; s = s + 1u) {
-            acc[s] = vec4<f32>(0.0);
-            score[s] = 0.0;
-        }
         if (ok) {
             let blk = local / BR;
             let r = local % BR;
@@ -215,42 +248,63 @@ fn scan(
             for (var j = 0u; j < slabs; j = j + 1u) {
                 let x = bank[base + j * BR];
                 let qo = (qbase + j * p.per) * QB;
+                var x0: vec4<f32>;
+                var x1: vec4<f32>;
+                var x2: vec4<f32>;
+                var x3: vec4<f32>;
                 if (FORMAT == 0u) {
-                    let xf = bitcast<vec4<f32>>(x);
-                    for (var s = 0u; s < QB; s = s + 1u) {
-                        acc[s] = acc[s] + xf * queries[qo + s];
-                    }
+                    x0 = bitcast<vec4<f32>>(x);
                 } else if (FORMAT == 1u) {
                     let u0 = unpack2x16float(x.x);
                     let u1 = unpack2x16float(x.y);
                     let u2 = unpack2x16float(x.z);
                     let u3 = unpack2x16float(x.w);
-                    let lo = vec4<f32>(u0.x, u1.x, u2.x, u3.x);
-                    let hi = vec4<f32>(u0.y, u1.y, u2.y, u3.y);
-                    for (var s = 0u; s < QB; s = s + 1u) {
-                        acc[s] = acc[s] + lo * queries[qo + s];
-                        acc[s] = acc[s] + hi * queries[qo + QB + s];
-                    }
+                    x0 = vec4<f32>(u0.x, u1.x, u2.x, u3.x);
+                    x1 = vec4<f32>(u0.y, u1.y, u2.y, u3.y);
                 } else {
                     let xi = bitcast<vec4<i32>>(x);
-                    for (var e = 0u; e < 4u; e = e + 1u) {
-                        let v = vec4<f32>(extractBits(xi, 8u * e, 8u));
-                        for (var s = 0u; s < QB; s = s + 1u) {
-                            acc[s] = acc[s] + v * queries[qo + e * QB + s];
-                        }
-                    }
+                    x0 = vec4<f32>(extractBits(xi, 0u, 8u));
+                    x1 = vec4<f32>(extractBits(xi, 8u, 8u));
+                    x2 = vec4<f32>(extractBits(xi, 16u, 8u));
+                    x3 = vec4<f32>(extractBits(xi, 24u, 8u));
                 }
+                a0 = step(a0, x0, x1, x2, x3, qo);
+                if (QB > 1u) { a1 = step(a1, x0, x1, x2, x3, qo + 1u); }
+                if (QB > 2u) { a2 = step(a2, x0, x1, x2, x3, qo + 2u); }
+                if (QB > 3u) { a3 = step(a3, x0, x1, x2, x3, qo + 3u); }
+                if (QB > 4u) { a4 = step(a4, x0, x1, x2, x3, qo + 4u); }
+                if (QB > 5u) { a5 = step(a5, x0, x1, x2, x3, qo + 5u); }
+                if (QB > 6u) { a6 = step(a6, x0, x1, x2, x3, qo + 6u); }
+                if (QB > 7u) { a7 = step(a7, x0, x1, x2, x3, qo + 7u); }
+                if (QB > 8u) { a8 = step(a8, x0, x1, x2, x3, qo + 8u); }
+                if (QB > 9u) { a9 = step(a9, x0, x1, x2, x3, qo + 9u); }
+                if (QB > 10u) { a10 = step(a10, x0, x1, x2, x3, qo + 10u); }
+                if (QB > 11u) { a11 = step(a11, x0, x1, x2, x3, qo + 11u); }
+                if (QB > 12u) { a12 = step(a12, x0, x1, x2, x3, qo + 12u); }
+                if (QB > 13u) { a13 = step(a13, x0, x1, x2, x3, qo + 13u); }
+                if (QB > 14u) { a14 = step(a14, x0, x1, x2, x3, qo + 14u); }
+                if (QB > 15u) { a15 = step(a15, x0, x1, x2, x3, qo + 15u); }
             }
             var scale = 1.0;
             if (FORMAT == 2u) {
                 scale = bitcast<f32>(bank[(blk * p.block_words) / 4u + r / 4u][r % 4u]);
             }
-            // Only loops bounded by the constant QB index `acc` (they unroll, so it stays in
-            // registers); the selection below indexes `score` by a runtime slot.
-            for (var s = 0u; s < QB; s = s + 1u) {
-                let a = acc[s];
-                score[s] = ((a.x + a.y) + (a.z + a.w)) * scale;
-            }
+            score[0] = fold(a0) * scale;
+            if (QB > 1u) { score[1] = fold(a1) * scale; }
+            if (QB > 2u) { score[2] = fold(a2) * scale; }
+            if (QB > 3u) { score[3] = fold(a3) * scale; }
+            if (QB > 4u) { score[4] = fold(a4) * scale; }
+            if (QB > 5u) { score[5] = fold(a5) * scale; }
+            if (QB > 6u) { score[6] = fold(a6) * scale; }
+            if (QB > 7u) { score[7] = fold(a7) * scale; }
+            if (QB > 8u) { score[8] = fold(a8) * scale; }
+            if (QB > 9u) { score[9] = fold(a9) * scale; }
+            if (QB > 10u) { score[10] = fold(a10) * scale; }
+            if (QB > 11u) { score[11] = fold(a11) * scale; }
+            if (QB > 12u) { score[12] = fold(a12) * scale; }
+            if (QB > 13u) { score[13] = fold(a13) * scale; }
+            if (QB > 14u) { score[14] = fold(a14) * scale; }
+            if (QB > 15u) { score[15] = fold(a15) * scale; }
         }
         if (QB == 1u) {
             offer(0u, score[0], gid, ok, lid);

@@ -462,6 +462,7 @@ fn dispatch_over_65535_workgroups_is_folded() {
         tuning: Tuning {
             rows_per_group: Some(256),
             merge_fanin: Some(2),
+            queries_per_group: None,
         },
         ..Default::default()
     };

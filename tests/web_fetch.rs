@@ -160,6 +160,7 @@ async fn folded_dispatch_over_65535_workgroups_on_webgpu() {
         tuning: Tuning {
             rows_per_group: Some(256),
             merge_fanin: Some(2),
+            queries_per_group: None,
         },
         ..Default::default()
     };

@@ -41,6 +41,9 @@ pub struct Tuning {
     pub rows_per_group: Option<usize>,
     /// Lists each merge workgroup reduces to one (at least 2).
     pub merge_fanin: Option<usize>,
+    /// Queries one scan workgroup scores together (1..=16, default 16, fewer when k is large):
+    /// each bank row is read once per group of queries.
+    pub queries_per_group: Option<usize>,
 }
 
 pub(crate) struct Chunk {
@@ -350,7 +353,9 @@ impl GpuStore {
     /// The launch geometry for `b` queries, `k` results, over `n` rows.
     pub(crate) fn plan(&self, n: usize, b: usize, k: usize, tuning: &Tuning) -> TopkPlan {
         let k2 = k.next_power_of_two();
-        let qmax = (1024 / k2).clamp(1, 16);
+        let qmax = (1024 / k2)
+            .min(tuning.queries_per_group.unwrap_or(16))
+            .clamp(1, 16);
         let qgroups = b.div_ceil(qmax.min(b));
         let qb = b.div_ceil(qgroups);
         // Enough rows per workgroup to amortise its selection; bounded candidate memory.
