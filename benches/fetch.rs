@@ -48,6 +48,17 @@ mod native {
         v
     }
 
+    const SLOW: Duration = Duration::from_millis(2500);
+    const SLOW_SAMPLES: usize = 5;
+
+    /// Whether criterion's command-line filter (if any) selects benchmark `id`.
+    fn selected(id: &str) -> bool {
+        std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .all(|f| id.contains(&f))
+    }
+
     fn quantile(sorted: &[f64], q: f64) -> f64 {
         let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
         sorted[i.min(sorted.len() - 1)]
@@ -146,23 +157,43 @@ mod native {
                     for path in [FetchPath::Gpu, FetchPath::Cpu] {
                         let name = if path == FetchPath::Gpu { "gpu" } else { "cpu" };
                         let mut samples: Vec<f64> = Vec::new();
-                        group.bench_function(format!("{name}/b={b}"), |bch| {
-                            bch.iter_custom(|iters| {
-                                let mut total = Duration::ZERO;
-                                for _ in 0..iters {
-                                    let t = Instant::now();
-                                    let r =
-                                        pollster::block_on(bank.topk(&q, K, None, path)).unwrap();
-                                    let e = t.elapsed();
-                                    std::hint::black_box(r);
-                                    samples.push(e.as_secs_f64());
-                                    total += e;
-                                }
-                                total
-                            })
-                        });
+                        let id = format!("fetch/n={n}/{}/{name}/b={b}", format.as_str());
+                        if !selected(&id) {
+                            continue;
+                        }
+                        // Calls slower than SLOW (1M rows on a software adapter) are sampled
+                        // SLOW_SAMPLES times outside criterion, which insists on 10 samples.
+                        let t = Instant::now();
+                        std::hint::black_box(
+                            pollster::block_on(bank.topk(&q, K, None, path)).unwrap(),
+                        );
+                        if t.elapsed() > SLOW {
+                            for _ in 0..SLOW_SAMPLES {
+                                let t = Instant::now();
+                                std::hint::black_box(
+                                    pollster::block_on(bank.topk(&q, K, None, path)).unwrap(),
+                                );
+                                samples.push(t.elapsed().as_secs_f64());
+                            }
+                        } else {
+                            group.bench_function(format!("{name}/b={b}"), |bch| {
+                                bch.iter_custom(|iters| {
+                                    let mut total = Duration::ZERO;
+                                    for _ in 0..iters {
+                                        let t = Instant::now();
+                                        let r = pollster::block_on(bank.topk(&q, K, None, path))
+                                            .unwrap();
+                                        let e = t.elapsed();
+                                        std::hint::black_box(r);
+                                        samples.push(e.as_secs_f64());
+                                        total += e;
+                                    }
+                                    total
+                                })
+                            });
+                        }
                         if samples.is_empty() {
-                            continue; // filtered out
+                            continue;
                         }
                         let count = samples.len();
                         let (med, p95) = stats(&mut samples);
@@ -181,11 +212,7 @@ mod native {
                         ));
                     }
                     // Kernel throughput with submission and readback amortised (4 top-k per submit).
-                    let filter_hit = std::env::args()
-                        .skip(1)
-                        .filter(|a| !a.starts_with('-'))
-                        .all(|f| format!("fetch/n={n}/{}/gpu/b={b}", format.as_str()).contains(&f));
-                    if filter_hit {
+                    if selected(&format!("fetch/n={n}/{}/gpu/b={b}", format.as_str())) {
                         let reps = if bytes > 5e8 { 1 } else { 4 };
                         let t = time_median(3, || {
                             pollster::block_on(bank.bench_gpu_scans(&q, K, reps)).unwrap()

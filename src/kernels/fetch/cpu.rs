@@ -136,6 +136,79 @@ fn score_lanes<const P: usize>(
     }
 }
 
+/// Queries scored together per pass over a block on the CPU (decoded words are reused).
+pub(crate) const CPU_QUERIES: usize = 4;
+
+/// [`score_block`] for [`CPU_QUERIES`] queries at once: each slab is loaded and decoded once
+/// and multiplied into every query's lanes, two rows at a time (16 accumulator vectors). The
+/// per-query summation order is that of [`score_block`], so the scores are identical.
+#[inline]
+pub(crate) fn score_block_multi(
+    layout: &Layout,
+    block: &[u32],
+    qs: [&[f32]; CPU_QUERIES],
+    out: &mut [[f32; BLOCK_ROWS]; CPU_QUERIES],
+) {
+    let hdr = layout.format.header() * BLOCK_ROWS;
+    let data = &block[hdr..hdr + layout.words * BLOCK_ROWS];
+    match layout.format {
+        BankFormat::F32 => score_lanes_multi::<1>(data, qs, out, |w, _| f32::from_bits(w)),
+        BankFormat::F16 => score_lanes_multi::<2>(data, qs, out, |w, e| {
+            f16_bits_to_f32(if e == 0 { w & 0xFFFF } else { w >> 16 })
+        }),
+        BankFormat::Int8 => {
+            score_lanes_multi::<4>(data, qs, out, |w, e| i8_of(w, e) as f32);
+            for o in out.iter_mut() {
+                for (v, &sw) in o.iter_mut().zip(&block[..BLOCK_ROWS]) {
+                    *v *= f32::from_bits(sw);
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn score_lanes_multi<const P: usize>(
+    data: &[u32],
+    qs: [&[f32]; CPU_QUERIES],
+    out: &mut [[f32; BLOCK_ROWS]; CPU_QUERIES],
+    val: impl Fn(u32, usize) -> f32 + Copy,
+) {
+    const SLAB: usize = 4 * BLOCK_ROWS;
+    const PAIR: usize = 2;
+    for g in 0..BLOCK_ROWS / PAIR {
+        let mut acc = [[[0.0f32; 4]; PAIR]; CPU_QUERIES];
+        for (s, slab) in data.chunks_exact(SLAB).enumerate() {
+            let x: &[u32; 4 * PAIR] = slab[g * 4 * PAIR..(g + 1) * 4 * PAIR]
+                .try_into()
+                .expect("slab slice");
+            for e in 0..P {
+                let mut v = [[0.0f32; 4]; PAIR];
+                for (rr, vr) in v.iter_mut().enumerate() {
+                    for t in 0..4 {
+                        vr[t] = val(x[4 * rr + t], e);
+                    }
+                }
+                for (a, q) in acc.iter_mut().zip(qs) {
+                    let q4: &[f32; 4] = q[(s * P + e) * 4..(s * P + e) * 4 + 4]
+                        .try_into()
+                        .expect("query lanes");
+                    for (ar, vr) in a.iter_mut().zip(&v) {
+                        for t in 0..4 {
+                            ar[t] += vr[t] * q4[t];
+                        }
+                    }
+                }
+            }
+        }
+        for (o, a) in out.iter_mut().zip(&acc) {
+            for (rr, ar) in a.iter().enumerate() {
+                o[g * PAIR + rr] = (ar[0] + ar[1]) + (ar[2] + ar[3]);
+            }
+        }
+    }
+}
+
 /// Arrange each of the `b` queries (`[b, dims]`) for the lane-wise dot product
 /// ([`Layout::arrange_query`]); `layout.cols()` values per query.
 pub(crate) fn arrange_queries(layout: &Layout, queries: &[f32]) -> Vec<f32> {
@@ -181,6 +254,7 @@ pub(crate) fn scan(
     let bw = layout.block_words();
     let mut sel: Vec<Selector> = (0..b).map(|_| Selector::new(k)).collect();
     let mut scores = [0.0f32; BLOCK_ROWS];
+    let mut multi = [[0.0f32; BLOCK_ROWS]; CPU_QUERIES];
     for blk in 0..n.div_ceil(BLOCK_ROWS) {
         let bits = block_bits(live, mask, blk, n);
         if bits == 0 {
@@ -188,8 +262,7 @@ pub(crate) fn scan(
         }
         let block = &words[blk * bw..(blk + 1) * bw];
         let row0 = (blk * BLOCK_ROWS) as u32;
-        for (s, q) in sel.iter_mut().zip(qp.chunks_exact(cols)) {
-            score_block(layout, block, q, &mut scores);
+        let offer = |s: &mut Selector, scores: &[f32; BLOCK_ROWS]| {
             if bits == 0xFF {
                 for (r, &sc) in scores.iter().enumerate() {
                     s.offer(sc, row0 + r as u32);
@@ -202,6 +275,20 @@ pub(crate) fn scan(
                     s.offer(scores[r], row0 + r as u32);
                 }
             }
+        };
+        let mut q0 = 0;
+        while q0 + CPU_QUERIES <= b {
+            let qs: [&[f32]; CPU_QUERIES] =
+                std::array::from_fn(|i| &qp[(q0 + i) * cols..(q0 + i + 1) * cols]);
+            score_block_multi(layout, block, qs, &mut multi);
+            for (s, sc) in sel[q0..q0 + CPU_QUERIES].iter_mut().zip(&multi) {
+                offer(s, sc);
+            }
+            q0 += CPU_QUERIES;
+        }
+        for (s, q) in sel[q0..].iter_mut().zip(qp[q0 * cols..].chunks_exact(cols)) {
+            score_block(layout, block, q, &mut scores);
+            offer(s, &scores);
         }
     }
     let mut out = TopkResult::empty(b, k);
@@ -244,6 +331,38 @@ pub(crate) fn scatter(layout: &Layout, words: &mut [u32], first: usize, staged: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_query_scores_equal_single_query_scores_bitwise() {
+        let mut rng = crate::rng::Rng::new(44);
+        for format in [BankFormat::F32, BankFormat::F16, BankFormat::Int8] {
+            for dims in [1usize, 5, 33, 384] {
+                let l = Layout::new(format, dims);
+                let mut words = vec![0u32; l.block_words()];
+                scatter(
+                    &l,
+                    &mut words,
+                    0,
+                    &l.encode_rows(&rng.vec_f32(BLOCK_ROWS * dims)),
+                );
+                let qp = arrange_queries(&l, &rng.vec_f32(CPU_QUERIES * dims));
+                let cols = l.cols();
+                let qs: [&[f32]; CPU_QUERIES] =
+                    std::array::from_fn(|i| &qp[i * cols..(i + 1) * cols]);
+                let mut multi = [[0.0f32; BLOCK_ROWS]; CPU_QUERIES];
+                score_block_multi(&l, &words, qs, &mut multi);
+                for (q, m) in qs.iter().zip(&multi) {
+                    let mut single = [0.0f32; BLOCK_ROWS];
+                    score_block(&l, &words, q, &mut single);
+                    assert_eq!(
+                        single.map(f32::to_bits),
+                        m.map(f32::to_bits),
+                        "{format:?} d={dims}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn selector_keeps_best_with_id_ties() {

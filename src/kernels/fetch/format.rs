@@ -261,10 +261,10 @@ pub fn quantize_i8(x: f32, inv: f32) -> i8 {
     (x * inv).round().clamp(-127.0, 127.0) as i8
 }
 
-/// Signed byte `t` (0 = lowest) of `w`.
+/// Signed byte `t` (0 = lowest) of `w` (shift left, then arithmetic shift right: vectorises).
 #[inline(always)]
 pub fn i8_of(w: u32, t: usize) -> i8 {
-    (w >> (8 * t)) as u8 as i8
+    (((w << (24 - 8 * t)) as i32) >> 24) as i8
 }
 
 /// f32 to IEEE half bits, round to nearest even.
