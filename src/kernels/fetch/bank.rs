@@ -16,7 +16,8 @@ pub use super::gpu::Tuning;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FetchPath {
     /// The GPU for banks of at least [`FlatBankOptions::auto_gpu_min_bytes`], else the CPU
-    /// (a WebGPU readback costs milliseconds, more than a CPU scan of a small bank). Whichever
+    /// (a WebGPU readback costs milliseconds, more than a CPU scan of a small bank); always the
+    /// CPU on a software adapter (lavapipe, SwiftShader: the same CPU, far slower). Whichever
     /// exists when the bank has only one.
     #[default]
     Auto,
@@ -480,6 +481,12 @@ impl FlatBank {
         Some(out)
     }
 
+    fn software_adapter(&self) -> bool {
+        self.compute
+            .adapter_info()
+            .is_some_and(|a| a.device_type == "cpu")
+    }
+
     /// Which path `path` resolves to for this bank.
     pub fn resolve(&self, path: FetchPath) -> Result<FetchPath, KernelError> {
         match path {
@@ -492,9 +499,12 @@ impl FlatBank {
             }),
             FetchPath::Auto => Ok(if self.gpu.is_none() {
                 FetchPath::Cpu
-            } else if self.mirror.is_none()
-                || self.bank_bytes() >= self.opts.auto_gpu_min_bytes as u64
-            {
+            } else if self.mirror.is_none() {
+                FetchPath::Gpu
+            } else if self.software_adapter() {
+                // A software adapter runs on the same CPU, much slower than the CPU path.
+                FetchPath::Cpu
+            } else if self.bank_bytes() >= self.opts.auto_gpu_min_bytes as u64 {
                 FetchPath::Gpu
             } else {
                 FetchPath::Cpu

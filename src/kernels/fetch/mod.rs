@@ -19,8 +19,9 @@
 //!
 //! # GPU versus CPU
 //!
-//! Both paths sum each dot product in the same column order, but a GPU driver may fuse multiply
-//! and add, so a score can differ in its last bits between paths. The guarantee, checked by
+//! Both paths sum each dot product in the same order (four lanes over the row's 16-byte slabs,
+//! combined as `(l0 + l1) + (l2 + l3)`, see [`format`]), but a GPU driver may fuse multiply and
+//! add, so a score can differ in its last bits between paths. The guarantee, checked by
 //! [`agreement`] in the tests, for a tolerance `eps` bounding that difference (the tests use
 //! `2e-6 · d` for values in [-1, 1]):
 //!
