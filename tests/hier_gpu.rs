@@ -19,10 +19,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
+use mnemo::kernels::hier::check;
 use mnemo::kernels::hier::gpu::{assign_gpu, build, build_gpu, update_gpu};
 use mnemo::kernels::hier::gpu_search::{search, search_gpu, HierGpu};
 use mnemo::kernels::hier::kmeans::{assign_cpu, set_bias, update_cpu, Group, LevelProblem};
-use mnemo::kernels::hier::pkm::{boundary_gaps, pkm_cpu, pkm_gpu, PkmArgs};
+use mnemo::kernels::hier::pkm::{pkm_cpu, pkm_gpu, PkmArgs};
 use mnemo::kernels::hier::synth::{clustered, Clustered};
 use mnemo::kernels::hier::topk::{exact_topk, recall, NO_ID};
 use mnemo::kernels::hier::{HierConfig, HierIndex, SearchOptions};
@@ -78,13 +79,6 @@ fn problem(rng: &mut Rng, n: usize, d: usize, groups: usize) -> (Vec<f32>, Level
     (bank, p)
 }
 
-fn routing_score(bank: &[f32], p: &LevelProblem, row: u32, c: u32) -> f32 {
-    let d = p.d;
-    let x = &bank[row as usize * d..(row as usize + 1) * d];
-    let cr = &p.cents[c as usize * (d + 1)..(c as usize + 1) * (d + 1)];
-    x.iter().zip(&cr[..d]).map(|(a, b)| a * b).sum::<f32>() + cr[d]
-}
-
 #[test]
 fn assign_kernel_matches_cpu_up_to_near_ties() {
     let mut rng = Rng::new(0xA55);
@@ -95,22 +89,9 @@ fn assign_kernel_matches_cpu_up_to_near_ties() {
         let (bank, p) = problem(&mut rng, 500 + case * 37, d, 1 + case % 7);
         let want = assign_cpu(&bank, &p);
         let got = pollster::block_on(assign_gpu(ctx(), &bank, &p)).unwrap();
-        assert_eq!(got.len(), want.len());
-        for (j, (&g, &w)) in got.iter().zip(&want).enumerate() {
-            total += 1;
-            if g == w {
-                continue;
-            }
-            let (sg, sw) = (
-                routing_score(&bank, &p, p.pts[j], g),
-                routing_score(&bank, &p, p.pts[j], w),
-            );
-            assert!(
-                (sg - sw).abs() <= 1e-5 * (1.0 + sw.abs()),
-                "case {case} d={d} point {j}: GPU centroid {g} (score {sg}) vs CPU {w} (score {sw})"
-            );
-            flips += 1;
-        }
+        total += got.len();
+        flips += check::assignments(&bank, &p, &got, &want)
+            .unwrap_or_else(|m| panic!("case {case} d={d}: {m}"));
     }
     println!("assignment: {flips} near-tie flips in {total} points");
 }
@@ -210,63 +191,8 @@ fn check_search(
     qs: &[f32],
     o: &SearchOptions,
 ) -> usize {
-    let d = idx.dims();
-    let k = o.k;
     let (gr, gathered) = pollster::block_on(search_gpu(ctx(), idx, mirror, qs, o, true)).unwrap();
-    let cr = idx.search(qs, o).unwrap();
-    // k + 1 CPU results tell whether the k-th is near-tied with the next.
-    let cr1 = idx.search(qs, &SearchOptions { k: k + 1, ..*o }).unwrap();
-    let (_, beam) = idx.check_search(qs, o).unwrap();
-    let mut routing_ties = 0;
-    for (qi, q) in qs.chunks_exact(d).enumerate() {
-        let (_, gap) = idx.probe(q, beam);
-        let g = &gr.ids[qi * k..(qi + 1) * k];
-        let c = &cr.ids[qi * k..(qi + 1) * k];
-        let gs = &gr.scores[qi * k..(qi + 1) * k];
-        let cs = &cr.scores[qi * k..(qi + 1) * k];
-        let cs1 = &cr1.scores[qi * (k + 1)..(qi + 1) * (k + 1)];
-        let eps = |s: f32| 1e-5 * (1.0 + s.abs());
-        if gap <= 1e-4 {
-            routing_ties += 1;
-            continue;
-        }
-        for j in 0..k {
-            if c[j] == NO_ID {
-                assert_eq!(
-                    g[j], NO_ID,
-                    "{what}: query {qi} slot {j}: GPU {} vs empty",
-                    g[j]
-                );
-                continue;
-            }
-            assert!(
-                (gs[j] - cs[j]).abs() <= eps(cs[j]),
-                "{what}: query {qi} slot {j}: score GPU {} vs CPU {}",
-                gs[j],
-                cs[j]
-            );
-            if g[j] != c[j] {
-                let near_prev = j > 0 && (cs[j - 1] - cs[j]).abs() <= eps(cs[j]);
-                let near_next = (cs1[j + 1] - cs[j]).abs() <= eps(cs[j]);
-                assert!(
-                    near_prev || near_next,
-                    "{what}: query {qi} slot {j}: GPU id {} vs CPU id {} (score {})",
-                    g[j],
-                    c[j],
-                    cs[j]
-                );
-            }
-        }
-        let rows = gathered.as_ref().unwrap();
-        for j in 0..k {
-            let got = &rows[(qi * k + j) * d..(qi * k + j + 1) * d];
-            match idx.vector(g[j]) {
-                Some(v) => assert_eq!(got, v, "{what}: gathered row"),
-                None => assert!(got.iter().all(|&x| x == 0.0)),
-            }
-        }
-    }
-    routing_ties
+    check::search(idx, qs, o, &gr, gathered.as_deref()).unwrap_or_else(|m| panic!("{what}: {m}"))
 }
 
 #[test]
@@ -463,40 +389,10 @@ fn pkm_gpu_matches_cpu() {
         };
         let want = pkm_cpu(&a).unwrap();
         let got = pollster::block_on(pkm_gpu(ctx(), &a)).unwrap();
-        let gaps = boundary_gaps(&a).unwrap();
-        for (q, gap) in gaps.iter().enumerate() {
-            if *gap <= 1e-4 * (1.0 + want.scores[q * k].abs()) {
-                *skipped.entry(case).or_default() += 1;
-                continue;
-            }
-            let r = q * k..(q + 1) * k;
-            assert_eq!(
-                got.ids[r.clone()],
-                want.ids[r.clone()],
-                "case {case} query {q}: slots"
-            );
-            let what = format!("case {case} d={d} n1={n1} n2={n2} k={k} dv={dv} query {q}");
-            assert_close(
-                &format!("{what}: weights"),
-                &got.weights[r.clone()],
-                &want.weights[r.clone()],
-                1e-4,
-                1e-6,
-            );
-            assert_close(
-                &format!("{what}: scores"),
-                &got.scores[r.clone()],
-                &want.scores[r],
-                1e-5,
-                1e-5,
-            );
-            assert_close(
-                &format!("{what}: output"),
-                &got.output[q * dv..(q + 1) * dv],
-                &want.output[q * dv..(q + 1) * dv],
-                1e-4,
-                1e-5,
-            );
+        let n = check::pkm(&a, &got, &want)
+            .unwrap_or_else(|m| panic!("case {case} d={d} n1={n1} n2={n2} k={k} dv={dv}: {m}"));
+        if n > 0 {
+            skipped.insert(case, n);
         }
     }
     println!("PKM: queries skipped for near-ties per case: {skipped:?}");

@@ -12,8 +12,8 @@
 
 use std::future::Future;
 
+use super::dot::dot;
 use super::HierError;
-use crate::kernels::cpu::dot;
 use crate::rng::Rng;
 
 /// Offsets of one group in a [`LevelProblem`]: its points `pts[pstart .. pstart + pcount]` and its
@@ -163,9 +163,16 @@ pub struct CpuEngine<'a> {
 
 impl KmeansEngine for CpuEngine<'_> {
     async fn train(&mut self, p: &mut LevelProblem, iterations: usize) -> Result<(), HierError> {
+        let mut last: Option<Vec<u32>> = None;
         for _ in 0..iterations {
             let a = assign_cpu(self.bank, p);
+            // Converged: the update would recompute the same centroids (same points, same
+            // summation order), so stopping is exactly equivalent to running on.
+            if last.as_ref() == Some(&a) {
+                break;
+            }
             update_cpu(self.bank, p, &a);
+            last = Some(a);
         }
         Ok(())
     }

@@ -29,6 +29,9 @@
 //! sub-keys, score the k² combinations, keep the top-k, softmax them and return the weighted sum of
 //! the selected value rows. CPU reference and GPU kernel.
 
+#[doc(hidden)]
+pub mod check;
+pub mod dot;
 pub mod format;
 pub mod gpu;
 pub mod gpu_search;

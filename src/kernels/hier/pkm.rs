@@ -10,11 +10,11 @@
 //!
 //! [`pkm_cpu`] is the reference; [`pkm_gpu`] runs `shaders/pkm.wgsl` (one workgroup per query).
 
+use super::dot::dot;
 use super::topk::TopK;
 use super::{invalid, HierError};
 use crate::compute::Compute;
 use crate::gpu::{fold_workgroups, GpuContext, PipelineKey};
-use crate::kernels::cpu::dot;
 use crate::kernels::{check_finite, rows_of, KernelError};
 
 /// Largest `k` of the lookup (the GPU sorts the `k²` combinations in one 1024-entry tile).
@@ -132,7 +132,8 @@ pub fn check(a: &PkmArgs) -> Result<PkmShape, HierError> {
     check_finite("queries", a.queries)?;
     check_finite("keys1", a.keys1)?;
     check_finite("keys2", a.keys2)?;
-    check_finite("values", a.values)?;
+    // Values are checked where they are read: the selected rows on the CPU path, all of them once
+    // when a GPU layer is uploaded (a memory layer's values are large and static).
     Ok(PkmShape {
         b,
         d: a.dims,
@@ -207,6 +208,15 @@ pub fn pkm_cpu(a: &PkmArgs) -> Result<PkmOutput, HierError> {
             }
         }
         let top = tc.items();
+        for &(_, slot) in top {
+            let row = &a.values[slot as usize * s.dv..(slot as usize + 1) * s.dv];
+            if let Some(j) = row.iter().position(|v| !v.is_finite()) {
+                return Err(HierError::Kernel(KernelError::NonFinite {
+                    name: "values",
+                    index: slot as usize * s.dv + j,
+                }));
+            }
+        }
         let max = top[0].0;
         let exps: Vec<f32> = top.iter().map(|&(sc, _)| (sc - max).exp()).collect();
         let total: f32 = exps.iter().sum();
@@ -246,87 +256,177 @@ struct Params {
     _pad: u32,
 }
 
-/// GPU path: `shaders/pkm.wgsl`, one workgroup per query.
-pub async fn pkm_gpu(ctx: &GpuContext, a: &PkmArgs<'_>) -> Result<PkmOutput, HierError> {
-    let s = check(a)?;
-    ctx.check_alive()?;
-    for (what, bytes) in [
-        ("pkm queries", a.queries.len() * 4),
-        ("pkm keys1", a.keys1.len() * 4),
-        ("pkm keys2", a.keys2.len() * 4),
-        ("pkm values", a.values.len() * 4),
-    ] {
-        ctx.check_binding(what, bytes as u64)?;
+/// A product-key memory resident on the GPU: sub-keys and values uploaded (and checked) once,
+/// then any number of lookups.
+pub struct PkmGpu {
+    dims: usize,
+    h1: usize,
+    n1: usize,
+    n2: usize,
+    dv: usize,
+    keys1: wgpu::Buffer,
+    keys2: wgpu::Buffer,
+    values: wgpu::Buffer,
+}
+
+impl std::fmt::Debug for PkmGpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PkmGpu")
+            .field("dims", &self.dims)
+            .field("slots", &(self.n1 * self.n2))
+            .field("value_dims", &self.dv)
+            .finish_non_exhaustive()
     }
-    let out_bytes = (s.b * s.dv * 4) as u64;
-    let sel_bytes = (s.b * s.k * 12) as u64;
-    ctx.check_binding("pkm output", out_bytes + sel_bytes)?;
-    let out = ctx.storage("pkm output", out_bytes + sel_bytes)?;
-    let scope = ctx.error_scope();
-    let pipeline =
-        ctx.pipeline(&PipelineKey::new("pkm", "pkm").with_constant("WG", PKM_WORKGROUP as f64));
-    let params = ctx.uniform(
-        "pkm params",
-        &Params {
-            b: s.b as u32,
-            d: s.d as u32,
-            h1: s.h1 as u32,
-            n1: s.n1 as u32,
-            n2: s.n2 as u32,
-            dv: s.dv as u32,
-            k: s.k as u32,
-            _pad: 0,
-        },
-    );
-    let qb = ctx.upload("pkm queries", a.queries);
-    let k1 = ctx.upload("pkm keys1", a.keys1);
-    let k2 = ctx.upload("pkm keys2", a.keys2);
-    let vb = ctx.upload("pkm values", a.values);
-    let entries: Vec<wgpu::BindGroupEntry> = [&params, &qb, &k1, &k2, &vb, &out]
-        .iter()
-        .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: b.as_entire_binding(),
+}
+
+impl PkmGpu {
+    /// Check (shapes, finiteness of everything) and upload a memory: `keys1` `[n1, dims/2]`,
+    /// `keys2` `[n2, dims − dims/2]`, `values` `[n1 · n2, value_dims]`.
+    pub fn upload(
+        ctx: &GpuContext,
+        dims: usize,
+        keys1: &[f32],
+        keys2: &[f32],
+        values: &[f32],
+        value_dims: usize,
+    ) -> Result<PkmGpu, HierError> {
+        // Shapes through `check` with a dummy query and k = 1.
+        let q = vec![0.0f32; dims.max(2)];
+        let s = check(&PkmArgs {
+            queries: &q[..dims.max(1).min(q.len())],
+            dims,
+            keys1,
+            keys2,
+            values,
+            value_dims,
+            k: 1,
+        })?;
+        check_finite("values", values)?;
+        ctx.check_alive()?;
+        for (what, bytes) in [
+            ("pkm keys1", keys1.len() * 4),
+            ("pkm keys2", keys2.len() * 4),
+            ("pkm values", values.len() * 4),
+        ] {
+            ctx.check_binding(what, bytes as u64)?;
+        }
+        Ok(PkmGpu {
+            dims,
+            h1: s.h1,
+            n1: s.n1,
+            n2: s.n2,
+            dv: s.dv,
+            keys1: ctx.upload("pkm keys1", keys1),
+            keys2: ctx.upload("pkm keys2", keys2),
+            values: ctx.upload("pkm values", values),
         })
-        .collect();
-    let bind = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("pkm"),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
-    });
-    let (gx, gy) = fold_workgroups(s.b as u32, ctx.max_workgroups_per_dim());
-    let mut encoder = ctx
-        .device()
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("pkm") });
-    {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("pkm"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(gx, gy, 1);
     }
-    let read = ctx
-        .submit_and_read(encoder, &out, out_bytes + sel_bytes)
-        .await;
-    scope.finish("pkm").await?;
-    let bytes = read?;
-    let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
-    let nout = s.b * s.dv;
-    let output: Vec<f32> = words[..nout].iter().map(|&w| f32::from_bits(w)).collect();
-    let sel = &words[nout..];
-    let bk = s.b * s.k;
-    Ok(PkmOutput {
-        output,
-        ids: sel[..bk].to_vec(),
-        weights: sel[bk..2 * bk].iter().map(|&w| f32::from_bits(w)).collect(),
-        scores: sel[2 * bk..3 * bk]
-            .iter()
-            .map(|&w| f32::from_bits(w))
-            .collect(),
-    })
+
+    /// Look up `queries` (`[B, dims]`), `k` slots each (1..=32, at most the sub-key counts).
+    pub async fn lookup(
+        &self,
+        ctx: &GpuContext,
+        queries: &[f32],
+        k: usize,
+    ) -> Result<PkmOutput, HierError> {
+        let b = rows_of("queries", queries, self.dims)?;
+        if b == 0 {
+            return Err(invalid("queries", "at least one query is required"));
+        }
+        if b > 65_535 {
+            return Err(invalid(
+                "queries",
+                format!("at most 65535 queries, got {b}"),
+            ));
+        }
+        if k == 0 || k > PKM_MAX_K || k > self.n1 || k > self.n2 {
+            return Err(invalid(
+                "k",
+                format!(
+                    "must be in 1..={} (and at most the sub-key counts {}, {}), got {k}",
+                    PKM_MAX_K, self.n1, self.n2
+                ),
+            ));
+        }
+        check_finite("queries", queries)?;
+        ctx.check_alive()?;
+        let out_bytes = (b * self.dv * 4) as u64;
+        let sel_bytes = (b * k * 12) as u64;
+        ctx.check_binding("pkm output", out_bytes + sel_bytes)?;
+        ctx.check_binding("pkm queries", (queries.len() * 4) as u64)?;
+        let out = ctx.storage("pkm output", out_bytes + sel_bytes)?;
+        let scope = ctx.error_scope();
+        let pipeline =
+            ctx.pipeline(&PipelineKey::new("pkm", "pkm").with_constant("WG", PKM_WORKGROUP as f64));
+        let params = ctx.uniform(
+            "pkm params",
+            &Params {
+                b: b as u32,
+                d: self.dims as u32,
+                h1: self.h1 as u32,
+                n1: self.n1 as u32,
+                n2: self.n2 as u32,
+                dv: self.dv as u32,
+                k: k as u32,
+                _pad: 0,
+            },
+        );
+        let qb = ctx.upload("pkm queries", queries);
+        let entries: Vec<wgpu::BindGroupEntry> =
+            [&params, &qb, &self.keys1, &self.keys2, &self.values, &out]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: b.as_entire_binding(),
+                })
+                .collect();
+        let bind = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("pkm"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let (gx, gy) = fold_workgroups(b as u32, ctx.max_workgroups_per_dim());
+        let mut encoder = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("pkm") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("pkm"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(gx, gy, 1);
+        }
+        let read = ctx
+            .submit_and_read(encoder, &out, out_bytes + sel_bytes)
+            .await;
+        scope.finish("pkm").await?;
+        let bytes = read?;
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+        let nout = b * self.dv;
+        let output: Vec<f32> = words[..nout].iter().map(|&w| f32::from_bits(w)).collect();
+        let sel = &words[nout..];
+        let bk = b * k;
+        Ok(PkmOutput {
+            output,
+            ids: sel[..bk].to_vec(),
+            weights: sel[bk..2 * bk].iter().map(|&w| f32::from_bits(w)).collect(),
+            scores: sel[2 * bk..3 * bk]
+                .iter()
+                .map(|&w| f32::from_bits(w))
+                .collect(),
+        })
+    }
+}
+
+/// GPU path, one shot: upload the memory ([`PkmGpu::upload`]) and look up once. Keep a
+/// [`PkmGpu`] instead when the memory is reused.
+pub async fn pkm_gpu(ctx: &GpuContext, a: &PkmArgs<'_>) -> Result<PkmOutput, HierError> {
+    check(a)?;
+    let layer = PkmGpu::upload(ctx, a.dims, a.keys1, a.keys2, a.values, a.value_dims)?;
+    layer.lookup(ctx, a.queries, a.k).await
 }
 
 #[cfg(test)]
@@ -351,6 +451,32 @@ mod tests {
         assert_eq!(o.ids, vec![1]);
         assert_eq!(o.weights, vec![1.0]);
         assert_eq!(o.output, vec![1.0]);
+    }
+
+    #[test]
+    fn non_finite_values_are_reported_where_read() {
+        let mut values: Vec<f32> = (0..4).map(|i| i as f32).collect();
+        values[3] = f32::NAN; // slot 3: never selected below
+        let a = PkmArgs {
+            queries: &[1.0, 2.0],
+            dims: 2,
+            keys1: &[1.0, -1.0],
+            keys2: &[0.5, 1.0],
+            values: &values,
+            value_dims: 1,
+            k: 1,
+        };
+        assert!(pkm_cpu(&a).is_ok());
+        let mut bad = values.clone();
+        bad[1] = f32::INFINITY; // the selected slot
+        let a = PkmArgs { values: &bad, ..a };
+        assert_eq!(
+            pkm_cpu(&a).unwrap_err(),
+            HierError::Kernel(KernelError::NonFinite {
+                name: "values",
+                index: 1
+            })
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! CPU top-k selection with the tie rule every mnemo fetch uses: higher score first, equal
 //! scores by the lower id. Also an exact (flat-scan) top-k, the oracle of the recall tests.
 
-use crate::kernels::cpu::dot;
+use super::dot::dot;
 
 /// Sentinel id of an empty result slot (fewer than `k` rows were eligible).
 pub const NO_ID: u32 = u32::MAX;

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use super::dot::dot;
 use super::kmeans::{
     best_centroid, kmeanspp, run_ready, sample_indices, set_bias, two_means, CpuEngine, Group,
     KmeansEngine, LevelProblem,
@@ -10,7 +11,6 @@ use super::kmeans::{
 use super::topk::{mask_allows, TopK};
 use super::{auto_beam, invalid, HierConfig, HierError};
 use crate::compute::Backend;
-use crate::kernels::cpu::dot;
 use crate::kernels::{check_finite, rows_of, KernelError};
 use crate::rng::Rng;
 
