@@ -9,7 +9,7 @@ WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
-.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval
+.PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval bench-hier
 
 ## Install what is missing (idempotent).
 setup:
@@ -49,9 +49,14 @@ test-browser:
 test-e2e: pkg
 	cd www && node tests/run-all.mjs
 
-## Benchmarks (numbers, never assertions): criterion natively.
-bench: setup
+## Benchmarks (numbers, never assertions): criterion natively, then the browser bench pages.
+bench: setup bench-hier
 	cargo bench
+
+## Hierarchical memory bank in headless Chromium: build throughput, recall@10, bytes/query, latency
+## (CPU path in wasm and WebGPU) at 10k and 100k x 384. MNEMO_HIER_SIZES=10000 for a subset.
+bench-hier: pkg
+	cd www && node bench/hier-run.mjs
 
 fmt:
 	cargo fmt --all

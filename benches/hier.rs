@@ -61,7 +61,14 @@ mod native {
             let t0 = Instant::now();
             let (bank, qs) = clustered(&Clustered::new(n, D, 7), nq);
             println!("data generated in {:.1} s", t0.elapsed().as_secs_f64());
-            let cfg = HierConfig::auto(n);
+            // MNEMO_HIER_SHAPE=branching,depth overrides the automatic configuration.
+            let cfg = match std::env::var("MNEMO_HIER_SHAPE").ok().and_then(|v| {
+                let p: Vec<usize> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+                (p.len() == 2).then(|| (p[0], p[1]))
+            }) {
+                Some((b, dp)) => HierConfig::with_shape(n, b, dp),
+                None => HierConfig::auto(n),
+            };
             let t0 = Instant::now();
             let idx = HierIndex::build(&bank, D, None, Some(cfg)).unwrap();
             let build_s = t0.elapsed().as_secs_f64();
@@ -93,7 +100,7 @@ mod native {
                  {flat_bytes:.0} bytes/query"
             );
             let leaves = st.leaves;
-            let mut beams: Vec<usize> = [1usize, 2, 4, 8, 16, 32, 64, 128]
+            let mut beams: Vec<usize> = [1usize, 2, 4, 8, 16, 32, 64, 128, 256, 512]
                 .into_iter()
                 .filter(|&b| b <= leaves)
                 .collect();

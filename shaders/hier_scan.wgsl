@@ -7,11 +7,11 @@
 // prefix is the total. Workgroup (query, tile) scores candidates tile*TILE .. +TILE, sorts the
 // tile in workgroup memory (bitonic, key: higher score first, then lower id) and writes its best
 // `keep` items. `select` repeats the sort over those items until one tile per query remains.
-// Empty slots carry score -3.4028235e38 and id 0xffffffff (they sort last).
+// Empty slots carry score -f32::MAX and id 0xffffffff (they sort last).
 
 override WG: u32 = 256u;
 const TILE: u32 = 1024u;
-const NEG: f32 = -3.4028235e38;
+const NEG: f32 = -3.4028234e38; // rounds to -f32::MAX (Tint rejects literals past it)
 const NOID: u32 = 0xffffffffu;
 
 struct Params {

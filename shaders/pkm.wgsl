@@ -13,7 +13,7 @@
 
 override WG: u32 = 256u;
 const TILE: u32 = 1024u;
-const NEG: f32 = -3.4028235e38;
+const NEG: f32 = -3.4028234e38; // rounds to -f32::MAX (Tint rejects literals past it)
 const NOID: u32 = 0xffffffffu;
 const KMAX: u32 = 32u;
 

@@ -247,7 +247,7 @@ fn build_is_deterministic_and_auto_config_scales() {
             "auto({n}): branching {}, depth {}, max_leaf {}",
             c.branching, c.depth, c.max_leaf
         );
-        assert!(c.branching <= 64);
+        assert!(c.branching <= 256 && c.depth <= 3);
     }
 }
 
