@@ -69,16 +69,31 @@ mod native {
                 Some((b, dp)) => HierConfig::with_shape(n, b, dp),
                 None => HierConfig::auto(n),
             };
+            // MNEMO_HIER_TRAIN=samples_per_centroid,iterations overrides the k-means training.
+            let cfg = match std::env::var("MNEMO_HIER_TRAIN").ok().and_then(|v| {
+                let p: Vec<usize> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+                (p.len() == 2).then(|| (p[0], p[1]))
+            }) {
+                Some((t, it)) => HierConfig {
+                    train_per_centroid: t,
+                    iterations: it,
+                    ..cfg
+                },
+                None => cfg,
+            };
             let t0 = Instant::now();
             let idx = HierIndex::build(&bank, D, None, Some(cfg)).unwrap();
             let build_s = t0.elapsed().as_secs_f64();
             let st = idx.stats();
             println!(
                 "CPU build: {build_s:.2} s = {:.0} vectors/s (hnswlib-wasm in the browser: ~3,200/s); \
-                 branching {}, depth {}, {} leaves (max {} rows), height {}",
+                 branching {}, depth {}, k-means {} samples/centroid x {} iterations; \
+                 {} leaves (max {} rows), height {}",
                 n as f64 / build_s,
                 cfg.branching,
                 cfg.depth,
+                cfg.train_per_centroid,
+                cfg.iterations,
                 st.leaves,
                 st.max_leaf_rows,
                 st.height
