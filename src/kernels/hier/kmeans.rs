@@ -261,9 +261,10 @@ pub fn kmeanspp(bank: &[f32], d: usize, pts: &[u32], k: usize, rng: &mut Rng) ->
     cents
 }
 
-/// Split weighted points (`[n, d]`) into two non-empty sides by 2-means (seeded). Returns the side
-/// (0 or 1) of every point and the two centroids (stride `d + 1`, bias set). Points that 2-means
-/// cannot separate (all equal) are split into halves by order. `n` must be at least 2.
+/// Split weighted points (`[n, d]`) into two sides by 2-means (seeded). Returns the side (0 or 1)
+/// of every point and the two centroids (stride `d + 1`, bias set). Each side gets at least a
+/// quarter of the points: a lopsided result (an outlier against the rest, or points 2-means
+/// cannot separate) is cut at the median of the score margin instead. `n` must be at least 2.
 pub fn two_means(
     points: &[f32],
     d: usize,
@@ -319,10 +320,22 @@ pub fn two_means(
             }
         }
     }
+    // Lopsided splits (an outlier against the rest, or points 2-means cannot separate) are cut
+    // at the median of the margin instead: both sides get at least a quarter, so recursive
+    // splits of a leaf go at most log2(n) deep.
     let ones = side.iter().filter(|&&s| s == 1).count();
-    if ones == 0 || ones == n {
-        for (i, s) in side.iter_mut().enumerate() {
-            *s = u8::from(i >= n / 2);
+    if ones.min(n - ones) < n.div_ceil(4) {
+        let mut order: Vec<(f32, usize)> = (0..n)
+            .map(|i| {
+                let x = row(i);
+                let m =
+                    (dot(x, &cents[1][..d]) + cents[1][d]) - (dot(x, &cents[0][..d]) + cents[0][d]);
+                (m, i)
+            })
+            .collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (rank, &(_, i)) in order.iter().enumerate() {
+            side[i] = u8::from(rank >= n / 2);
         }
         for (k, c) in cents.iter_mut().enumerate() {
             let members: Vec<usize> = (0..n).filter(|&i| side[i] as usize == k).collect();
@@ -350,6 +363,12 @@ mod tests {
         let same = [1.0f32; 10];
         let (side, _) = two_means(&same, 2, None, 1);
         assert_eq!(side, vec![0, 0, 1, 1, 1]);
+        // One far outlier: still split into halves.
+        let mut pts: Vec<f32> = (0..40).map(|i| (i % 7) as f32 * 0.01).collect();
+        pts[0] = 1000.0;
+        let (side, _) = two_means(&pts, 1, None, 3);
+        let ones = side.iter().filter(|&&s| s == 1).count();
+        assert_eq!(ones, 20);
     }
 
     #[test]
