@@ -18,7 +18,8 @@ WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
 .PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval \
-  eval-native bench-native bench-peers bench-attention bench-recurrence bench-store bench-fetch
+  eval-native bench-native bench-peers bench-attention bench-recurrence bench-store bench-fetch \
+  bench-hier
 
 ## Install what is missing (idempotent).
 setup:
@@ -63,7 +64,7 @@ test-e2e: pkg
 ## BENCHMARKS.md), then each kernel/store browser bench page. Each bench-* target also runs alone.
 ## BENCH_SIZES=10000,100000 (default) sets the peer benchmark's sizes; see bench/README.md.
 bench: setup bench-native bench-peers
-	$(MAKE) --no-print-directory BENCH_BROWSER_ONLY=1 bench-attention bench-recurrence bench-store bench-fetch
+	$(MAKE) --no-print-directory BENCH_BROWSER_ONLY=1 bench-attention bench-recurrence bench-store bench-fetch bench-hier
 
 ## criterion benches (benches/*.rs), summarised from target/criterion into BENCHMARKS.md.
 bench-native: setup
@@ -106,6 +107,11 @@ eval-native:
 ## Natively: `cargo bench --bench fetch`.
 bench-fetch: pkg
 	cd www && node bench/fetch-run.mjs
+
+## Hierarchical memory bank in headless Chromium: build throughput, recall@10, bytes/query, latency
+## (CPU path in wasm and WebGPU) at 10k and 100k x 384. MNEMO_HIER_SIZES=10000 for a subset.
+bench-hier: pkg
+	cd www && node bench/hier-run.mjs
 
 fmt:
 	cargo fmt --all

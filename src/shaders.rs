@@ -19,7 +19,14 @@ const FETCH: &[(&str, &str)] = &[
 ];
 
 /// Hierarchical memory bank and product-key lookup.
-const HIER: &[(&str, &str)] = &[];
+const HIER: &[(&str, &str)] = &[
+    ("hier_assign", include_str!("../shaders/hier_assign.wgsl")),
+    ("hier_update", include_str!("../shaders/hier_update.wgsl")),
+    ("hier_scan", include_str!("../shaders/hier_scan.wgsl")),
+    ("hier_expand", include_str!("../shaders/hier_expand.wgsl")),
+    ("hier_gather", include_str!("../shaders/hier_gather.wgsl")),
+    ("pkm", include_str!("../shaders/pkm.wgsl")),
+];
 
 /// Linear recurrence (recurrent and chunked forms).
 const RECURRENCE: &[(&str, &str)] = &[

@@ -13,6 +13,7 @@ mod store;
 
 pub use errors::to_js_error;
 pub use kernels::Kernels;
+pub use kernels_hier::HierIndexJs as HierIndex;
 
 use wasm_bindgen::prelude::*;
 
