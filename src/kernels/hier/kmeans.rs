@@ -98,18 +98,155 @@ pub fn best_centroid(x: &[f32], cents: &[f32], cstart: usize, ccount: usize) -> 
     best.map(|(_, c)| c)
 }
 
-/// CPU reference of the assignment kernel: the best centroid of its own group for every point.
+/// CPU reference of the assignment kernel: the best centroid of its own group for every point
+/// (scores `x·c + bias`, strict `>` in increasing centroid order, so ties go to the lower index).
+///
+/// Runs 4 points × 2 centroids at a time ([`block_scores`]): the build's hot loop.
 pub fn assign_cpu(bank: &[f32], p: &LevelProblem) -> Vec<u32> {
     let d = p.d;
-    p.pts
-        .iter()
-        .zip(&p.pgrp)
-        .map(|(&row, &g)| {
-            let g = p.groups[g as usize];
-            let x = &bank[row as usize * d..(row as usize + 1) * d];
-            best_centroid(x, &p.cents, g.cstart as usize, g.ccount as usize).unwrap_or(u32::MAX)
-        })
-        .collect()
+    let mut out = vec![u32::MAX; p.pts.len()];
+    let row = |r: u32| &bank[r as usize * d..(r as usize + 1) * d];
+    for g in &p.groups {
+        let (ps, pc) = (g.pstart as usize, g.pcount as usize);
+        let (cs, cc) = (g.cstart as usize, g.ccount as usize);
+        if cc == 0 {
+            continue;
+        }
+        let cent = |c: usize| &p.cents[c * (d + 1)..(c + 1) * (d + 1)];
+        for j0 in (ps..ps + pc).step_by(4) {
+            // Pad the last block with its last point (scores computed and discarded).
+            let idx: [usize; 4] = std::array::from_fn(|t| (j0 + t).min(ps + pc - 1));
+            let xs: [&[f32]; 4] = std::array::from_fn(|t| row(p.pts[idx[t]]));
+            let mut best = [(f32::NEG_INFINITY, u32::MAX); 4];
+            for c0 in (cs..cs + cc).step_by(2) {
+                let c1 = (c0 + 1).min(cs + cc - 1);
+                let (r0, r1) = (cent(c0), cent(c1));
+                let sc = block_scores(xs, [&r0[..d], &r1[..d]]);
+                for t in 0..4 {
+                    for (k, c) in [(0usize, c0), (1, c1)] {
+                        let s = sc[t][k] + if k == 0 { r0[d] } else { r1[d] };
+                        if best[t].1 == u32::MAX || s > best[t].0 {
+                            best[t] = (s, c as u32);
+                        }
+                    }
+                }
+            }
+            for t in 0..4 {
+                if j0 + t < ps + pc {
+                    out[j0 + t] = best[t].1;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Dot products of 4 points with 2 centroids (all of the same length): `out[point][centroid]`.
+/// Four-lane accumulation per pair, eight independent accumulators: SSE2 natively, `simd128` on
+/// wasm, scalar elsewhere (the same summation order on every path).
+#[inline]
+pub fn block_scores(xs: [&[f32]; 4], cs: [&[f32]; 2]) -> [[f32; 2]; 4] {
+    let d = cs[0].len();
+    let xs: [&[f32]; 4] = std::array::from_fn(|t| &xs[t][..d]);
+    let c1 = &cs[1][..d];
+    let chunks = d / 4;
+    let mut out = block_imp::scores(xs, [cs[0], c1], chunks);
+    for i in chunks * 4..d {
+        for (t, x) in xs.iter().enumerate() {
+            out[t][0] += x[i] * cs[0][i];
+            out[t][1] += x[i] * c1[i];
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+mod block_imp {
+    use std::arch::x86_64::*;
+
+    #[inline]
+    fn hsum(v: __m128) -> f32 {
+        let mut a = [0.0f32; 4];
+        // SAFETY: `a` holds 4 f32; unaligned store.
+        unsafe { _mm_storeu_ps(a.as_mut_ptr(), v) };
+        (a[0] + a[1]) + (a[2] + a[3])
+    }
+
+    #[inline]
+    pub fn scores(xs: [&[f32]; 4], cs: [&[f32]; 2], chunks: usize) -> [[f32; 2]; 4] {
+        // SAFETY: SSE is part of the x86_64 baseline; every load reads 4 f32 at offset
+        // 4 * k < 4 * chunks <= len of each slice (all slices hold at least 4 * chunks values).
+        unsafe {
+            let z = _mm_setzero_ps();
+            let mut acc = [[z; 2]; 4];
+            for k in 0..chunks {
+                let o = 4 * k;
+                let c0 = _mm_loadu_ps(cs[0].as_ptr().add(o));
+                let c1 = _mm_loadu_ps(cs[1].as_ptr().add(o));
+                for t in 0..4 {
+                    let x = _mm_loadu_ps(xs[t].as_ptr().add(o));
+                    acc[t][0] = _mm_add_ps(acc[t][0], _mm_mul_ps(x, c0));
+                    acc[t][1] = _mm_add_ps(acc[t][1], _mm_mul_ps(x, c1));
+                }
+            }
+            std::array::from_fn(|t| [hsum(acc[t][0]), hsum(acc[t][1])])
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod block_imp {
+    use core::arch::wasm32::*;
+
+    #[inline]
+    fn hsum(v: v128) -> f32 {
+        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
+            + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+    }
+
+    #[inline]
+    pub fn scores(xs: [&[f32]; 4], cs: [&[f32]; 2], chunks: usize) -> [[f32; 2]; 4] {
+        let z = f32x4_splat(0.0);
+        let mut acc = [[z; 2]; 4];
+        for k in 0..chunks {
+            let o = 4 * k;
+            // SAFETY: each load reads 4 f32 at offset 4 * k < 4 * chunks <= every slice's length;
+            // wasm loads have no alignment requirement.
+            unsafe {
+                let c0 = v128_load(cs[0].as_ptr().add(o) as *const v128);
+                let c1 = v128_load(cs[1].as_ptr().add(o) as *const v128);
+                for t in 0..4 {
+                    let x = v128_load(xs[t].as_ptr().add(o) as *const v128);
+                    acc[t][0] = f32x4_add(acc[t][0], f32x4_mul(x, c0));
+                    acc[t][1] = f32x4_add(acc[t][1], f32x4_mul(x, c1));
+                }
+            }
+        }
+        std::array::from_fn(|t| [hsum(acc[t][0]), hsum(acc[t][1])])
+    }
+}
+
+#[cfg(not(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+)))]
+mod block_imp {
+    #[inline]
+    pub fn scores(xs: [&[f32]; 4], cs: [&[f32]; 2], chunks: usize) -> [[f32; 2]; 4] {
+        let mut acc = [[[0.0f32; 4]; 2]; 4];
+        for k in 0..chunks {
+            let o = 4 * k;
+            for t in 0..4 {
+                for c in 0..2 {
+                    for l in 0..4 {
+                        acc[t][c][l] += xs[t][o + l] * cs[c][o + l];
+                    }
+                }
+            }
+        }
+        let h = |a: [f32; 4]| (a[0] + a[1]) + (a[2] + a[3]);
+        std::array::from_fn(|t| [h(acc[t][0]), h(acc[t][1])])
+    }
 }
 
 /// CPU reference of the update kernel: every centroid with at least one point becomes the mean
@@ -372,11 +509,44 @@ mod tests {
     }
 
     #[test]
+    fn block_scores_match_dot_products() {
+        let mut rng = Rng::new(5);
+        for d in [1usize, 3, 4, 7, 16, 385] {
+            let xs: Vec<Vec<f32>> = (0..4).map(|_| rng.vec_f32(d)).collect();
+            let cs: Vec<Vec<f32>> = (0..2).map(|_| rng.vec_f32(d)).collect();
+            let got = block_scores(
+                std::array::from_fn(|t| xs[t].as_slice()),
+                [cs[0].as_slice(), cs[1].as_slice()],
+            );
+            for t in 0..4 {
+                for c in 0..2 {
+                    let want: f32 = xs[t].iter().zip(&cs[c]).map(|(a, b)| a * b).sum();
+                    assert!((got[t][c] - want).abs() < 1e-4, "d={d} t={t} c={c}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn assignment_ties_go_to_the_lower_centroid() {
         let bank = [1.0, 0.0];
         let mut cents = vec![0.0, 1.0, 0.0, 0.0, 1.0, 0.0];
         set_bias(&mut cents[..3]);
         set_bias(&mut cents[3..]);
         assert_eq!(best_centroid(&bank, &cents, 0, 2), Some(0));
+        let p = LevelProblem {
+            d: 2,
+            pts: vec![0],
+            pgrp: vec![0],
+            groups: vec![Group {
+                pstart: 0,
+                pcount: 1,
+                cstart: 0,
+                ccount: 2,
+            }],
+            cgrp: vec![0, 0],
+            cents: cents.clone(),
+        };
+        assert_eq!(assign_cpu(&bank, &p), vec![0]);
     }
 }
