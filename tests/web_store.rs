@@ -2,8 +2,8 @@
 //! (`tests/store_contract.rs`), and the model-based test with reopens between steps.
 #![cfg(target_arch = "wasm32")]
 
-use mnemo::store::idb::{simulate_upgrade, IdbBackend};
-use mnemo::store::testing::{contract, model_run, Factory, ModelConfig};
+use mnemo::store::idb::{simulate_upgrade, write_legacy, IdbBackend};
+use mnemo::store::testing::{contract, model_run, Factory, LegacyFixture, ModelConfig};
 use mnemo::store::StoreError;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
@@ -48,6 +48,11 @@ impl Factory for IdbFactory {
         let out = b.raw_dump().await.expect("raw dump");
         mnemo::store::Backend::close(&b);
         out
+    }
+    async fn install_legacy(&self, name: &str, fx: &LegacyFixture) {
+        write_legacy(name, &fx.header, &fx.state, &fx.episodes, &fx.segments)
+            .await
+            .expect("write the legacy fixture");
     }
 }
 

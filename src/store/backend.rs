@@ -11,11 +11,14 @@
 
 use std::rc::Rc;
 
+use super::codec::{NsPage, PageKey};
 use super::error::Result;
 
 /// The schema version of the database layout (the IndexedDB version number). Opening a database
-/// written by a newer schema fails with `SCHEMA_TOO_NEW`.
-pub const SCHEMA_VERSION: u32 = 1;
+/// written by a newer schema fails with `SCHEMA_TOO_NEW`. Version 2: episode records in pages
+/// (object store `pages` with the multi-entry `[namespace, time]` index), segments as `Blob`s;
+/// a version-1 database is upgraded on open (see [`super::Store::open`]).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// How hard a write is flushed before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,38 +43,31 @@ impl Durability {
     }
 }
 
-/// A scan of one namespace over an event-time range (the `[namespace, time]` index).
+/// The `[namespace, time]` index entries of one namespace whose first time is at most `to`, in
+/// index order (first time, last time, rows, page key).
 #[derive(Debug, Clone, PartialEq)]
-pub struct NsScan {
+pub struct NsPages {
     /// The namespace.
     pub namespace: String,
-    /// Lowest event time, inclusive.
-    pub from: f64,
-    /// Highest event time, inclusive.
+    /// Highest first time (inclusive); `f64::INFINITY` for every page of the namespace.
     pub to: f64,
-    /// Most records returned.
-    pub limit: Option<usize>,
-    /// Newest first.
-    pub reverse: bool,
 }
 
 /// What one read-only transaction fetches. The header and the state record are always read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReadRequest {
-    /// Episode records by id (missing ones come back as `None`).
-    pub episodes: Vec<u64>,
+    /// Page records by key (missing ones are left out).
+    pub pages: Vec<u64>,
     /// Segment records by key (missing ones are left out).
     pub segments: Vec<u64>,
-    /// Every episode record, in id order.
-    pub all_episodes: bool,
+    /// Every page record, in key order.
+    pub all_pages: bool,
     /// Every segment record, in key order.
     pub all_segments: bool,
-    /// Records of a namespace in `[namespace, time]` order.
-    pub scan: Option<NsScan>,
-    /// The ids of every episode of a namespace.
-    pub namespace_ids: Option<String>,
-    /// Count the episodes of a namespace.
-    pub count_namespace: Option<String>,
+    /// Index entries of a namespace.
+    pub ns_pages: Option<NsPages>,
+    /// Every episode record of the legacy (schema 1) layout, in id order.
+    pub legacy_episodes: bool,
     /// Change records with sequence > this.
     pub changes_after: Option<u64>,
     /// An engine blob by name.
@@ -85,38 +81,32 @@ pub struct ReadResult {
     pub header: Option<Vec<u8>>,
     /// The state record.
     pub state: Option<Vec<u8>>,
-    /// Episode records, aligned with the request's ids.
-    pub episodes: Vec<Option<Vec<u8>>>,
+    /// Page records found (requested or all), by key, in key order.
+    pub pages: Vec<(u64, Vec<u8>)>,
     /// Segment records found (requested or all), by key, in key order.
     pub segments: Vec<(u64, Vec<u8>)>,
-    /// Every episode record, in id order (when asked).
-    pub all_episodes: Vec<Vec<u8>>,
-    /// The scan's records.
-    pub scan: Vec<Vec<u8>>,
-    /// The namespace's ids, increasing.
-    pub namespace_ids: Vec<u64>,
-    /// The namespace's count.
-    pub count: u64,
+    /// The namespace's index entries, in index order.
+    pub ns_pages: Vec<NsPage>,
+    /// Legacy episode records, in id order (when asked).
+    pub legacy_episodes: Vec<Vec<u8>>,
     /// Change records `(seq, bytes)`, increasing.
     pub changes: Vec<(u64, Vec<u8>)>,
     /// The blob.
     pub blob: Option<Vec<u8>>,
 }
 
-/// An episode record to put, with the fields the `[namespace, time]` index needs.
+/// A page record to put: its key, its index entries and its bytes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EpisodeRow {
-    /// Key.
-    pub id: u64,
-    /// Index field.
-    pub namespace: String,
-    /// Index field (event time).
-    pub time: f64,
-    /// The encoded record.
+pub struct PageRecord {
+    /// Key (first id of the page's range).
+    pub lo: u64,
+    /// `[namespace, time]` index entries (one per namespace of the page).
+    pub keys: Vec<PageKey>,
+    /// The encoded page.
     pub bytes: Vec<u8>,
 }
 
-/// Everything one read-write transaction writes, in this order: clear, deletes, puts.
+/// Everything one read-write transaction writes, in this order: clears, deletes, puts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WriteSet {
     /// Apply only if the stored state's sequence equals this (`None`: no check; used for blobs,
@@ -124,14 +114,16 @@ pub struct WriteSet {
     pub expect_seq: Option<u64>,
     /// The new state record.
     pub state: Option<Vec<u8>>,
-    /// The header record (creation only).
+    /// The header record (creation and layout upgrade only).
     pub header: Option<Vec<u8>>,
-    /// Empty the episodes, segments, changes and blobs first.
+    /// Empty the pages, segments, changes and blobs first.
     pub clear: bool,
-    /// Episode records to delete.
-    pub delete_episodes: Vec<u64>,
-    /// Episode records to put.
-    pub put_episodes: Vec<EpisodeRow>,
+    /// Empty the legacy (schema 1) episode records.
+    pub clear_legacy: bool,
+    /// Page records to delete.
+    pub delete_pages: Vec<u64>,
+    /// Page records to put.
+    pub put_pages: Vec<PageRecord>,
     /// Segment records to delete.
     pub delete_segments: Vec<u64>,
     /// Segment records to put.
@@ -154,8 +146,9 @@ impl WriteSet {
         self.state.is_some() as usize
             + self.header.is_some() as usize
             + self.clear as usize
-            + self.delete_episodes.len()
-            + self.put_episodes.len()
+            + self.clear_legacy as usize
+            + self.delete_pages.len()
+            + self.put_pages.len()
             + self.delete_segments.len()
             + self.put_segments.len()
             + self.put_change.is_some() as usize
@@ -185,13 +178,35 @@ pub enum Fault {
 }
 
 /// The bytes of one stored segment record, wherever they live.
-pub trait SegmentSource {
+pub trait SegmentSource: std::any::Any {
     /// Length in bytes.
     fn byte_len(&self) -> usize;
     /// Copy bytes `offset..offset + dst.len()` into `dst` (the caller keeps it in bounds).
     fn read(&self, offset: usize, dst: &mut [u8]);
     /// Copy little-endian f32 values starting at byte `offset` into `dst`.
     fn read_f32(&self, offset: usize, dst: &mut [f32]);
+    /// Copy `n` little-endian f32 values starting at byte `offset` into `dst`, which has room for
+    /// at least `n` values that may be uninitialised; afterwards they are initialised.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of `n` f32.
+    unsafe fn read_f32_raw(&self, offset: usize, dst: *mut f32, n: usize) {
+        // Default: through an initialised slice (the IndexedDB source overrides it).
+        std::ptr::write_bytes(dst, 0, n);
+        self.read_f32(offset, std::slice::from_raw_parts_mut(dst, n));
+    }
+    /// As `Any`, so an outer layer can reach a backend's own source type (the JS bindings copy
+    /// straight from a segment's `ArrayBuffer` into a JS array).
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// What [`Backend::read_all_segments`] hands its visitor: first the state record of the
+/// snapshot, then every segment in key order.
+pub enum SegmentEvent<'a> {
+    /// The state record (`None` if the store has none).
+    State(Option<&'a [u8]>),
+    /// One segment record.
+    Segment(u64, &'a dyn SegmentSource),
 }
 
 impl SegmentSource for Vec<u8> {
@@ -203,6 +218,13 @@ impl SegmentSource for Vec<u8> {
     }
     fn read_f32(&self, offset: usize, dst: &mut [f32]) {
         super::codec::copy_f32s(&self[offset..offset + dst.len() * 4], dst);
+    }
+    unsafe fn read_f32_raw(&self, offset: usize, dst: *mut f32, n: usize) {
+        let src = &self[offset..offset + n * 4];
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.cast::<u8>(), n * 4);
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
@@ -221,14 +243,15 @@ pub trait Backend {
     /// One read-only transaction.
     async fn read(&self, req: &ReadRequest) -> Result<ReadResult>;
 
-    /// One read-only transaction over every segment, handing each `(key, bytes)` to `visit` in key
-    /// order once every request of the transaction has returned; returns the state record of the
-    /// same snapshot. The bytes stay where the backend has them (wasm memory, or a JS
-    /// `ArrayBuffer`), so the visitor copies vectors straight into their destination.
+    /// One read-only transaction over the state and every segment; once every request of the
+    /// transaction has returned, hands `visit` the state record, then each segment in key order.
+    /// The bytes stay where the backend has them (wasm memory, or a JS `ArrayBuffer` read from
+    /// the segment's `Blob` after the transaction, a few at a time), so the visitor copies
+    /// vectors straight into their destination.
     async fn read_all_segments(
         &self,
-        visit: &mut dyn FnMut(u64, &dyn SegmentSource) -> Result<()>,
-    ) -> Result<Option<Vec<u8>>>;
+        visit: &mut dyn FnMut(SegmentEvent<'_>) -> Result<()>,
+    ) -> Result<()>;
 
     /// One read-write transaction: check the sequence, then write; resolves after the
     /// transaction completed (durably, per `w.durability`). On success other connections get a

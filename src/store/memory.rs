@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::{Rc, Weak};
 
 use super::backend::{
-    Backend, CommitOutcome, Fault, NoticeListener, ReadRequest, ReadResult, SegmentSource,
-    WriteSet, SCHEMA_VERSION,
+    Backend, CommitOutcome, Fault, NoticeListener, ReadRequest, ReadResult, SegmentEvent, WriteSet,
+    SCHEMA_VERSION,
 };
-use super::codec::state_seq;
+use super::codec::{state_seq, NsPage, PageKey};
 use super::error::{Result, StoreError};
 
 /// Total order on finite f64 times matching IndexedDB number keys (`-0 == 0`).
@@ -35,29 +35,40 @@ impl Ord for Time {
 }
 
 #[derive(Debug, Clone, Default)]
-struct Row {
-    ns: String,
-    time: f64,
+struct PageRow {
+    keys: Vec<PageKey>,
     bytes: Vec<u8>,
 }
+
+/// An index entry: namespace, first time, last time, rows, page key (IndexedDB's order of the
+/// `[ns, tmin, tmax, n]` keys, then the primary key).
+type IndexKey = (String, Time, Time, u32, u64);
 
 #[derive(Clone, Default)]
 struct Tables {
     meta: BTreeMap<&'static str, Vec<u8>>,
-    episodes: BTreeMap<u64, Row>,
-    index: BTreeSet<(String, Time, u64)>,
+    pages: BTreeMap<u64, PageRow>,
+    index: BTreeSet<IndexKey>,
     segments: BTreeMap<u64, Vec<u8>>,
     changes: BTreeMap<u64, Vec<u8>>,
     blobs: BTreeMap<String, Vec<u8>>,
+    /// Episode records of the legacy (schema 1) layout.
+    legacy: BTreeMap<u64, Vec<u8>>,
+}
+
+fn index_key(k: &PageKey, lo: u64) -> IndexKey {
+    (k.namespace.clone(), Time(k.tmin), Time(k.tmax), k.n, lo)
 }
 
 impl Tables {
     fn bytes(&self) -> usize {
         self.meta.values().map(Vec::len).sum::<usize>()
             + self
-                .episodes
+                .pages
                 .values()
-                .map(|r| r.bytes.len() + r.ns.len() + 16)
+                .map(|r| {
+                    r.bytes.len() + r.keys.iter().map(|k| k.namespace.len() + 20).sum::<usize>()
+                })
                 .sum::<usize>()
             + self.segments.values().map(Vec::len).sum::<usize>()
             + self.changes.values().map(Vec::len).sum::<usize>()
@@ -66,11 +77,14 @@ impl Tables {
                 .iter()
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>()
+            + self.legacy.values().map(Vec::len).sum::<usize>()
     }
 
-    fn delete_episode(&mut self, id: u64) {
-        if let Some(r) = self.episodes.remove(&id) {
-            self.index.remove(&(r.ns, Time(r.time), id));
+    fn delete_page(&mut self, lo: u64) {
+        if let Some(r) = self.pages.remove(&lo) {
+            for k in &r.keys {
+                self.index.remove(&index_key(k, lo));
+            }
         }
     }
 
@@ -86,15 +100,18 @@ impl Tables {
             }
         };
         if w.clear && step() {
-            self.episodes.clear();
+            self.pages.clear();
             self.index.clear();
             self.segments.clear();
             self.changes.clear();
             self.blobs.clear();
         }
-        for &id in &w.delete_episodes {
+        if w.clear_legacy && step() {
+            self.legacy.clear();
+        }
+        for &k in &w.delete_pages {
             if step() {
-                self.delete_episode(id);
+                self.delete_page(k);
             }
         }
         for &k in &w.delete_segments {
@@ -112,15 +129,16 @@ impl Tables {
                 self.blobs.remove(name);
             }
         }
-        for r in &w.put_episodes {
+        for r in &w.put_pages {
             if step() {
-                self.delete_episode(r.id);
-                self.index.insert((r.namespace.clone(), Time(r.time), r.id));
-                self.episodes.insert(
-                    r.id,
-                    Row {
-                        ns: r.namespace.clone(),
-                        time: r.time,
+                self.delete_page(r.lo);
+                for k in &r.keys {
+                    self.index.insert(index_key(k, r.lo));
+                }
+                self.pages.insert(
+                    r.lo,
+                    PageRow {
+                        keys: r.keys.clone(),
                         bytes: r.bytes.clone(),
                     },
                 );
@@ -196,7 +214,8 @@ impl MemoryBackend {
     }
 
     /// Another connection to the same data. Fails with `SCHEMA_TOO_NEW` if the data was
-    /// upgraded past [`SCHEMA_VERSION`].
+    /// upgraded past [`SCHEMA_VERSION`]; data of an older schema is upgraded (as IndexedDB's
+    /// `upgradeneeded` does: the layout migration itself happens in [`super::Store::open`]).
     pub fn connect(&self) -> Result<Self> {
         let v = self.shared.borrow().version;
         if v > SCHEMA_VERSION {
@@ -205,6 +224,7 @@ impl MemoryBackend {
                 supported: SCHEMA_VERSION,
             });
         }
+        self.shared.borrow_mut().version = SCHEMA_VERSION;
         let conn = Rc::new(Conn::default());
         self.shared.borrow_mut().conns.push(Rc::downgrade(&conn));
         Ok(MemoryBackend {
@@ -226,6 +246,27 @@ impl MemoryBackend {
         sh.conns.clear();
     }
 
+    /// Replace everything with a store in the legacy (schema 1) layout: the header and state
+    /// records, one record per episode, and the segments (test fixtures of the upgrade path; see
+    /// `testing::legacy_fixture`). Connect again to open it.
+    #[doc(hidden)]
+    pub fn install_legacy(
+        &self,
+        header: Vec<u8>,
+        state: Vec<u8>,
+        episodes: Vec<(u64, Vec<u8>)>,
+        segments: Vec<(u64, Vec<u8>)>,
+    ) {
+        let mut sh = self.shared.borrow_mut();
+        let mut t = Tables::default();
+        t.meta.insert("header", header);
+        t.meta.insert("state", state);
+        t.legacy = episodes.into_iter().collect();
+        t.segments = segments.into_iter().collect();
+        sh.tables = t;
+        sh.version = 1;
+    }
+
     /// Limit the bytes stored (`None`: unlimited); a commit over it fails with
     /// `QUOTA_EXCEEDED` and writes nothing.
     pub fn set_quota(&self, bytes: Option<usize>) {
@@ -242,7 +283,13 @@ impl MemoryBackend {
         let sh = self.shared.borrow();
         let t = &sh.tables;
         let mut out: Vec<Vec<u8>> = t.meta.values().cloned().collect();
-        out.extend(t.episodes.values().map(|r| r.bytes.clone()));
+        out.extend(t.pages.values().map(|r| r.bytes.clone()));
+        out.extend(
+            t.pages
+                .values()
+                .flat_map(|r| r.keys.iter().map(|k| k.namespace.as_bytes().to_vec())),
+        );
+        out.extend(t.legacy.values().cloned());
         out.extend(t.segments.values().cloned());
         out.extend(t.changes.values().cloned());
         out.extend(t.blobs.values().cloned());
@@ -271,11 +318,6 @@ impl Backend for MemoryBackend {
             state: t.meta.get("state").cloned(),
             ..Default::default()
         };
-        out.episodes = req
-            .episodes
-            .iter()
-            .map(|id| t.episodes.get(id).map(|r| r.bytes.clone()))
-            .collect();
         if req.all_segments {
             out.segments = t.segments.iter().map(|(k, v)| (*k, v.clone())).collect();
         } else {
@@ -287,39 +329,45 @@ impl Backend for MemoryBackend {
                 .filter_map(|k| t.segments.get(k).map(|v| (*k, v.clone())))
                 .collect();
         }
-        if req.all_episodes {
-            out.all_episodes = t.episodes.values().map(|r| r.bytes.clone()).collect();
-        }
-        if let Some(s) = &req.scan {
-            let lo = (s.namespace.clone(), Time(s.from), 0u64);
-            let hi = (s.namespace.clone(), Time(s.to), u64::MAX);
-            let limit = s.limit.unwrap_or(usize::MAX);
-            let ids: Vec<u64> = if s.reverse {
-                t.index
-                    .range(lo..=hi)
-                    .rev()
-                    .take(limit)
-                    .map(|k| k.2)
-                    .collect()
-            } else {
-                t.index.range(lo..=hi).take(limit).map(|k| k.2).collect()
-            };
-            out.scan = ids
+        if req.all_pages {
+            out.pages = t.pages.iter().map(|(k, v)| (*k, v.bytes.clone())).collect();
+        } else {
+            let mut keys = req.pages.clone();
+            keys.sort_unstable();
+            keys.dedup();
+            out.pages = keys
                 .iter()
-                .filter_map(|id| t.episodes.get(id).map(|r| r.bytes.clone()))
+                .filter_map(|k| t.pages.get(k).map(|v| (*k, v.bytes.clone())))
                 .collect();
         }
-        if let Some(ns) = &req.namespace_ids {
-            let lo = (ns.clone(), Time(f64::NEG_INFINITY), 0u64);
-            let hi = (ns.clone(), Time(f64::INFINITY), u64::MAX);
-            let mut ids: Vec<u64> = t.index.range(lo..=hi).map(|k| k.2).collect();
-            ids.sort_unstable();
-            out.namespace_ids = ids;
+        if let Some(q) = &req.ns_pages {
+            let lo = (
+                q.namespace.clone(),
+                Time(f64::NEG_INFINITY),
+                Time(f64::NEG_INFINITY),
+                0u32,
+                0u64,
+            );
+            let hi = (
+                q.namespace.clone(),
+                Time(q.to),
+                Time(f64::INFINITY),
+                u32::MAX,
+                u64::MAX,
+            );
+            out.ns_pages = t
+                .index
+                .range(lo..=hi)
+                .map(|(_, a, b, n, lo)| NsPage {
+                    lo: *lo,
+                    tmin: a.0,
+                    tmax: b.0,
+                    n: *n,
+                })
+                .collect();
         }
-        if let Some(ns) = &req.count_namespace {
-            let lo = (ns.clone(), Time(f64::NEG_INFINITY), 0u64);
-            let hi = (ns.clone(), Time(f64::INFINITY), u64::MAX);
-            out.count = t.index.range(lo..=hi).count() as u64;
+        if req.legacy_episodes {
+            out.legacy_episodes = t.legacy.values().cloned().collect();
         }
         if let Some(after) = req.changes_after {
             out.changes = t
@@ -336,8 +384,8 @@ impl Backend for MemoryBackend {
 
     async fn read_all_segments(
         &self,
-        visit: &mut dyn FnMut(u64, &dyn SegmentSource) -> Result<()>,
-    ) -> Result<Option<Vec<u8>>> {
+        visit: &mut dyn FnMut(SegmentEvent<'_>) -> Result<()>,
+    ) -> Result<()> {
         self.check_open()?;
         // Snapshot first (as the IndexedDB backend does: the transaction completes, then the
         // visitor runs), so a visitor may call back into the store.
@@ -352,10 +400,11 @@ impl Backend for MemoryBackend {
                     .collect::<Vec<_>>(),
             )
         };
+        visit(SegmentEvent::State(state.as_deref()))?;
         for (k, v) in &segs {
-            visit(*k, v)?;
+            visit(SegmentEvent::Segment(*k, v))?;
         }
-        Ok(state)
+        Ok(())
     }
 
     async fn commit(&self, w: WriteSet) -> Result<CommitOutcome> {

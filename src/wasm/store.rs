@@ -12,9 +12,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::errors::{to_js_error, JsError2};
-use crate::store::idb::IdbBackend;
+use crate::store::idb::{IdbBackend, JsSegment};
 use crate::store::{
-    Durability, Episode, Metadata, NewEpisode, OpenOptions, Patch, ScanQuery, StoreError, VectorSet,
+    Durability, Episode, Metadata, NewEpisode, OpenOptions, Patch, ScanQuery, SegmentSource,
+    StoreError, VectorSet, VectorSink,
 };
 
 type Core = crate::store::Store<IdbBackend>;
@@ -29,6 +30,8 @@ export interface StoreOptions {
   durability?: 'strict' | 'relaxed';
   /** Rows per packed vector segment of a new store (default about 2 MiB of vectors). */
   segmentCapacity?: number;
+  /** Bytes per page of episode records of a new store (default 256 KiB). */
+  pageCapacity?: number;
 }
 /** An episode to store (`id` and `insertTime` are assigned by the store). */
 export interface NewEpisode {
@@ -308,17 +311,67 @@ fn id_from(v: &JsValue, field: &str) -> Result<u64, JsValue> {
     }
 }
 
-fn vectors_js(v: &VectorSet) -> JsValue {
+/// A [`VectorSink`] into one JS `Float32Array`: each segment's vectors are copied once, from
+/// its `ArrayBuffer` straight into the array (no detour through wasm memory).
+#[derive(Default)]
+struct JsSink {
+    dims: usize,
+    dst: Option<Float32Array>,
+}
+
+impl VectorSink for JsSink {
+    fn begin(&mut self, rows: usize, dims: usize) -> crate::store::error::Result<()> {
+        self.dims = dims;
+        let len = rows
+            .checked_mul(dims)
+            .filter(|&l| l <= u32::MAX as usize)
+            .ok_or_else(|| StoreError::Backend(format!("{rows} x {dims} vectors are too many")))?;
+        self.dst = Some(Float32Array::new_with_length(len as u32));
+        Ok(())
+    }
+    fn copy(
+        &mut self,
+        row: usize,
+        src: &dyn SegmentSource,
+        byte_offset: usize,
+        rows: usize,
+    ) -> crate::store::error::Result<()> {
+        let dst = self
+            .dst
+            .as_ref()
+            .ok_or_else(|| StoreError::corrupt("segments", "rows before the state"))?;
+        let (start, n) = (row * self.dims, rows * self.dims);
+        if start + n > dst.length() as usize {
+            return Err(StoreError::corrupt("segments", "rows past the count"));
+        }
+        match src.as_any().downcast_ref::<JsSegment>() {
+            Some(seg) if byte_offset.is_multiple_of(4) => {
+                let view = Float32Array::new_with_byte_offset_and_length(
+                    seg.buffer(),
+                    byte_offset as u32,
+                    n as u32,
+                );
+                dst.set(&view, start as u32);
+            }
+            _ => {
+                let mut tmp = vec![0f32; n];
+                src.read_f32(byte_offset, &mut tmp);
+                dst.subarray(start as u32, (start + n) as u32)
+                    .copy_from(&tmp);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn vectors_js(v: &VectorSet, vectors: Option<Float32Array>) -> JsValue {
     let o = Object::new();
     set(&o, "dims", &JsValue::from_f64(v.dims as f64));
     set(&o, "seq", &JsValue::from_f64(v.seq as f64));
     let ids: Vec<f64> = v.ids.iter().map(|&i| i as f64).collect();
     set(&o, "ids", &Float64Array::from(ids.as_slice()).into());
-    set(
-        &o,
-        "vectors",
-        &Float32Array::from(v.vectors.as_slice()).into(),
-    );
+    let vectors = vectors.unwrap_or_else(|| Float32Array::from(v.vectors.as_slice()));
+    set(&o, "vectors", &vectors.into());
     let ns: Array = v.namespaces.iter().map(|s| JsValue::from_str(s)).collect();
     set(&o, "namespaces", &ns);
     set(
@@ -359,6 +412,9 @@ impl Store {
             }
             if let Some(c) = opt_number(&o, "segmentCapacity", "")? {
                 opts.segment_capacity = Some(c.max(0.0) as usize);
+            }
+            if let Some(c) = opt_number(&o, "pageCapacity", "")? {
+                opts.page_capacity = Some(c.max(0.0) as usize);
             }
         }
         let backend = IdbBackend::open(&name).await.map_err(store_err)?;
@@ -563,8 +619,9 @@ impl Store {
     #[wasm_bindgen(js_name = loadVectors)]
     pub async fn load_vectors(&self) -> Result<VectorSetJs, JsValue> {
         let s = self.inner.clone();
-        let v = s.load_vectors().await.map_err(store_err)?;
-        Ok(vectors_js(&v).unchecked_into())
+        let mut sink = JsSink::default();
+        let v = s.load_vectors_into(&mut sink).await.map_err(store_err)?;
+        Ok(vectors_js(&v, sink.dst).unchecked_into())
     }
 
     /// The vectors of `ids` that exist (e.g. `changes.upserted`).
@@ -573,7 +630,7 @@ impl Store {
         let ids = ids_from(&ids.into(), "ids")?;
         let s = self.inner.clone();
         let v = s.load_rows(&ids).await.map_err(store_err)?;
-        Ok(vectors_js(&v).unchecked_into())
+        Ok(vectors_js(&v, None).unchecked_into())
     }
 
     /// `callback(seq)` after another tab commits a write (`null` to stop).
@@ -637,13 +694,14 @@ impl Store {
         s.delete_blob(&name).await.map_err(store_err)
     }
 
-    /// Counters this connection last saw: `{ seq, live, segments, nextId }` (no I/O).
+    /// Counters this connection last saw: `{ seq, live, segments, pages, nextId }` (no I/O).
     pub fn stats(&self) -> JsValue {
         let st = self.inner.stats();
         let o = Object::new();
         set(&o, "seq", &JsValue::from_f64(st.seq as f64));
         set(&o, "live", &JsValue::from_f64(st.live as f64));
         set(&o, "segments", &JsValue::from_f64(st.segments as f64));
+        set(&o, "pages", &JsValue::from_f64(st.pages as f64));
         set(&o, "nextId", &JsValue::from_f64(st.next_id as f64));
         o.into()
     }
