@@ -12,7 +12,7 @@
 use std::rc::Rc;
 
 use super::codec::{NsPage, PageKey};
-use super::error::Result;
+use super::error::{Result, StoreError};
 
 /// The schema version of the database layout (the IndexedDB version number). Opening a database
 /// written by a newer schema fails with `SCHEMA_TOO_NEW`. Version 2: episode records in pages
@@ -58,8 +58,13 @@ pub struct NsPages {
 pub struct ReadRequest {
     /// Page records by key (missing ones are left out).
     pub pages: Vec<u64>,
-    /// Segment records by key (missing ones are left out).
+    /// Whole segment records by key (missing ones are left out).
     pub segments: Vec<u64>,
+    /// The header and tail of segment records, by key, with the bytes of vectors between them
+    /// (from the directory): ids, times and namespaces without the vectors.
+    pub segment_tails: Vec<(u64, usize)>,
+    /// Byte ranges `(key, start, end)` of segment records (single vectors).
+    pub segment_ranges: Vec<(u64, usize, usize)>,
     /// Every page record, in key order.
     pub all_pages: bool,
     /// Every segment record, in key order.
@@ -85,6 +90,10 @@ pub struct ReadResult {
     pub pages: Vec<(u64, Vec<u8>)>,
     /// Segment records found (requested or all), by key, in key order.
     pub segments: Vec<(u64, Vec<u8>)>,
+    /// Segment headers and tails found, by key, in key order.
+    pub segment_tails: Vec<(u64, SegmentMeta)>,
+    /// The requested ranges, in request order (`None`: no such segment).
+    pub segment_ranges: Vec<Option<Vec<u8>>>,
     /// The namespace's index entries, in index order.
     pub ns_pages: Vec<NsPage>,
     /// Legacy episode records, in id order (when asked).
@@ -104,6 +113,35 @@ pub struct PageRecord {
     pub keys: Vec<PageKey>,
     /// The encoded page.
     pub bytes: Vec<u8>,
+}
+
+/// A piece of a segment record to write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SegPart {
+    /// New bytes.
+    Bytes(Vec<u8>),
+    /// Bytes `start..end` of the stored segment `key` as it is before this write (which may
+    /// delete or replace it): a segment is rewritten without copying the vectors it keeps
+    /// through wasm memory (IndexedDB composes the new `Blob` from slices of the old ones).
+    Old {
+        /// The stored segment.
+        key: u64,
+        /// First byte.
+        start: usize,
+        /// One past the last byte.
+        end: usize,
+    },
+}
+
+/// The byte length of a segment record written from `parts`, given the stored lengths.
+pub fn parts_len(parts: &[SegPart]) -> usize {
+    parts
+        .iter()
+        .map(|p| match p {
+            SegPart::Bytes(b) => b.len(),
+            SegPart::Old { start, end, .. } => end - start,
+        })
+        .sum()
 }
 
 /// Everything one read-write transaction writes, in this order: clears, deletes, puts.
@@ -126,8 +164,8 @@ pub struct WriteSet {
     pub put_pages: Vec<PageRecord>,
     /// Segment records to delete.
     pub delete_segments: Vec<u64>,
-    /// Segment records to put.
-    pub put_segments: Vec<(u64, Vec<u8>)>,
+    /// Segment records to put, each assembled from parts.
+    pub put_segments: Vec<(u64, Vec<SegPart>)>,
     /// The change record of this write `(seq, bytes)`.
     pub put_change: Option<(u64, Vec<u8>)>,
     /// Delete change records with sequence < this.
@@ -200,13 +238,165 @@ pub trait SegmentSource: std::any::Any {
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
-/// What [`Backend::read_all_segments`] hands its visitor: first the state record of the
-/// snapshot, then every segment in key order.
-pub enum SegmentEvent<'a> {
-    /// The state record (`None` if the store has none).
-    State(Option<&'a [u8]>),
-    /// One segment record.
-    Segment(u64, &'a dyn SegmentSource),
+/// Receives the vectors of a full load ([`super::Store::load_vectors_into`]): told the total row
+/// count first, then written in order, segment by segment (or chunk by chunk). The default,
+/// `Vec<f32>`-backed [`VecSink`] is what [`super::Store::load_vectors`] uses; on wasm32 the
+/// IndexedDB backend streams segment bytes straight into a JS array
+/// (`idb::JsVectorSink`) instead.
+pub trait VectorSink: std::any::Any {
+    /// Make room for `rows` rows of `dims` values (called once, before any write).
+    fn begin(&mut self, rows: usize, dims: usize) -> Result<()>;
+    /// The dimension given to `begin`.
+    fn dims(&self) -> usize;
+    /// Values the sink holds (`rows * dims` after `begin`).
+    fn capacity(&self) -> usize;
+    /// Copy `count` little-endian f32 from `src`, starting at byte `byte_offset`, to values
+    /// `at..at + count`. Writes arrive in order (`at` is where the previous write ended); a write
+    /// past the capacity is an error.
+    fn write(
+        &mut self,
+        at: usize,
+        src: &dyn SegmentSource,
+        byte_offset: usize,
+        count: usize,
+    ) -> Result<()>;
+    /// As `Any` (a backend may recognise its own sink type and fill it directly).
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+}
+
+/// A [`VectorSink`] into a `Vec<f32>` (reserved once, written without zero-filling first).
+#[derive(Debug, Default)]
+pub struct VecSink {
+    dims: usize,
+    /// The packed vectors.
+    pub vectors: Vec<f32>,
+}
+
+impl VectorSink for VecSink {
+    fn begin(&mut self, rows: usize, dims: usize) -> Result<()> {
+        self.dims = dims;
+        self.vectors = Vec::new();
+        let n = rows
+            .checked_mul(dims)
+            .ok_or_else(|| StoreError::Backend(format!("{rows} x {dims} vectors are too many")))?;
+        self.vectors
+            .try_reserve_exact(n)
+            .map_err(|_| StoreError::Backend(format!("cannot allocate {rows} x {dims} vectors")))
+    }
+    fn dims(&self) -> usize {
+        self.dims
+    }
+    fn capacity(&self) -> usize {
+        self.vectors.capacity()
+    }
+    fn write(
+        &mut self,
+        at: usize,
+        src: &dyn SegmentSource,
+        byte_offset: usize,
+        count: usize,
+    ) -> Result<()> {
+        if at != self.vectors.len() || at + count > self.vectors.capacity() {
+            return Err(StoreError::corrupt(
+                "segments",
+                "vectors out of order or past the row count",
+            ));
+        }
+        if byte_offset + count * 4 > src.byte_len() {
+            return Err(StoreError::corrupt("segments", "vectors past the record"));
+        }
+        // SAFETY: `at + count <= capacity`; `read_f32_raw` initialises all `count` values.
+        unsafe {
+            src.read_f32_raw(byte_offset, self.vectors.as_mut_ptr().add(at), count);
+            self.vectors.set_len(at + count);
+        }
+        Ok(())
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+/// One segment of a full load: its key, its fixed header and its tail (ids, times, namespaces:
+/// everything but the vectors, which went to the sink).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentMeta {
+    /// The segment's key.
+    pub key: u64,
+    /// Its first [`super::codec::SEGMENT_VECTORS_OFFSET`] bytes.
+    pub head: [u8; 16],
+    /// The bytes after its vectors.
+    pub tail: Vec<u8>,
+}
+
+/// The segments of one snapshot, read in key order after their transaction completed
+/// ([`Backend::read_all_segments`]).
+#[allow(async_fn_in_trait)]
+pub trait SegmentCursor {
+    /// Read the next segment: its vectors are written to `sink` from value `at` on (checked
+    /// against the sink's dims and capacity first), the rest is returned. `None` at the end.
+    async fn next(&mut self, sink: &mut dyn VectorSink, at: usize) -> Result<Option<SegmentMeta>>;
+}
+
+/// The vector bytes of `head`'s segment: checks its dims against the sink's and its size against
+/// `len` and the sink's capacity from `at` (before anything is written).
+pub fn check_segment(
+    key: u64,
+    head: &[u8; 16],
+    len: usize,
+    sink: &dyn VectorSink,
+    at: usize,
+) -> Result<usize> {
+    let what = || format!("segment {key}");
+    let (dims, n, _, vbytes) = super::codec::segment_header(head).map_err(|e| e.corrupt(what()))?;
+    if dims != sink.dims() || 16 + vbytes > len {
+        return Err(StoreError::corrupt(what(), "bad dims or length"));
+    }
+    if at + n * dims > sink.capacity() {
+        return Err(StoreError::corrupt(
+            what(),
+            "more rows than the state lists",
+        ));
+    }
+    Ok(vbytes)
+}
+
+/// A [`SegmentCursor`] over segment records held as bytes (the memory backend).
+#[derive(Debug, Default)]
+pub struct BytesCursor {
+    segs: std::vec::IntoIter<(u64, Vec<u8>)>,
+}
+
+impl BytesCursor {
+    /// Over `segs`, in order.
+    pub fn new(segs: Vec<(u64, Vec<u8>)>) -> Self {
+        BytesCursor {
+            segs: segs.into_iter(),
+        }
+    }
+}
+
+impl SegmentCursor for BytesCursor {
+    async fn next(&mut self, sink: &mut dyn VectorSink, at: usize) -> Result<Option<SegmentMeta>> {
+        let Some((key, b)) = self.segs.next() else {
+            return Ok(None);
+        };
+        if b.len() < 16 {
+            return Err(StoreError::corrupt(
+                format!("segment {key}"),
+                "shorter than its header",
+            ));
+        }
+        let mut head = [0u8; 16];
+        head.copy_from_slice(&b[..16]);
+        let vbytes = check_segment(key, &head, b.len(), sink, at)?;
+        sink.write(at, &b, 16, vbytes / 4)?;
+        Ok(Some(SegmentMeta {
+            key,
+            head,
+            tail: b[16 + vbytes..].to_vec(),
+        }))
+    }
 }
 
 impl SegmentSource for Vec<u8> {
@@ -243,15 +433,14 @@ pub trait Backend {
     /// One read-only transaction.
     async fn read(&self, req: &ReadRequest) -> Result<ReadResult>;
 
-    /// One read-only transaction over the state and every segment; once every request of the
-    /// transaction has returned, hands `visit` the state record, then each segment in key order.
-    /// The bytes stay where the backend has them (wasm memory, or a JS `ArrayBuffer` read from
-    /// the segment's `Blob` after the transaction, a few at a time), so the visitor copies
-    /// vectors straight into their destination.
-    async fn read_all_segments(
-        &self,
-        visit: &mut dyn FnMut(SegmentEvent<'_>) -> Result<()>,
-    ) -> Result<()>;
+    /// The segments' reader of [`read_all_segments`](Backend::read_all_segments).
+    type Segments: SegmentCursor;
+
+    /// One read-only transaction over the state and every segment: returns, once every request
+    /// of the transaction has returned, the state record and a cursor over the segments (key
+    /// order). The cursor reads their bytes after the transaction (IndexedDB: from the segment
+    /// `Blob`s, streamed straight into the sink), so a full load touches each vector byte once.
+    async fn read_all_segments(&self) -> Result<(Option<Vec<u8>>, Self::Segments)>;
 
     /// One read-write transaction: check the sequence, then write; resolves after the
     /// transaction completed (durably, per `w.durability`). On success other connections get a

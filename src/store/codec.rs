@@ -436,27 +436,15 @@ impl Segment {
 
     /// Encode.
     pub fn encode(&self) -> Vec<u8> {
-        let n = self.len();
-        let ns_bytes: usize = self.namespaces.iter().map(|s| 4 + s.len()).sum();
-        let mut w = Writer::with_capacity(16 + n * (self.dims * 4 + 20) + ns_bytes);
-        w.u32(SEGMENT_MAGIC);
-        w.u32(self.dims as u32);
-        w.u32(n as u32);
-        w.u32(self.namespaces.len() as u32);
-        w.f32s(&self.vectors);
-        for &id in &self.ids {
-            w.u64(id);
-        }
-        for &t in &self.times {
-            w.f64(t);
-        }
-        for &k in &self.ns_idx {
-            w.u32(k);
-        }
-        for s in &self.namespaces {
-            w.str(s);
-        }
-        w.buf
+        let rows: Vec<(u64, &str, f64)> = (0..self.len())
+            .map(|i| (self.ids[i], self.namespace(i), self.times[i]))
+            .collect();
+        let (head, tail) = encode_segment_meta(self.dims, &rows);
+        let mut out = Vec::with_capacity(head.len() + self.vectors.len() * 4 + tail.len());
+        out.extend_from_slice(&head);
+        out.extend_from_slice(bytemuck::cast_slice(&self.vectors));
+        out.extend_from_slice(&tail);
+        out
     }
 
     /// Decode.
@@ -471,6 +459,45 @@ impl Segment {
         s.namespaces = v.namespaces.iter().map(|s| s.to_string()).collect();
         Ok(s)
     }
+}
+
+/// The parts of an encoded segment around its vectors: the fixed header (the first
+/// [`SEGMENT_VECTORS_OFFSET`] bytes) and the tail (ids, times, namespace indexes and table) of
+/// `rows` (`(id, namespace, event time)`, ids increasing) of `dims`.
+pub fn encode_segment_meta(dims: usize, rows: &[(u64, &str, f64)]) -> ([u8; 16], Vec<u8>) {
+    let mut namespaces: Vec<&str> = Vec::new();
+    let mut idx: Vec<u32> = Vec::with_capacity(rows.len());
+    for &(_, ns, _) in rows {
+        // Few namespaces per segment: a linear search beats hashing (and keeps first-seen order).
+        let k = match namespaces.iter().rposition(|n| *n == ns) {
+            Some(k) => k,
+            None => {
+                namespaces.push(ns);
+                namespaces.len() - 1
+            }
+        };
+        idx.push(k as u32);
+    }
+    let mut head = [0u8; 16];
+    head[0..4].copy_from_slice(&SEGMENT_MAGIC.to_le_bytes());
+    head[4..8].copy_from_slice(&(dims as u32).to_le_bytes());
+    head[8..12].copy_from_slice(&(rows.len() as u32).to_le_bytes());
+    head[12..16].copy_from_slice(&(namespaces.len() as u32).to_le_bytes());
+    let ns_bytes: usize = namespaces.iter().map(|s| 4 + s.len()).sum();
+    let mut w = Writer::with_capacity(rows.len() * 20 + ns_bytes);
+    for &(id, _, _) in rows {
+        w.u64(id);
+    }
+    for &(_, _, t) in rows {
+        w.f64(t);
+    }
+    for &k in &idx {
+        w.u32(k);
+    }
+    for s in namespaces {
+        w.str(s);
+    }
+    (head, w.buf)
 }
 
 /// The fixed header of an encoded segment (its first [`SEGMENT_VECTORS_OFFSET`] bytes):

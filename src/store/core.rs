@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::backend::{
     Backend, CommitOutcome, Durability, NoticeListener, NsPages, PageRecord, ReadRequest,
-    ReadResult, SegmentEvent, SegmentSource, WriteSet,
+    ReadResult, SegmentCursor, SegmentMeta, VecSink, VectorSink, WriteSet,
 };
 use super::codec::{
     copy_f32s, decode_record, encode_record, page_weight, record_len, record_ns_time,
@@ -28,7 +28,7 @@ use super::error::{Result, StoreError};
 use super::export::{decode_all, ExportWriter};
 use super::lock::AsyncLock;
 use super::plan::{
-    build, build_pages, plan, plan_units, Layout, NewRows, PageRow, SplitRows, UnitIn,
+    build, build_pages, plan, plan_units, Layout, NewRows, PageRow, Policy, SplitRows, UnitIn,
 };
 
 /// How often a write is re-planned when other connections keep committing before it.
@@ -36,9 +36,12 @@ const MAX_ATTEMPTS: u32 = 64;
 /// Change records kept by default (older ones are pruned; a reader that far behind reloads).
 pub const DEFAULT_CHANGE_RETENTION: u64 = 1024;
 
-/// The default rows per segment for `dims`: about 2 MiB of vectors, within `16..=4096`.
+/// The default rows per segment for `dims`: about 8 MiB of vectors, within `64..=16384`. Large
+/// segments make a full load fast (a segment record costs the browser a few milliseconds to
+/// open, whatever its size); they cost little to write, because a rewrite composes the new
+/// record from slices of the old ones, and reads of single rows read only their bytes.
 pub fn default_segment_capacity(dims: usize) -> usize {
-    ((2 << 20) / (4 * dims.max(1))).clamp(16, 4096)
+    ((8 << 20) / (4 * dims.max(1))).clamp(64, 16384)
 }
 
 /// Options of [`Store::open`].
@@ -86,64 +89,6 @@ impl ScanQuery {
     }
 }
 
-/// Receives the vectors of [`Store::load_vectors_into`]: told the total row count first, then
-/// handed each segment's packed vectors with the row they start at. The default,
-/// [`Vec<f32>`]-backed sink is what [`Store::load_vectors`] uses; the JS bindings fill a JS
-/// `Float32Array` straight from the segments' `ArrayBuffer`s instead.
-pub trait VectorSink {
-    /// Make room for `rows` rows of `dims` values (called once, before any `copy`).
-    fn begin(&mut self, rows: usize, dims: usize) -> Result<()>;
-    /// Copy `rows` rows of packed little-endian f32 from `src` at byte `byte_offset` to rows
-    /// `row..row + rows` (always within the `rows` given to `begin`).
-    fn copy(
-        &mut self,
-        row: usize,
-        src: &dyn SegmentSource,
-        byte_offset: usize,
-        rows: usize,
-    ) -> Result<()>;
-}
-
-/// A [`VectorSink`] into a `Vec<f32>` (reserved once, written without zero-filling first).
-#[derive(Debug, Default)]
-pub struct VecSink {
-    dims: usize,
-    /// The packed vectors.
-    pub vectors: Vec<f32>,
-}
-
-impl VectorSink for VecSink {
-    fn begin(&mut self, rows: usize, dims: usize) -> Result<()> {
-        self.dims = dims;
-        self.vectors = Vec::new();
-        self.vectors
-            .try_reserve_exact(rows * dims)
-            .map_err(|_| StoreError::Backend(format!("cannot allocate {rows} x {dims} vectors")))
-    }
-    fn copy(
-        &mut self,
-        row: usize,
-        src: &dyn SegmentSource,
-        byte_offset: usize,
-        rows: usize,
-    ) -> Result<()> {
-        let (start, n) = (row * self.dims, rows * self.dims);
-        // Rows arrive in order; the builder checks they stay within `begin`'s count.
-        if start != self.vectors.len() || start + n > self.vectors.capacity() {
-            return Err(StoreError::corrupt(
-                "segments",
-                "rows out of order or past the count",
-            ));
-        }
-        // SAFETY: `start + n <= capacity`; `read_f32_raw` initialises all `n` values.
-        unsafe {
-            src.read_f32_raw(byte_offset, self.vectors.as_mut_ptr().add(start), n);
-            self.vectors.set_len(start + n);
-        }
-        Ok(())
-    }
-}
-
 /// Every stored vector, packed for search: row `i` is episode `ids[i]`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VectorSet {
@@ -184,8 +129,6 @@ impl VectorSet {
 struct VectorSetBuilder {
     vs: VectorSet,
     ns_map: HashMap<String, u32>,
-    filter: Option<HashSet<u64>>,
-    scratch: Vec<u8>,
     /// Rows announced by the state (`load_vectors_into`): the sink holds this many.
     expected: usize,
 }
@@ -206,80 +149,24 @@ impl VectorSetBuilder {
             .collect()
     }
 
-    /// Append a segment from wherever the backend holds it: the vectors go to `sink` (copied
-    /// once, straight from the source); only the small tail (ids, times, namespaces) goes through
-    /// a scratch buffer.
-    fn append_source(
-        &mut self,
-        key: u64,
-        src: &dyn SegmentSource,
-        sink: &mut dyn VectorSink,
-    ) -> Result<()> {
-        let what = || format!("segment {key}");
-        let len = src.byte_len();
-        if len < SEGMENT_VECTORS_OFFSET {
-            return Err(StoreError::corrupt(what(), "shorter than its header"));
-        }
-        let mut head = [0u8; SEGMENT_VECTORS_OFFSET];
-        src.read(0, &mut head);
-        let (dims, n, n_ns, vbytes) = segment_header(&head).map_err(|e| e.corrupt(what()))?;
-        if dims != self.vs.dims || SEGMENT_VECTORS_OFFSET + vbytes > len {
-            return Err(StoreError::corrupt(what(), "bad dims or length"));
-        }
-        let row = self.vs.ids.len();
-        if row + n > self.expected {
+    /// Append the ids, times and namespaces of a segment whose vectors went to the sink.
+    fn append_meta(&mut self, m: &SegmentMeta) -> Result<()> {
+        let what = || format!("segment {}", m.key);
+        let (dims, n, n_ns, _) = segment_header(&m.head).map_err(|e| e.corrupt(what()))?;
+        if dims != self.vs.dims || self.vs.ids.len() + n > self.expected {
             return Err(StoreError::corrupt(
                 what(),
-                format!(
-                    "{} rows past the {} the state lists",
-                    row + n,
-                    self.expected
-                ),
+                "bad dims or more rows than the state lists",
             ));
         }
-        let mut tail = std::mem::take(&mut self.scratch);
-        tail.resize(len - SEGMENT_VECTORS_OFFSET - vbytes, 0);
-        src.read(SEGMENT_VECTORS_OFFSET + vbytes, &mut tail);
-        let r = (|| {
-            let v = SegmentView::from_parts(dims, n, n_ns, &[], &tail)
-                .map_err(|e| e.corrupt(what()))?;
-            sink.copy(row, src, SEGMENT_VECTORS_OFFSET, n)?;
-            let map = self.ns_map(&v.namespaces);
-            self.vs.ids.extend(v.ids());
-            self.vs.event_time.extend(v.times());
-            self.vs
-                .namespace_of
-                .extend(v.ns_idx().map(|k| map[k as usize]));
-            Ok(())
-        })();
-        self.scratch = tail;
-        r
-    }
-
-    /// Append the rows of an encoded segment that pass the filter (vectors into `vs.vectors`).
-    fn append(&mut self, key: u64, bytes: &[u8]) -> Result<()> {
-        let v = SegmentView::parse(bytes).map_err(|e| e.corrupt(format!("segment {key}")))?;
-        let dims = self.vs.dims;
-        if v.dims != dims {
-            return Err(StoreError::corrupt(
-                format!("segment {key}"),
-                format!("dims {} in a store of {dims}", v.dims),
-            ));
-        }
+        let v =
+            SegmentView::from_parts(dims, n, n_ns, &[], &m.tail).map_err(|e| e.corrupt(what()))?;
         let map = self.ns_map(&v.namespaces);
-        for (i, ((id, t), k)) in v.ids().zip(v.times()).zip(v.ns_idx()).enumerate() {
-            if self.filter.as_ref().is_none_or(|f| f.contains(&id)) {
-                let start = self.vs.vectors.len();
-                self.vs.vectors.resize(start + dims, 0.0);
-                copy_f32s(
-                    &v.vector_bytes[i * dims * 4..(i + 1) * dims * 4],
-                    &mut self.vs.vectors[start..],
-                );
-                self.vs.ids.push(id);
-                self.vs.event_time.push(t);
-                self.vs.namespace_of.push(map[k as usize]);
-            }
-        }
+        self.vs.ids.extend(v.ids());
+        self.vs.event_time.extend(v.times());
+        self.vs
+            .namespace_of
+            .extend(v.ns_idx().map(|k| map[k as usize]));
         Ok(())
     }
 }
@@ -517,7 +404,13 @@ impl<B: Backend> Store<B> {
             .iter()
             .map(|r| (r.0, page_weight(r.3.len()) as usize))
             .collect();
-        let layout = plan_units(&[], header.page_capacity, &new, &SplitRows::new());
+        let layout = plan_units(
+            &[],
+            header.page_capacity,
+            &new,
+            &SplitRows::new(),
+            Policy::Counter,
+        );
         let built = build_pages(
             &layout,
             &HashMap::new(),
@@ -605,27 +498,81 @@ impl<B: Backend> Store<B> {
         Ok(st)
     }
 
-    fn episode_from(
+    /// The segment tails to read for `ids` at state `st`: `(key, vector bytes)` of each segment
+    /// holding one of them.
+    fn tails_for(&self, st: &State, ids: &[u64]) -> Vec<(u64, usize)> {
+        let row = self.dims() * 4;
+        ids.iter()
+            .filter_map(|&id| st.seg_of(id))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|i| (st.segs[i].lo, st.segs[i].n as usize * row))
+            .collect()
+    }
+
+    /// Where the vectors of `ids` are, from the segment tails read (`tails`, with their
+    /// directory): `(id, key, byte start, namespace, event time)` for each id found.
+    fn locate(&self, st: &State, tails: &[(u64, SegmentMeta)], ids: &[u64]) -> Result<Vec<Place>> {
+        let dims = self.dims();
+        let views = tail_views(tails, dims)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let Some(i) = st.seg_of(id) else { continue };
+            let key = st.segs[i].lo;
+            let Some(v) = views.get(&key) else { continue };
+            let seg_ids: Vec<u64> = v.ids().collect();
+            if let Ok(row) = seg_ids.binary_search(&id) {
+                let k = v.ns_idx().nth(row).unwrap_or(0) as usize;
+                let ns = v.namespaces.get(k).copied().unwrap_or_default();
+                let t = v.times().nth(row).unwrap_or(0.0);
+                out.push((
+                    id,
+                    key,
+                    SEGMENT_VECTORS_OFFSET + row * dims * 4,
+                    ns.to_string(),
+                    t,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The vectors at `places` (from [`Store::locate`]), read in the snapshot of `st` (`None`: the
+    /// store moved on), by id.
+    async fn vectors_at(
         &self,
-        rec: EpisodeRecord,
-        segs: &HashMap<u64, Segment>,
         st: &State,
-    ) -> Result<Episode> {
-        let id = rec.id;
-        let seg = st
-            .seg_of(id)
-            .and_then(|i| segs.get(&st.segs[i].lo))
-            .ok_or_else(|| {
-                StoreError::corrupt(format!("episode {id}"), "no segment holds its vector")
-            })?;
-        let row = seg.find(id).ok_or_else(|| {
-            StoreError::corrupt(format!("episode {id}"), "its segment lacks the row")
-        })?;
-        let v = seg.vector(row).to_vec();
-        Ok(rec.into_episode(v))
+        places: &[Place],
+    ) -> Result<Option<HashMap<u64, Vec<f32>>>> {
+        if places.is_empty() {
+            return Ok(Some(HashMap::new()));
+        }
+        let len = self.dims() * 4;
+        let res = self
+            .read(&ReadRequest {
+                segment_ranges: places.iter().map(|p| (p.1, p.2, p.2 + len)).collect(),
+                ..Default::default()
+            })
+            .await?;
+        if state_seq(res.state.as_deref()) != st.seq {
+            *self.state.borrow_mut() = decode_state(&res)?;
+            return Ok(None);
+        }
+        let mut out = HashMap::with_capacity(places.len());
+        for (p, b) in places.iter().zip(&res.segment_ranges) {
+            let b = b
+                .as_ref()
+                .filter(|b| b.len() == len)
+                .ok_or_else(|| StoreError::corrupt(format!("segment {}", p.1), "vector missing"))?;
+            let mut v = vec![0f32; self.dims()];
+            copy_f32s(b, &mut v);
+            out.insert(p.0, v);
+        }
+        Ok(Some(out))
     }
 
     // -----------------------------------------------------------------------------------------
+    // Writes    // -----------------------------------------------------------------------------------------
     // Writes
 
     /// Store one episode; returns its id.
@@ -830,20 +777,20 @@ impl<B: Backend> Store<B> {
         Err(StoreError::Conflict(MAX_ATTEMPTS))
     }
 
-    /// Read `pages` and `segments` in the snapshot of state `st`; `None` if the store moved on.
+    /// Read `pages` and segment tails in the snapshot of state `st`; `None` if the store moved on.
     async fn read_at(
         &self,
         st: &State,
         pages: Vec<u64>,
-        segments: Vec<u64>,
+        segment_tails: Vec<(u64, usize)>,
     ) -> Result<Option<ReadResult>> {
-        if pages.is_empty() && segments.is_empty() {
+        if pages.is_empty() && segment_tails.is_empty() {
             return Ok(Some(ReadResult::default()));
         }
         let res = self
             .read(&ReadRequest {
                 pages,
-                segments,
+                segment_tails,
                 ..Default::default()
             })
             .await?;
@@ -931,15 +878,24 @@ impl<B: Backend> Store<B> {
             pcap,
             &new_weights,
             &SplitRows::new(),
+            Policy::Counter,
         );
         let mut want_pages: BTreeSet<u64> = first.reads.iter().copied().collect();
         want_pages.extend(dirty.keys().map(|&i| st.pages[i].lo));
+        let row_bytes = dims * 4;
+        let seg_tails: Vec<(u64, usize)> = seg_layout
+            .reads
+            .iter()
+            .filter_map(|k| {
+                let i = st.segs.partition_point(|s| s.lo < *k);
+                st.segs
+                    .get(i)
+                    .filter(|s| s.lo == *k)
+                    .map(|s| (*k, s.n as usize * row_bytes))
+            })
+            .collect();
         let Some(mut res) = self
-            .read_at(
-                st,
-                want_pages.into_iter().collect(),
-                seg_layout.reads.clone(),
-            )
+            .read_at(st, want_pages.into_iter().collect(), seg_tails)
             .await?
         else {
             return Ok(Attempt::Stale);
@@ -1001,7 +957,7 @@ impl<B: Backend> Store<B> {
             }
         }
         // Plan again with the exact weights; read any further page that plan merges.
-        let page_layout = plan_units(&units(&exact), pcap, &new_weights, &split);
+        let page_layout = plan_units(&units(&exact), pcap, &new_weights, &split, Policy::Counter);
         let have: HashSet<u64> = res.pages.iter().map(|p| p.0).collect();
         let missing: Vec<u64> = page_layout
             .reads
@@ -1016,14 +972,9 @@ impl<B: Backend> Store<B> {
             res.pages.extend(more.pages);
         }
 
-        // Assemble the new segments and pages.
-        let mut old: HashMap<u64, Segment> = HashMap::new();
-        for (k, b) in &res.segments {
-            old.insert(
-                *k,
-                Segment::decode(b).map_err(|e| e.corrupt(format!("segment {k}")))?,
-            );
-        }
+        // Assemble the new segments (as parts: the vectors they keep stay where they are) and
+        // pages.
+        let old = tail_views(&res.segment_tails, dims)?;
         let new_rows = NewRows {
             ids: new_ids.clone(),
             namespaces: m.rows.iter().map(|r| r.namespace.as_str()).collect(),
@@ -1071,7 +1022,7 @@ impl<B: Backend> Store<B> {
                 .map(|(lo, bytes, keys)| PageRecord { lo, keys, bytes })
                 .collect(),
             delete_segments: seg_layout.delete_keys.clone(),
-            put_segments: built.iter().map(|(k, s)| (*k, s.encode())).collect(),
+            put_segments: built,
             ..Default::default()
         };
         let mut changed: Vec<u64> = new_ids.clone();
@@ -1107,12 +1058,12 @@ impl<B: Backend> Store<B> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        for _ in 0..MAX_ATTEMPTS {
+        'attempt: for _ in 0..MAX_ATTEMPTS {
             let st = self.state.borrow().clone();
             let res = self
                 .read(&ReadRequest {
                     pages: keys_of(ids, |id| st.page_of(id).map(|i| st.pages[i].lo)),
-                    segments: keys_of(ids, |id| st.seg_of(id).map(|i| st.segs[i].lo)),
+                    segment_tails: self.tails_for(&st, ids),
                     ..Default::default()
                 })
                 .await?;
@@ -1120,24 +1071,29 @@ impl<B: Backend> Store<B> {
                 *self.state.borrow_mut() = decode_state(&res)?;
                 continue;
             }
-            let segs = decode_segments(&res)?;
             let views = page_views(&res)?;
-            let mut out = Vec::with_capacity(ids.len());
+            let mut recs = Vec::with_capacity(ids.len());
             for &id in ids {
                 let rec = st
                     .page_of(id)
                     .and_then(|i| views.get(&st.pages[i].lo))
                     .and_then(|v| v.find(id).map(|r| v.record(r)));
-                match rec {
-                    None => out.push(None),
+                recs.push(match rec {
+                    None => None,
                     Some(b) => {
-                        let rec =
-                            decode_record(b).map_err(|e| e.corrupt(format!("episode {id}")))?;
-                        out.push(Some(self.episode_from(rec, &segs, &st)?));
+                        Some(decode_record(b).map_err(|e| e.corrupt(format!("episode {id}")))?)
                     }
-                }
+                });
             }
-            return Ok(out);
+            let found: Vec<u64> = recs.iter().flatten().map(|r| r.id).collect();
+            let places = self.locate(&st, &res.segment_tails, &found)?;
+            let Some(vecs) = self.vectors_at(&st, &places).await? else {
+                continue 'attempt;
+            };
+            return recs
+                .into_iter()
+                .map(|r| r.map(|r| with_vector(r, &vecs)).transpose())
+                .collect();
         }
         Err(StoreError::Conflict(MAX_ATTEMPTS))
     }
@@ -1247,19 +1203,18 @@ impl<B: Backend> Store<B> {
             }
             let ids: Vec<u64> = found.iter().map(|f| f.0 .1).collect();
             let Some(r) = self
-                .read_at(
-                    &st,
-                    Vec::new(),
-                    keys_of(&ids, |id| st.seg_of(id).map(|i| st.segs[i].lo)),
-                )
+                .read_at(&st, Vec::new(), self.tails_for(&st, &ids))
                 .await?
             else {
                 continue 'attempt;
             };
-            let segs = decode_segments(&r)?;
+            let places = self.locate(&st, &r.segment_tails, &ids)?;
+            let Some(vecs) = self.vectors_at(&st, &places).await? else {
+                continue 'attempt;
+            };
             return found
                 .into_iter()
-                .map(|(_, rec)| self.episode_from(rec, &segs, &st))
+                .map(|(_, rec)| with_vector(rec, &vecs))
                 .collect();
         }
         Err(StoreError::Conflict(MAX_ATTEMPTS))
@@ -1306,25 +1261,18 @@ impl<B: Backend> Store<B> {
         let dims = self.dims();
         let mut b = VectorSetBuilder::default();
         b.vs.dims = dims;
-        let mut state: Option<State> = None;
-        self.backend
-            .read_all_segments(&mut |ev| match ev {
-                SegmentEvent::State(bytes) => {
-                    let st =
-                        State::decode(bytes.unwrap_or_default()).map_err(|e| e.corrupt("state"))?;
-                    let rows: usize = st.segs.iter().map(|s| s.n as usize).sum();
-                    b.expected = rows;
-                    b.vs.ids.reserve(rows);
-                    b.vs.event_time.reserve(rows);
-                    b.vs.namespace_of.reserve(rows);
-                    sink.begin(rows, dims)?;
-                    state = Some(st);
-                    Ok(())
-                }
-                SegmentEvent::Segment(k, src) => b.append_source(k, src, sink),
-            })
-            .await?;
-        let st = state.ok_or_else(|| StoreError::corrupt("state", "missing"))?;
+        let (state, mut cursor) = self.backend.read_all_segments().await?;
+        let st =
+            State::decode(state.as_deref().unwrap_or_default()).map_err(|e| e.corrupt("state"))?;
+        let rows: usize = st.segs.iter().map(|s| s.n as usize).sum();
+        b.expected = rows;
+        b.vs.ids.reserve(rows);
+        b.vs.event_time.reserve(rows);
+        b.vs.namespace_of.reserve(rows);
+        sink.begin(rows, dims)?;
+        while let Some(m) = cursor.next(sink, b.vs.ids.len() * dims).await? {
+            b.append_meta(&m)?;
+        }
         if b.vs.ids.len() != b.expected {
             return Err(StoreError::corrupt(
                 "segments",
@@ -1340,25 +1288,31 @@ impl<B: Backend> Store<B> {
     /// order.
     pub async fn load_rows(&self, ids: &[u64]) -> Result<VectorSet> {
         self.check_open()?;
-        let mut b = VectorSetBuilder::default();
-        b.vs.dims = self.dims();
-        b.filter = Some(ids.iter().copied().collect());
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
         for _ in 0..MAX_ATTEMPTS {
             let st = self.state.borrow().clone();
-            let res = self
-                .read(&ReadRequest {
-                    segments: keys_of(ids, |id| st.seg_of(id).map(|i| st.segs[i].lo)),
-                    ..Default::default()
-                })
-                .await?;
-            if state_seq(res.state.as_deref()) != st.seq {
-                *self.state.borrow_mut() = decode_state(&res)?;
+            let Some(res) = self
+                .read_at(&st, Vec::new(), self.tails_for(&st, &ids))
+                .await?
+            else {
                 continue;
-            }
-            for (k, bytes) in &res.segments {
-                b.append(*k, bytes)?;
-            }
+            };
+            let places = self.locate(&st, &res.segment_tails, &ids)?;
+            let Some(mut vecs) = self.vectors_at(&st, &places).await? else {
+                continue;
+            };
+            let mut b = VectorSetBuilder::default();
+            b.vs.dims = self.dims();
             b.vs.seq = st.seq;
+            for (id, _, _, ns, t) in places {
+                let k = b.ns_map(&[ns.as_str()])[0];
+                b.vs.ids.push(id);
+                b.vs.event_time.push(t);
+                b.vs.namespace_of.push(k);
+                b.vs.vectors.extend(vecs.remove(&id).unwrap_or_default());
+            }
             return Ok(b.vs);
         }
         Err(StoreError::Conflict(MAX_ATTEMPTS))
@@ -1808,13 +1762,34 @@ fn encode_episode_record(r: &Episode, id: u64) -> Vec<u8> {
     encode_record(&rec)
 }
 
-fn decode_segments(res: &ReadResult) -> Result<HashMap<u64, Segment>> {
-    res.segments
+/// Where an episode's vector is: `(id, segment key, byte start, namespace, event time)`.
+type Place = (u64, u64, usize, String, f64);
+
+/// Views (without vectors) of segment tails read, by key.
+fn tail_views(tails: &[(u64, SegmentMeta)], dims: usize) -> Result<HashMap<u64, SegmentView<'_>>> {
+    tails
         .iter()
-        .map(|(k, b)| {
-            Segment::decode(b)
-                .map(|s| (*k, s))
-                .map_err(|e| e.corrupt(format!("segment {k}")))
+        .map(|(k, m)| {
+            let what = || format!("segment {k}");
+            let (d, n, n_ns, _) = segment_header(&m.head).map_err(|e| e.corrupt(what()))?;
+            if d != dims {
+                return Err(StoreError::corrupt(
+                    what(),
+                    format!("dims {d} in a store of {dims}"),
+                ));
+            }
+            SegmentView::from_parts(d, n, n_ns, &[], &m.tail)
+                .map(|v| (*k, v))
+                .map_err(|e| e.corrupt(what()))
         })
         .collect()
+}
+
+/// The episode of `rec` with its vector from `vecs`.
+fn with_vector(rec: EpisodeRecord, vecs: &HashMap<u64, Vec<f32>>) -> Result<Episode> {
+    let id = rec.id;
+    let v = vecs.get(&id).cloned().ok_or_else(|| {
+        StoreError::corrupt(format!("episode {id}"), "no segment holds its vector")
+    })?;
+    Ok(rec.into_episode(v))
 }

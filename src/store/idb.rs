@@ -34,26 +34,26 @@
 //! a request succeeds.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use std::collections::VecDeque;
-
-use js_sys::{Array, ArrayBuffer, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, ArrayBuffer, Float32Array, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     Blob, BroadcastChannel, DomException, Event, IdbCursor, IdbDatabase, IdbFactory,
     IdbIndexParameters, IdbKeyRange, IdbObjectStore, IdbOpenDbRequest, IdbRequest, IdbTransaction,
-    IdbTransactionMode, IdbVersionChangeEvent, MessageEvent,
+    IdbTransactionMode, IdbVersionChangeEvent, MessageEvent, ReadableStreamByobReader,
 };
 
 use super::backend::{
-    Backend, CommitOutcome, Durability, Fault, NoticeListener, ReadRequest, ReadResult,
-    SegmentEvent, SegmentSource, WriteSet, SCHEMA_VERSION,
+    check_segment, Backend, CommitOutcome, Durability, Fault, NoticeListener, ReadRequest,
+    ReadResult, SegPart, SegmentCursor, SegmentMeta, SegmentSource, VectorSink, WriteSet,
+    SCHEMA_VERSION,
 };
 use super::codec::{state_seq, NsPage, PageKey};
 use super::error::{Result, StoreError};
@@ -67,8 +67,13 @@ const BLOBS: &str = "blobs";
 const LEGACY_EPISODES: &str = "episodes";
 const NS_INDEX: &str = "ns_t";
 const STORES: [&str; 5] = [META, PAGES, SEGMENTS, CHANGES, BLOBS];
-/// Segment `Blob`s read at once by a full load (each is handed on as soon as it arrived).
-const BLOB_READS_IN_FLIGHT: usize = 4;
+/// Segments up to this size are read whole when only their header and tail are asked for.
+const SMALL_SEGMENT_BYTES: u32 = 256 << 10;
+/// Segment `Blob` streams a full load keeps open ahead of the one it reads.
+const STREAMS_AHEAD: usize = 16;
+/// Bytes of the staging buffer a full load streams segment `Blob`s through when its sink is not a
+/// JS array (a wasm `Vec`): reused for every chunk, so it is touched once.
+const STAGING_BYTES: u32 = 1 << 20;
 /// How long an open / delete waits for other connections to close before failing with
 /// `STORE_BLOCKED`.
 const BLOCKED_TIMEOUT_MS: i32 = 3000;
@@ -359,6 +364,88 @@ async fn resolve_segments(vals: Vec<JsValue>) -> Result<Vec<Vec<u8>>> {
         out.push(Uint8Array::new(&ab).to_vec());
     }
     Ok(out)
+}
+
+/// A slice being read: a `Blob` slice's promise, or bytes copied from an `ArrayBuffer`.
+type Slice = std::result::Result<Promise, Vec<u8>>;
+
+/// Start reading bytes `start..end` (`None`: to the end) of a stored segment value. Called only
+/// after the value's transaction returned every request.
+fn read_slice(v: &JsValue, start: usize, end: Option<usize>) -> Result<Slice> {
+    if let Some(b) = v.dyn_ref::<Blob>() {
+        let s = match end {
+            Some(e) => b.slice_with_f64_and_f64(start as f64, e as f64),
+            None => b.slice_with_f64(start as f64),
+        }
+        .map_err(|e| js_err("Blob.slice", &e))?;
+        return Ok(Ok(s.array_buffer()));
+    }
+    let ab = v
+        .dyn_ref::<ArrayBuffer>()
+        .ok_or_else(|| StoreError::corrupt("segment", "neither a Blob nor an ArrayBuffer"))?;
+    let len = ab.byte_length() as usize;
+    let end = end.unwrap_or(len).min(len);
+    let start = start.min(end);
+    let mut out = vec![0u8; end - start];
+    Uint8Array::new_with_byte_offset_and_length(ab, start as u32, (end - start) as u32)
+        .copy_to(&mut out);
+    Ok(Err(out))
+}
+
+/// Finish a read started by [`read_slice`].
+async fn finish_slice(s: Slice) -> Result<Vec<u8>> {
+    match s {
+        Err(b) => Ok(b),
+        Ok(p) => {
+            let ab = finish_read(Ok(p)).await?;
+            Ok(Uint8Array::new(&ab).to_vec())
+        }
+    }
+}
+
+/// A JS value for a part of a segment being written: a `Blob` of new bytes, a slice of the old
+/// segment `Blob`, or a view of a legacy `ArrayBuffer`.
+fn part_value(p: &SegPart, old: &std::collections::HashMap<u64, JsValue>) -> Result<JsValue> {
+    match p {
+        SegPart::Bytes(b) => Ok(blob_of(b)?.into()),
+        SegPart::Old { key, start, end } => {
+            let v = old.get(key).ok_or_else(|| {
+                StoreError::corrupt(format!("segment {key}"), "missing: cannot rewrite from it")
+            })?;
+            if let Some(b) = v.dyn_ref::<Blob>() {
+                if *end as f64 > b.size() {
+                    return Err(StoreError::corrupt(
+                        format!("segment {key}"),
+                        "shorter than the directory says",
+                    ));
+                }
+                let s = b
+                    .slice_with_f64_and_f64(*start as f64, *end as f64)
+                    .map_err(|e| js_err("Blob.slice", &e))?;
+                return Ok(s.into());
+            }
+            let ab = v.dyn_ref::<ArrayBuffer>().ok_or_else(|| {
+                StoreError::corrupt(
+                    format!("segment {key}"),
+                    "neither a Blob nor an ArrayBuffer",
+                )
+            })?;
+            if *end > ab.byte_length() as usize {
+                return Err(StoreError::corrupt(
+                    format!("segment {key}"),
+                    "shorter than the directory says",
+                ));
+            }
+            Ok(
+                Uint8Array::new_with_byte_offset_and_length(
+                    ab,
+                    *start as u32,
+                    (end - start) as u32,
+                )
+                .into(),
+            )
+        }
+    }
 }
 
 /// A segment record as a JS `ArrayBuffer`: read in place, vectors copied straight to their
@@ -860,12 +947,299 @@ async fn current_version(dbname: &str) -> Result<u32> {
     Ok(ver)
 }
 
+/// A [`VectorSink`] into one JS `Float32Array`: a full load streams each segment `Blob`'s vector
+/// bytes straight into it (a `ReadableStream` BYOB read per chunk), so every vector byte is
+/// written once, into memory that is touched once; other sources are copied with `set`.
+#[derive(Default)]
+pub struct JsVectorSink {
+    dims: usize,
+    len: usize,
+    dst: Option<Float32Array>,
+}
+
+impl JsVectorSink {
+    /// The filled array (after a load; `None` before `begin`).
+    pub fn into_array(self) -> Option<Float32Array> {
+        self.dst
+    }
+}
+
+impl VectorSink for JsVectorSink {
+    fn begin(&mut self, rows: usize, dims: usize) -> Result<()> {
+        let len = rows
+            .checked_mul(dims)
+            .filter(|&l| l <= (u32::MAX / 4) as usize)
+            .ok_or_else(|| StoreError::Backend(format!("{rows} x {dims} vectors are too many")))?;
+        self.dims = dims;
+        self.len = len;
+        self.dst = Some(Float32Array::new_with_length(len as u32));
+        Ok(())
+    }
+    fn dims(&self) -> usize {
+        self.dims
+    }
+    fn capacity(&self) -> usize {
+        self.len
+    }
+    fn write(
+        &mut self,
+        at: usize,
+        src: &dyn SegmentSource,
+        byte_offset: usize,
+        count: usize,
+    ) -> Result<()> {
+        let dst = self
+            .dst
+            .as_ref()
+            .ok_or_else(|| StoreError::corrupt("segments", "vectors before the row count"))?;
+        if at + count > self.len || byte_offset + count * 4 > src.byte_len() {
+            return Err(StoreError::corrupt(
+                "segments",
+                "vectors past the row count",
+            ));
+        }
+        match src.as_any().downcast_ref::<JsSegment>() {
+            Some(seg) if byte_offset.is_multiple_of(4) => {
+                let view = Float32Array::new_with_byte_offset_and_length(
+                    seg.buffer(),
+                    byte_offset as u32,
+                    count as u32,
+                );
+                dst.set(&view, at as u32);
+            }
+            _ => {
+                let mut tmp = vec![0f32; count];
+                src.read_f32(byte_offset, &mut tmp);
+                dst.subarray(at as u32, (at + count) as u32).copy_from(&tmp);
+            }
+        }
+        Ok(())
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+/// A BYOB reader of a segment `Blob`.
+struct BlobReader {
+    reader: ReadableStreamByobReader,
+    size: usize,
+    /// Every byte was read (nothing to cancel).
+    read: usize,
+}
+
+impl BlobReader {
+    fn open(b: &Blob) -> Result<BlobReader> {
+        let reader = ReadableStreamByobReader::new(&b.stream())
+            .map_err(|e| js_err("blob stream reader", &e))?;
+        Ok(BlobReader {
+            reader,
+            size: b.size() as usize,
+            read: 0,
+        })
+    }
+
+    /// Read up to `len` (> 0) next bytes into `buf` at `offset`; resolves with the buffer (the
+    /// read transfers it: the old one is detached) and the bytes read (0 at the end).
+    async fn read(
+        &mut self,
+        buf: &ArrayBuffer,
+        offset: usize,
+        len: usize,
+    ) -> Result<(ArrayBuffer, usize)> {
+        let view = Uint8Array::new_with_byte_offset_and_length(buf, offset as u32, len as u32);
+        let r = JsFuture::from(self.reader.read_with_array_buffer_view(&view))
+            .await
+            .map_err(|e| js_err("reading a segment blob", &e))?;
+        let v = Reflect::get(&r, &JsValue::from_str("value")).unwrap_or(JsValue::UNDEFINED);
+        match v.dyn_into::<Uint8Array>() {
+            Ok(v) => {
+                let n = v.byte_length() as usize;
+                self.read += n;
+                Ok((v.buffer(), n))
+            }
+            Err(_) => Err(StoreError::Backend("a blob read gave no buffer".into())),
+        }
+    }
+
+    /// Read exactly `len` next bytes into `buf` at `offset` (a shorter blob is corrupt).
+    async fn read_exact(
+        &mut self,
+        mut buf: ArrayBuffer,
+        offset: usize,
+        len: usize,
+    ) -> Result<ArrayBuffer> {
+        let mut done = 0;
+        while done < len {
+            let (b, n) = self.read(&buf, offset + done, len - done).await?;
+            buf = b;
+            if n == 0 {
+                return Err(StoreError::corrupt(
+                    "segment",
+                    "blob shorter than its header says",
+                ));
+            }
+            done += n;
+        }
+        Ok(buf)
+    }
+}
+
+impl Drop for BlobReader {
+    fn drop(&mut self) {
+        if self.read < self.size {
+            // Stopped early (an error): let the browser stop reading the blob.
+            let _ = self.reader.cancel();
+        } else {
+            self.reader.release_lock();
+        }
+    }
+}
+
+/// The segments of one snapshot, read after their transaction ([`SegmentCursor`]): a segment
+/// `Blob` is streamed (the streams of the next few are opened ahead, so the browser reads them
+/// meanwhile), its vector bytes straight into a [`JsVectorSink`], or through a reused staging
+/// buffer into any other sink; legacy `ArrayBuffer` values are copied from.
+pub struct IdbSegments {
+    segs: VecDeque<(u64, JsValue)>,
+    /// Readers of the first `readers.len()` segments of `segs` (`None`: not a `Blob`).
+    readers: VecDeque<Option<BlobReader>>,
+    stage: Option<ArrayBuffer>,
+}
+
+impl IdbSegments {
+    /// Open the streams of the next [`STREAMS_AHEAD`] segments.
+    fn open_ahead(&mut self) -> Result<()> {
+        while self.readers.len() < STREAMS_AHEAD && self.readers.len() < self.segs.len() {
+            let v = &self.segs[self.readers.len()].1;
+            let r = match v.dyn_ref::<Blob>() {
+                Some(b) => Some(BlobReader::open(b)?),
+                None => None,
+            };
+            self.readers.push_back(r);
+        }
+        Ok(())
+    }
+}
+
+impl SegmentCursor for IdbSegments {
+    async fn next(&mut self, sink: &mut dyn VectorSink, at: usize) -> Result<Option<SegmentMeta>> {
+        self.open_ahead()?;
+        let Some((key, v)) = self.segs.pop_front() else {
+            return Ok(None);
+        };
+        let reader = self.readers.pop_front().flatten();
+        self.open_ahead()?;
+        let Some(mut r) = reader else {
+            // A legacy ArrayBuffer value.
+            let ab = v.dyn_into::<ArrayBuffer>().map_err(|_| {
+                StoreError::corrupt(
+                    format!("segment {key}"),
+                    "neither a Blob nor an ArrayBuffer",
+                )
+            })?;
+            let seg = JsSegment(ab);
+            let len = seg.byte_len();
+            if len < 16 {
+                return Err(StoreError::corrupt(
+                    format!("segment {key}"),
+                    "shorter than its header",
+                ));
+            }
+            let mut head = [0u8; 16];
+            seg.read(0, &mut head);
+            let vbytes = check_segment(key, &head, len, sink, at)?;
+            sink.write(at, &seg, 16, vbytes / 4)?;
+            let mut tail = vec![0u8; len - 16 - vbytes];
+            seg.read(16 + vbytes, &mut tail);
+            return Ok(Some(SegmentMeta { key, head, tail }));
+        };
+        if r.size < 16 {
+            return Err(StoreError::corrupt(
+                format!("segment {key}"),
+                "shorter than its header",
+            ));
+        }
+        let small = r.read_exact(ArrayBuffer::new(16), 0, 16).await?;
+        let mut head = [0u8; 16];
+        Uint8Array::new(&small).copy_to(&mut head);
+        let vbytes = check_segment(key, &head, r.size, sink, at)?;
+        if vbytes > 0 {
+            if let Some(js) = sink.as_any_mut().downcast_mut::<JsVectorSink>() {
+                // Straight into the destination array.
+                let dst = js.dst.take().ok_or_else(|| {
+                    StoreError::corrupt("segments", "vectors before the row count")
+                })?;
+                let buf = r.read_exact(dst.buffer(), at * 4, vbytes).await;
+                // The read transferred the buffer: keep the new one (the old is detached).
+                let buf = buf?;
+                js.dst = Some(Float32Array::new(&buf));
+            } else {
+                // Through the staging buffer, whole values at a time.
+                let mut stage = self
+                    .stage
+                    .take()
+                    .unwrap_or_else(|| ArrayBuffer::new(STAGING_BYTES));
+                let (mut done, mut carry) = (0usize, 0usize);
+                while done < vbytes {
+                    let want = (vbytes - done).min(STAGING_BYTES as usize) - carry;
+                    let (b, n) = r.read(&stage, carry, want).await?;
+                    stage = b;
+                    if n == 0 {
+                        return Err(StoreError::corrupt(
+                            format!("segment {key}"),
+                            "blob shorter than its header says",
+                        ));
+                    }
+                    let have = carry + n;
+                    let whole = have / 4 * 4;
+                    let src = JsSegment(stage);
+                    sink.write(at + done / 4, &src, 0, whole / 4)?;
+                    stage = src.0;
+                    done += whole;
+                    carry = have - whole;
+                    if carry > 0 {
+                        let u = Uint8Array::new(&stage);
+                        u.copy_within(0, whole as i32, have as i32);
+                    }
+                }
+                self.stage = Some(stage);
+            }
+        }
+        let rest = r.size - 16 - vbytes;
+        let mut tail = vec![0u8; rest];
+        if rest > 0 {
+            let b = r.read_exact(ArrayBuffer::new(rest as u32), 0, rest).await?;
+            Uint8Array::new(&b).copy_to(&mut tail);
+        }
+        Ok(Some(SegmentMeta { key, head, tail }))
+    }
+}
+
 /// Records requested by key (or all of them) in a read transaction.
 enum Keyed {
     /// `getAllKeys` and `getAll`.
     All(Req, Req),
     /// One `get` per key.
     Some(Vec<u64>, Vec<Req>),
+}
+
+/// Request the records of `keys` (or all of them) of `os`.
+fn keyed(os: &IdbObjectStore, all: bool, keys: &[u64], what: &str) -> Result<Keyed> {
+    if all {
+        return Ok(Keyed::All(
+            req(os.get_all_keys(), what)?,
+            req(os.get_all(), what)?,
+        ));
+    }
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    let reqs = keys
+        .iter()
+        .map(|&k| req(os.get(&JsValue::from_f64(k as f64)), what))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Keyed::Some(keys, reqs))
 }
 
 impl Keyed {
@@ -906,25 +1280,17 @@ impl Backend for IdbBackend {
             // Issue every request first; then await them (all requests of one transaction).
             let header = req(meta.get(&JsValue::from_str("header")), "get header")?;
             let state = req(meta.get(&JsValue::from_str("state")), "get state")?;
-            let by_key =
-                |os: &IdbObjectStore, all: bool, keys: &[u64], what: &str| -> Result<Keyed> {
-                    if all {
-                        return Ok(Keyed::All(
-                            req(os.get_all_keys(), what)?,
-                            req(os.get_all(), what)?,
-                        ));
-                    }
-                    let mut keys = keys.to_vec();
-                    keys.sort_unstable();
-                    keys.dedup();
-                    let reqs = keys
-                        .iter()
-                        .map(|&k| req(os.get(&JsValue::from_f64(k as f64)), what))
-                        .collect::<Result<Vec<_>>>()?;
-                    Ok(Keyed::Some(keys, reqs))
-                };
-            let page_reqs = by_key(&pages, rq.all_pages, &rq.pages, "pages")?;
-            let seg_reqs = by_key(&segs, rq.all_segments, &rq.segments, "segments")?;
+            let page_reqs = keyed(&pages, rq.all_pages, &rq.pages, "pages")?;
+            let seg_reqs = keyed(&segs, rq.all_segments, &rq.segments, "segments")?;
+            let mut part_keys: Vec<u64> = rq
+                .segment_tails
+                .iter()
+                .map(|t| t.0)
+                .chain(rq.segment_ranges.iter().map(|r| r.0))
+                .collect();
+            part_keys.sort_unstable();
+            part_keys.dedup();
+            let part_reqs = keyed(&segs, false, &part_keys, "segments")?;
             let legacy = match (rq.legacy_episodes, self.inner.legacy) {
                 (true, true) => Some(req(tx.store(LEGACY_EPISODES)?.get_all(), "episodes")?),
                 _ => None,
@@ -977,6 +1343,7 @@ impl Backend for IdbBackend {
             let state = value(state, "state").await?;
             let page_vals = page_reqs.wait().await?;
             let seg_vals = seg_reqs.wait().await?;
+            let part_vals = part_reqs.wait().await?;
             let legacy = match legacy {
                 Some(r) => Some(value(r, "episodes").await?),
                 None => None,
@@ -1010,6 +1377,59 @@ impl Backend for IdbBackend {
                 .into_iter()
                 .zip(resolve_segments(seg_vals).await?)
                 .collect();
+            // Headers, tails and ranges: slices of the segment Blobs, read at once.
+            let by: std::collections::HashMap<u64, JsValue> = part_vals
+                .into_iter()
+                .filter(|(_, v)| !v.is_undefined() && !v.is_null())
+                .collect();
+            let mut tails = Vec::new();
+            for &(k, vbytes) in &rq.segment_tails {
+                if let Some(v) = by.get(&k) {
+                    // A small segment is read whole (one read instead of two).
+                    let small = v
+                        .dyn_ref::<Blob>()
+                        .is_some_and(|b| b.size() <= SMALL_SEGMENT_BYTES as f64);
+                    tails.push(if small {
+                        (k, vbytes, read_slice(v, 0, None)?, None)
+                    } else {
+                        (
+                            k,
+                            vbytes,
+                            read_slice(v, 0, Some(16))?,
+                            Some(read_slice(v, 16 + vbytes, None)?),
+                        )
+                    });
+                }
+            }
+            let ranges = rq
+                .segment_ranges
+                .iter()
+                .map(|&(k, a, z)| by.get(&k).map(|v| read_slice(v, a, Some(z))).transpose())
+                .collect::<Result<Vec<_>>>()?;
+            for (k, vbytes, head, tail) in tails {
+                let mut head = finish_slice(head).await?;
+                let tail = match tail {
+                    Some(t) => finish_slice(t).await?,
+                    None => head.get(16 + vbytes..).map(<[u8]>::to_vec).ok_or_else(|| {
+                        StoreError::corrupt(
+                            format!("segment {k}"),
+                            "shorter than the directory says",
+                        )
+                    })?,
+                };
+                head.truncate(16);
+                let head: [u8; 16] = head.as_slice().try_into().map_err(|_| {
+                    StoreError::corrupt(format!("segment {k}"), "shorter than its header")
+                })?;
+                out.segment_tails
+                    .push((k, SegmentMeta { key: k, head, tail }));
+            }
+            for r in ranges {
+                out.segment_ranges.push(match r {
+                    Some(r) => Some(finish_slice(r).await?),
+                    None => None,
+                });
+            }
             out.ns_pages = ns_pages
                 .iter()
                 .filter_map(|(k, lo)| ns_page(k, lo))
@@ -1032,10 +1452,9 @@ impl Backend for IdbBackend {
         run.await.map_err(|e| self.fail(e))
     }
 
-    async fn read_all_segments(
-        &self,
-        visit: &mut dyn FnMut(SegmentEvent<'_>) -> Result<()>,
-    ) -> Result<()> {
+    type Segments = IdbSegments;
+
+    async fn read_all_segments(&self) -> Result<(Option<Vec<u8>>, IdbSegments)> {
         let run = async {
             let tx = self.begin(IdbTransactionMode::Readonly, Durability::Strict)?;
             let state = req(tx.store(META)?.get(&JsValue::from_str("state")), "state")?;
@@ -1045,28 +1464,23 @@ impl Backend for IdbBackend {
             let state = value(state, "state").await?;
             let keys = value(keys, "segment keys").await?;
             let vals = value(vals, "segments").await?;
-            // Every request has returned: the snapshot is complete (its `Blob`s stay readable).
-            // A read-only transaction has nothing to commit: its `complete` is not awaited.
+            // Every request has returned: the snapshot is complete (its `Blob`s stay readable;
+            // the cursor reads them from here on). A read-only transaction has nothing to
+            // commit: its `complete` is not awaited.
             drop(tx);
-            visit(SegmentEvent::State(bytes_of(&state).as_deref()))?;
             let keys: Vec<u64> = Array::from(&keys).iter().map(|k| key_u64(&k)).collect();
             let vals: Vec<JsValue> = Array::from(&vals).iter().collect();
-            // Read the blobs a few at a time, in key order; hand each on as soon as it arrived
-            // (and let it go), so memory holds the destination plus a few segments.
-            let mut pending = VecDeque::with_capacity(BLOB_READS_IN_FLIGHT);
-            let mut next = 0;
-            for (i, &k) in keys.iter().enumerate() {
-                while next < vals.len() && next < i + BLOB_READS_IN_FLIGHT {
-                    pending.push_back(start_read(&vals[next])?);
-                    next += 1;
-                }
-                let r = pending
-                    .pop_front()
-                    .ok_or_else(|| StoreError::corrupt("segments", "keys and values differ"))?;
-                let ab = finish_read(r).await?;
-                visit(SegmentEvent::Segment(k, &JsSegment(ab)))?;
+            if keys.len() != vals.len() {
+                return Err(StoreError::corrupt("segments", "keys and values differ"));
             }
-            Ok(())
+            Ok((
+                bytes_of(&state),
+                IdbSegments {
+                    segs: keys.into_iter().zip(vals).collect(),
+                    readers: VecDeque::new(),
+                    stage: None,
+                },
+            ))
         };
         run.await.map_err(|e| self.fail(e))
     }
@@ -1075,6 +1489,28 @@ impl Backend for IdbBackend {
         let run = async {
             let tx = self.begin(IdbTransactionMode::Readwrite, w.durability)?;
             let meta = tx.store(META)?;
+            // The old segments the new ones are composed from (their Blob handles: no bytes).
+            let mut old_keys: Vec<u64> = w
+                .put_segments
+                .iter()
+                .flat_map(|(_, parts)| parts)
+                .filter_map(|p| match p {
+                    SegPart::Old { key, .. } => Some(*key),
+                    SegPart::Bytes(_) => None,
+                })
+                .collect();
+            old_keys.sort_unstable();
+            old_keys.dedup();
+            let old_reqs = if old_keys.is_empty() {
+                None
+            } else {
+                Some(keyed(
+                    &tx.store(SEGMENTS)?,
+                    false,
+                    &old_keys,
+                    "old segments",
+                )?)
+            };
             if let Some(expect) = w.expect_seq {
                 let st = value(
                     req(meta.get(&JsValue::from_str("state")), "state")?,
@@ -1095,6 +1531,10 @@ impl Backend for IdbBackend {
                     return Ok(CommitOutcome::Conflict { found });
                 }
             }
+            let old: std::collections::HashMap<u64, JsValue> = match old_reqs {
+                Some(r) => r.wait().await?.into_iter().collect(),
+                None => Default::default(),
+            };
             let pages = tx.store(PAGES)?;
             let segs = tx.store(SEGMENTS)?;
             let changes = tx.store(CHANGES)?;
@@ -1170,8 +1610,15 @@ impl Backend for IdbBackend {
                         "put page"
                     );
                 }
-                for (k, b) in &w.put_segments {
-                    let blob = blob_of(b)?;
+                for (k, parts) in &w.put_segments {
+                    // Composed from slices of the old segment Blobs and new bytes: the kept
+                    // vectors never pass through wasm memory.
+                    let seq = parts
+                        .iter()
+                        .map(|p| part_value(p, &old))
+                        .collect::<Result<Array>>()?;
+                    let blob =
+                        Blob::new_with_blob_sequence(&seq).map_err(|e| js_err("Blob", &e))?;
                     op!(
                         segs.put_with_key(&blob, &JsValue::from_f64(*k as f64)),
                         "put segment"

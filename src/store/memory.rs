@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::{Rc, Weak};
 
 use super::backend::{
-    Backend, CommitOutcome, Fault, NoticeListener, ReadRequest, ReadResult, SegmentEvent, WriteSet,
-    SCHEMA_VERSION,
+    parts_len, Backend, BytesCursor, CommitOutcome, Fault, NoticeListener, ReadRequest, ReadResult,
+    SegPart, SegmentMeta, WriteSet, SCHEMA_VERSION,
 };
 use super::codec::{state_seq, NsPage, PageKey};
 use super::error::{Result, StoreError};
@@ -88,8 +88,39 @@ impl Tables {
         }
     }
 
-    /// Apply up to `limit` of the write set's operations, in the order IndexedDB would.
-    fn apply(&mut self, w: &WriteSet, limit: usize) {
+    /// The segment records `w` puts, assembled from their parts against the tables as they are
+    /// before `w` (a part naming a missing segment or bytes past its end: corrupt).
+    fn resolve(&self, w: &WriteSet) -> Result<Vec<(u64, Vec<u8>)>> {
+        w.put_segments
+            .iter()
+            .map(|(k, parts)| {
+                let mut b = Vec::with_capacity(parts_len(parts));
+                for p in parts {
+                    match p {
+                        SegPart::Bytes(x) => b.extend_from_slice(x),
+                        SegPart::Old { key, start, end } => {
+                            let src = self
+                                .segments
+                                .get(key)
+                                .and_then(|s| s.get(*start..*end))
+                                .ok_or_else(|| {
+                                    StoreError::corrupt(
+                                        format!("segment {key}"),
+                                        format!("no bytes {start}..{end} to rewrite from"),
+                                    )
+                                })?;
+                            b.extend_from_slice(src);
+                        }
+                    }
+                }
+                Ok((*k, b))
+            })
+            .collect()
+    }
+
+    /// Apply up to `limit` of the write set's operations (with its segments `segs` resolved), in
+    /// the order IndexedDB would.
+    fn apply(&mut self, w: &WriteSet, segs: &[(u64, Vec<u8>)], limit: usize) {
         let mut left = limit;
         let mut step = || {
             if left == 0 {
@@ -144,7 +175,7 @@ impl Tables {
                 );
             }
         }
-        for (k, b) in &w.put_segments {
+        for (k, b) in segs {
             if step() {
                 self.segments.insert(*k, b.clone());
             }
@@ -329,6 +360,38 @@ impl Backend for MemoryBackend {
                 .filter_map(|k| t.segments.get(k).map(|v| (*k, v.clone())))
                 .collect();
         }
+        for &(k, vbytes) in &req.segment_tails {
+            if let Some(b) = t.segments.get(&k) {
+                let mut head = [0u8; 16];
+                if b.len() < 16 + vbytes {
+                    return Err(StoreError::corrupt(
+                        format!("segment {k}"),
+                        "shorter than the directory says",
+                    ));
+                }
+                head.copy_from_slice(&b[..16]);
+                out.segment_tails.push((
+                    k,
+                    SegmentMeta {
+                        key: k,
+                        head,
+                        tail: b[16 + vbytes..].to_vec(),
+                    },
+                ));
+            }
+        }
+        out.segment_tails.sort_by_key(|t| t.0);
+        out.segment_tails.dedup_by_key(|t| t.0);
+        out.segment_ranges = req
+            .segment_ranges
+            .iter()
+            .map(|&(k, a, z)| {
+                t.segments
+                    .get(&k)
+                    .and_then(|b| b.get(a..z))
+                    .map(<[u8]>::to_vec)
+            })
+            .collect();
         if req.all_pages {
             out.pages = t.pages.iter().map(|(k, v)| (*k, v.bytes.clone())).collect();
         } else {
@@ -382,29 +445,20 @@ impl Backend for MemoryBackend {
         Ok(out)
     }
 
-    async fn read_all_segments(
-        &self,
-        visit: &mut dyn FnMut(SegmentEvent<'_>) -> Result<()>,
-    ) -> Result<()> {
+    type Segments = BytesCursor;
+
+    async fn read_all_segments(&self) -> Result<(Option<Vec<u8>>, BytesCursor)> {
         self.check_open()?;
-        // Snapshot first (as the IndexedDB backend does: the transaction completes, then the
-        // visitor runs), so a visitor may call back into the store.
-        let (state, segs) = {
-            let sh = self.shared.borrow();
-            (
-                sh.tables.meta.get("state").cloned(),
-                sh.tables
-                    .segments
-                    .iter()
-                    .map(|(k, v)| (*k, v.clone()))
-                    .collect::<Vec<_>>(),
-            )
-        };
-        visit(SegmentEvent::State(state.as_deref()))?;
-        for (k, v) in &segs {
-            visit(SegmentEvent::Segment(*k, v))?;
-        }
-        Ok(())
+        // A snapshot (as the IndexedDB backend's cursor reads after its transaction).
+        let sh = self.shared.borrow();
+        let state = sh.tables.meta.get("state").cloned();
+        let segs = sh
+            .tables
+            .segments
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        Ok((state, BytesCursor::new(segs)))
     }
 
     async fn commit(&self, w: WriteSet) -> Result<CommitOutcome> {
@@ -419,10 +473,11 @@ impl Backend for MemoryBackend {
                     return Ok(CommitOutcome::Conflict { found });
                 }
             }
+            let segs = sh.tables.resolve(&w)?;
             if let Some(Fault::AbortAfter(n)) = self.conn.fault.take() {
                 // Apply part of the batch to a scratch copy, then abort: nothing reaches the data.
                 let mut scratch = sh.tables.clone();
-                scratch.apply(&w, n);
+                scratch.apply(&w, &segs, n);
                 return Err(StoreError::Aborted(format!(
                     "fault injected after {n} of {} writes",
                     w.ops()
@@ -430,7 +485,7 @@ impl Backend for MemoryBackend {
             }
             if let Some(q) = sh.quota {
                 let mut next = sh.tables.clone();
-                next.apply(&w, usize::MAX);
+                next.apply(&w, &segs, usize::MAX);
                 let used = next.bytes();
                 if used > q {
                     return Err(StoreError::QuotaExceeded(format!(
@@ -439,7 +494,7 @@ impl Backend for MemoryBackend {
                 }
                 sh.tables = next;
             } else {
-                sh.tables.apply(&w, usize::MAX);
+                sh.tables.apply(&w, &segs, usize::MAX);
             }
             new_seq = state_seq(sh.tables.meta.get("state").map(Vec::as_slice));
             sh.conns.retain(|c| c.strong_count() > 0);

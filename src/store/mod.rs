@@ -25,11 +25,11 @@ mod plan;
 #[doc(hidden)]
 pub mod testing;
 
-pub use backend::{Backend, Durability, Fault, SegmentSource, SCHEMA_VERSION};
+pub use backend::{Backend, Durability, Fault, SegmentSource, VecSink, VectorSink, SCHEMA_VERSION};
 pub use codec::Blob;
 pub use core::{
     default_segment_capacity, Changes, ImportReport, OpenOptions, ScanQuery, Store, StoreStats,
-    VecSink, VectorSet, VectorSink, DEFAULT_CHANGE_RETENTION,
+    VectorSet, DEFAULT_CHANGE_RETENTION,
 };
 pub use episode::{
     Episode, Metadata, NewEpisode, Patch, MAX_DIMS, MAX_METADATA_BYTES, MAX_NAMESPACE_BYTES,

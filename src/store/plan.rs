@@ -9,13 +9,22 @@
 //! page that plan needs.)
 //!
 //! Rules, applied after every write until none applies (pairs of adjacent units `a`, `b`, `a`
-//! older, weights `w`, `cap` = capacity):
+//! older, weights `w`, `cap` = capacity). Pages ([`Policy::Counter`]):
 //! - **R1** (binary counter): merge if `a.w + b.w <= cap` and `a.w <= 2 * b.w`. Appends of small
 //!   batches form a geometric tail, so each row is rewritten O(log cap) times.
 //! - **R2** (no small fragments): merge if `a.w + b.w <= cap` and `min(a.w, b.w) < cap / 4`,
 //!   except inside the last `log2(cap) + 2` units (the geometric tail).
 //!
-//! Together they keep the number of units at most about `5.4 W / cap + log2(cap) + 2` for a total
+//! Segments ([`Policy::Tiered`]) are large (a few MiB: fewer records make a full load faster) and
+//! so would be rewritten several times each by R1; instead:
+//! - **R1** only among small units (`a.w + b.w <= cap / 4`): single puts still form a bounded
+//!   geometric tail;
+//! - **T** (tiered): the trailing run of units below `3 cap / 4` is merged once it holds at least
+//!   `3 cap / 4`, as many of its first units at once as fit in `cap`. Batches are then rewritten
+//!   about once each, whatever their size;
+//! - **R2** as above, outside the last `log2(cap) + 8` units.
+//!
+//! Either way the number of units stays at most about `5.4 W / cap + log2(cap) + 8` for a total
 //! weight `W` (tests assert it), so loading every vector costs a number of records proportional to
 //! the bytes, and a batch costs O(1) records. A delete rewrites its segment and its page without
 //! the row (its bytes are gone, not flagged); a unit left empty is deleted and small leftovers are
@@ -23,7 +32,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::codec::{PageBuilder, PageKey, PageView, SegInfo, Segment};
+use super::backend::SegPart;
+use super::codec::{
+    encode_segment_meta, PageBuilder, PageKey, PageView, SegInfo, SegmentView,
+    SEGMENT_VECTORS_OFFSET,
+};
 use super::error::{Result, StoreError};
 
 /// Where the rows of a planned unit come from.
@@ -113,8 +126,62 @@ impl Layout {
     }
 }
 
-fn tail_window(cap: usize) -> usize {
-    (usize::BITS - cap.max(1).leading_zeros()) as usize + 2
+/// How a directory's units merge (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// R1 + R2 (pages).
+    Counter,
+    /// R1 among small units + T + R2 (segments).
+    Tiered,
+}
+
+fn tail_window(cap: usize, policy: Policy) -> usize {
+    let log = (usize::BITS - cap.max(1).leading_zeros()) as usize;
+    match policy {
+        Policy::Counter => log + 2,
+        Policy::Tiered => log + 8,
+    }
+}
+
+/// The first pair `(i, j)` (merge units `i..j`) a rule of `policy` merges, if any.
+fn next_merge(units: &[Unit], cap: usize, policy: Policy) -> Option<(usize, usize)> {
+    let k = units.len();
+    let window = tail_window(cap, policy);
+    let quarter = (cap / 4).max(1);
+    for i in 0..k.saturating_sub(1) {
+        let (a, b) = (&units[i], &units[i + 1]);
+        let fits = a.w + b.w <= cap;
+        let r1 = match policy {
+            Policy::Counter => fits && a.w <= 2 * b.w,
+            Policy::Tiered => a.w + b.w <= quarter && a.w <= 2 * b.w,
+        };
+        let r2 = fits && a.w.min(b.w) < quarter && i + 1 < k.saturating_sub(window);
+        if r1 || r2 {
+            return Some((i, i + 2));
+        }
+    }
+    if policy == Policy::Tiered {
+        let full = cap - cap / 4;
+        let mut start = k;
+        while start > 0 && units[start - 1].w < full {
+            start -= 1;
+        }
+        if units[start..].iter().map(|u| u.w).sum::<usize>() >= full {
+            // As many of the run's first units as fit; skip a first unit that fits with none.
+            for i in start..k {
+                let mut j = i;
+                let mut w = 0;
+                while j < k && w + units[j].w <= cap {
+                    w += units[j].w;
+                    j += 1;
+                }
+                if j - i >= 2 {
+                    return Some((i, j));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Plan a write on a directory: `old` units (in key order, after the write's deletions) and new
@@ -125,6 +192,7 @@ pub(crate) fn plan_units(
     cap: usize,
     new: &[(u64, usize)],
     split: &SplitRows,
+    policy: Policy,
 ) -> Layout {
     let cap = cap.max(1);
     let mut units: Vec<Unit> = Vec::with_capacity(old.len() + 1);
@@ -200,27 +268,15 @@ pub(crate) fn plan_units(
     units.retain(|u| u.n > 0);
 
     // Merge until no rule applies.
-    let window = tail_window(cap);
-    loop {
-        let k = units.len();
-        let mut hit = None;
-        for i in 0..k.saturating_sub(1) {
-            let (a, b) = (&units[i], &units[i + 1]);
-            let fits = a.w + b.w <= cap;
-            let r1 = fits && a.w <= 2 * b.w;
-            let r2 = fits && a.w.min(b.w) < (cap / 4).max(1) && i + 1 < k.saturating_sub(window);
-            if r1 || r2 {
-                hit = Some(i);
-                break;
-            }
-        }
-        let Some(i) = hit else { break };
-        let b = units.remove(i + 1);
+    while let Some((i, j)) = next_merge(&units, cap, policy) {
+        let merged: Vec<Unit> = units.drain(i + 1..j).collect();
         let a = &mut units[i];
-        a.hi = b.hi;
-        a.n += b.n;
-        a.w += b.w;
-        a.parts.extend(b.parts);
+        for b in merged {
+            a.hi = b.hi;
+            a.n += b.n;
+            a.w += b.w;
+            a.parts.extend(b.parts);
+        }
         a.dirty = true;
     }
 
@@ -296,7 +352,13 @@ pub(crate) fn plan(
         units[i].dirty = true;
     }
     let new: Vec<(u64, usize)> = new_ids.iter().map(|&id| (id, 1)).collect();
-    Ok(plan_units(&units, cap, &new, &SplitRows::new()))
+    Ok(plan_units(
+        &units,
+        cap,
+        &new,
+        &SplitRows::new(),
+        Policy::Tiered,
+    ))
 }
 
 /// The new rows of a write, in id order.
@@ -312,27 +374,29 @@ pub(crate) struct NewRows<'a> {
     pub vectors: Vec<&'a [f32]>,
 }
 
-/// Assemble the planned segments from the `old` ones read, dropping `deleted` ids and replacing
-/// `updated` vectors. Fails with `NOT_FOUND` for a deleted / updated id that no segment holds.
+/// Assemble the planned segments as parts: the vectors they keep are byte ranges of the old
+/// segments (whose ids, times and namespaces were read as `old` views without vectors), the rest
+/// new bytes; `deleted` ids are dropped and `updated` vectors replaced. Fails with `NOT_FOUND`
+/// for a deleted / updated id that no segment read holds.
 pub(crate) fn build(
     layout: &Layout,
     dims: usize,
-    old: &HashMap<u64, Segment>,
+    old: &HashMap<u64, SegmentView<'_>>,
     new: &NewRows<'_>,
     deleted: &HashSet<u64>,
     updated: &HashMap<u64, &[f32]>,
-) -> Result<Vec<(u64, Segment)>> {
+) -> Result<Vec<(u64, Vec<SegPart>)>> {
     // Every deleted / updated id must be a row of a segment that was read.
-    let mut seen = 0usize;
-    for s in old.values() {
-        seen += s
-            .ids
-            .iter()
-            .filter(|id| deleted.contains(id) || updated.contains_key(id))
-            .count();
-    }
+    let seen = old
+        .values()
+        .map(|s| {
+            s.ids()
+                .filter(|id| deleted.contains(id) || updated.contains_key(id))
+                .count()
+        })
+        .sum::<usize>();
     if seen != deleted.len() + updated.len() {
-        let present: HashSet<u64> = old.values().flat_map(|s| s.ids.iter().copied()).collect();
+        let present: HashSet<u64> = old.values().flat_map(|s| s.ids()).collect();
         let missing = deleted
             .iter()
             .chain(updated.keys())
@@ -344,35 +408,67 @@ pub(crate) fn build(
             what: format!("episode {missing}"),
         });
     }
+    let row_bytes = dims * 4;
     let mut out = Vec::with_capacity(layout.builds.len());
     for (key, parts) in &layout.builds {
-        let mut seg = Segment::new(dims);
+        let mut rows: Vec<(u64, &str, f64)> = Vec::new();
+        let mut vecs: Vec<SegPart> = Vec::new();
+        let push_old = |k: u64, start: usize, end: usize, vecs: &mut Vec<SegPart>| {
+            if let Some(SegPart::Old { key, end: e, .. }) = vecs.last_mut() {
+                if *key == k && *e == start {
+                    *e = end;
+                    return;
+                }
+            }
+            vecs.push(SegPart::Old { key: k, start, end });
+        };
+        let push_bytes = |b: &[u8], vecs: &mut Vec<SegPart>| {
+            if let Some(SegPart::Bytes(v)) = vecs.last_mut() {
+                v.extend_from_slice(b);
+            } else {
+                vecs.push(SegPart::Bytes(b.to_vec()));
+            }
+        };
         for p in parts {
             match p {
                 Part::Old { key: k, lo, hi } => {
                     let s = old.get(k).ok_or_else(|| {
                         StoreError::corrupt(format!("segment {k}"), "listed in the state, missing")
                     })?;
-                    for i in 0..s.len() {
-                        let id = s.ids[i];
+                    let ns_idx: Vec<u32> = s.ns_idx().collect();
+                    for (i, (id, t)) in s.ids().zip(s.times()).enumerate() {
                         if deleted.contains(&id) || id < *lo || id >= *hi {
                             continue;
                         }
-                        let v = match updated.get(&id) {
-                            Some(v) => v,
-                            None => s.vector(i),
-                        };
-                        seg.push(id, s.namespace(i), s.times[i], v);
+                        let ns = s
+                            .namespaces
+                            .get(ns_idx[i] as usize)
+                            .copied()
+                            .unwrap_or_default();
+                        rows.push((id, ns, t));
+                        match updated.get(&id) {
+                            Some(v) => push_bytes(bytemuck::cast_slice(v), &mut vecs),
+                            None => {
+                                let start = SEGMENT_VECTORS_OFFSET + i * row_bytes;
+                                push_old(*k, start, start + row_bytes, &mut vecs);
+                            }
+                        }
                     }
                 }
                 Part::New(a, b) => {
                     for i in *a..*b {
-                        seg.push(new.ids[i], new.namespaces[i], new.times[i], new.vectors[i]);
+                        rows.push((new.ids[i], new.namespaces[i], new.times[i]));
+                        push_bytes(bytemuck::cast_slice(new.vectors[i]), &mut vecs);
                     }
                 }
             }
         }
-        out.push((*key, seg));
+        let (head, tail) = encode_segment_meta(dims, &rows);
+        let mut all = Vec::with_capacity(vecs.len() + 2);
+        all.push(SegPart::Bytes(head.to_vec()));
+        all.extend(vecs);
+        all.push(SegPart::Bytes(tail));
+        out.push((*key, all));
     }
     Ok(out)
 }
@@ -479,7 +575,8 @@ mod tests {
             st = l.seg_infos();
             let rows: u64 = st.iter().map(|s| s.n as u64).sum();
             assert_eq!(rows, next - 1);
-            let bound = (5.4 * rows as f64 / cap as f64) as usize + tail_window(cap) + 1;
+            let bound =
+                (5.4 * rows as f64 / cap as f64) as usize + tail_window(cap, Policy::Tiered) + 1;
             assert!(
                 st.len() <= bound,
                 "step {step}: {} segments > {bound}",
@@ -514,11 +611,12 @@ mod tests {
                     dirty: false,
                 })
                 .collect();
-            let l = plan_units(&old, cap, &new, &SplitRows::new());
+            let l = plan_units(&old, cap, &new, &SplitRows::new(), Policy::Counter);
             dir = l.units;
             assert_eq!(dir.iter().map(|u| u.w).sum::<usize>(), total);
             assert!(dir.iter().all(|u| u.w <= cap), "step {step}: over capacity");
-            let bound = (5.4 * total as f64 / cap as f64) as usize + tail_window(cap) + 1;
+            let bound =
+                (5.4 * total as f64 / cap as f64) as usize + tail_window(cap, Policy::Counter) + 1;
             assert!(
                 dir.len() <= bound,
                 "step {step}: {} units > {bound}",

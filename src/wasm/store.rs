@@ -12,10 +12,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::errors::{to_js_error, JsError2};
-use crate::store::idb::{IdbBackend, JsSegment};
+use crate::store::idb::{IdbBackend, JsVectorSink};
 use crate::store::{
-    Durability, Episode, Metadata, NewEpisode, OpenOptions, Patch, ScanQuery, SegmentSource,
-    StoreError, VectorSet, VectorSink,
+    Durability, Episode, Metadata, NewEpisode, OpenOptions, Patch, ScanQuery, StoreError, VectorSet,
 };
 
 type Core = crate::store::Store<IdbBackend>;
@@ -28,7 +27,7 @@ export interface StoreOptions {
   dims?: number;
   /** `'strict'` (default: flushed to disk before a write resolves) or `'relaxed'`. */
   durability?: 'strict' | 'relaxed';
-  /** Rows per packed vector segment of a new store (default about 2 MiB of vectors). */
+  /** Rows per packed vector segment of a new store (default about 8 MiB of vectors). */
   segmentCapacity?: number;
   /** Bytes per page of episode records of a new store (default 256 KiB). */
   pageCapacity?: number;
@@ -311,59 +310,6 @@ fn id_from(v: &JsValue, field: &str) -> Result<u64, JsValue> {
     }
 }
 
-/// A [`VectorSink`] into one JS `Float32Array`: each segment's vectors are copied once, from
-/// its `ArrayBuffer` straight into the array (no detour through wasm memory).
-#[derive(Default)]
-struct JsSink {
-    dims: usize,
-    dst: Option<Float32Array>,
-}
-
-impl VectorSink for JsSink {
-    fn begin(&mut self, rows: usize, dims: usize) -> crate::store::error::Result<()> {
-        self.dims = dims;
-        let len = rows
-            .checked_mul(dims)
-            .filter(|&l| l <= u32::MAX as usize)
-            .ok_or_else(|| StoreError::Backend(format!("{rows} x {dims} vectors are too many")))?;
-        self.dst = Some(Float32Array::new_with_length(len as u32));
-        Ok(())
-    }
-    fn copy(
-        &mut self,
-        row: usize,
-        src: &dyn SegmentSource,
-        byte_offset: usize,
-        rows: usize,
-    ) -> crate::store::error::Result<()> {
-        let dst = self
-            .dst
-            .as_ref()
-            .ok_or_else(|| StoreError::corrupt("segments", "rows before the state"))?;
-        let (start, n) = (row * self.dims, rows * self.dims);
-        if start + n > dst.length() as usize {
-            return Err(StoreError::corrupt("segments", "rows past the count"));
-        }
-        match src.as_any().downcast_ref::<JsSegment>() {
-            Some(seg) if byte_offset.is_multiple_of(4) => {
-                let view = Float32Array::new_with_byte_offset_and_length(
-                    seg.buffer(),
-                    byte_offset as u32,
-                    n as u32,
-                );
-                dst.set(&view, start as u32);
-            }
-            _ => {
-                let mut tmp = vec![0f32; n];
-                src.read_f32(byte_offset, &mut tmp);
-                dst.subarray(start as u32, (start + n) as u32)
-                    .copy_from(&tmp);
-            }
-        }
-        Ok(())
-    }
-}
-
 fn vectors_js(v: &VectorSet, vectors: Option<Float32Array>) -> JsValue {
     let o = Object::new();
     set(&o, "dims", &JsValue::from_f64(v.dims as f64));
@@ -619,9 +565,9 @@ impl Store {
     #[wasm_bindgen(js_name = loadVectors)]
     pub async fn load_vectors(&self) -> Result<VectorSetJs, JsValue> {
         let s = self.inner.clone();
-        let mut sink = JsSink::default();
+        let mut sink = JsVectorSink::default();
         let v = s.load_vectors_into(&mut sink).await.map_err(store_err)?;
-        Ok(vectors_js(&v, sink.dst).unchecked_into())
+        Ok(vectors_js(&v, sink.into_array()).unchecked_into())
     }
 
     /// The vectors of `ids` that exist (e.g. `changes.upserted`).

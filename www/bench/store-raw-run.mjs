@@ -37,6 +37,23 @@ try {
       fills[name] = f;
     }
   }
+  if (PARTS.includes('pipes')) {
+    // Blob read pipelines on the same data, interleaved: rec:pipe1/pipe2/...
+    const [rec, pipes] = (process.env.MNEMO_RAW_PIPES || '1572864:ab4/byob/stage/ab-none').split(':');
+    const name = `raw-pipes-${rec}`;
+    const f = await page.evaluate(({ name, total, rec }) => window.raw.fill(name, total, rec, 'blob'), { name, total: MIB * 1048576, rec: Number(rec) });
+    const res = {};
+    for (let r = 0; r < REPS; r++) {
+      for (const pipe of pipes.split('/')) {
+        await goto();
+        const x = await page.evaluate(({ name, pipe }) => window.raw.readBlobs(name, pipe), { name, pipe });
+        (res[pipe] ??= []).push(x);
+      }
+    }
+    for (const [pipe, runs] of Object.entries(res)) {
+      console.log(`blob pipeline ${pipe}: ${runs[0].mib.toFixed(1)} MiB in ${f.records} blobs of ${(Number(rec) / 1024).toFixed(0)} KiB: median ${median(runs.map((x) => x.totalMs)).toFixed(1)} ms (tx ${median(runs.map((x) => x.txMs)).toFixed(1)}; runs ${runs.map((x) => x.totalMs.toFixed(0)).join(' ')})`);
+    }
+  }
   if (PARTS.includes('writes')) {
     const cases = [
       { big: 0, small: 0 },

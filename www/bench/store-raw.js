@@ -118,6 +118,65 @@ async function read(name, mode = 'getAll', kind = 'ab', dest = 'new', blobRead =
   return { mode, kind, dest, blobRead, records: vals.length, mib: bytes / 1048576, openMs: t1 - t0, idbMs: t2 - t1, allocMs: t3 - t2, blobMs, copyMs: t4 - t3 - blobMs, totalMs: t4 - t0, sum };
 }
 
+/** Read blob-valued records with the pipelines the store could use (after one getAll of the
+ *  Blob handles): `pipe` = 'ab4' (arrayBuffer(), 4 in flight, copied into a fresh destination),
+ *  'byob' (one stream at a time, read straight into the destination), 'stage' (BYOB into a
+ *  reused 1 MiB staging buffer, then copied), 'ab-none' (arrayBuffer() only, no destination). */
+async function readBlobs(name, pipe = 'ab4') {
+  const t0 = performance.now();
+  const db = await openDb(name, [['s']]);
+  const tx = db.transaction(['s'], 'readonly');
+  const blobs = await req(tx.objectStore('s').getAll());
+  const t1 = performance.now();
+  let total = 0;
+  for (const b of blobs) total += b.size;
+  let dst = pipe === 'ab-none' ? null : new Uint8Array(total);
+  let off = 0;
+  if (pipe === 'ab4' || pipe === 'ab-none') {
+    const pending = [];
+    let next = 0;
+    let keep = 0;
+    for (let i = 0; i < blobs.length; i++) {
+      while (next < blobs.length && next < i + 4) pending.push(blobs[next++].arrayBuffer());
+      const ab = await pending.shift();
+      if (dst) dst.set(new Uint8Array(ab), off);
+      else keep += ab.byteLength;
+      off += ab.byteLength;
+    }
+  } else if (pipe === 'byob') {
+    let reader = blobs.length ? blobs[0].stream().getReader({ mode: 'byob' }) : null;
+    for (let i = 0; i < blobs.length; i++) {
+      const nextReader = i + 1 < blobs.length ? blobs[i + 1].stream().getReader({ mode: 'byob' }) : null;
+      const end = off + blobs[i].size;
+      while (off < end) {
+        const { value, done } = await reader.read(new Uint8Array(dst.buffer, off, end - off));
+        if (value) dst = new Uint8Array(value.buffer);
+        if (done) break;
+        off += value.byteLength;
+      }
+      reader.releaseLock();
+      reader = nextReader;
+    }
+  } else if (pipe === 'stage') {
+    let stage = new Uint8Array(1 << 20);
+    for (let i = 0; i < blobs.length; i++) {
+      const r = blobs[i].stream().getReader({ mode: 'byob' });
+      for (;;) {
+        const { value, done } = await r.read(new Uint8Array(stage.buffer, 0, stage.length));
+        if (value) stage = new Uint8Array(value.buffer);
+        if (done) break;
+        dst.set(value, off);
+        off += value.byteLength;
+      }
+    }
+  }
+  const t2 = performance.now();
+  let sum = 0;
+  if (dst) for (let i = 0; i < dst.length; i += 4096) sum += dst[i];
+  db.close();
+  return { pipe, records: blobs.length, mib: total / 1048576, txMs: t1 - t0, readMs: t2 - t1, totalMs: t2 - t0, sum };
+}
+
 /** CPU calibration: copy `mib` MiB between two preallocated buffers (twice; the second is warm). */
 function memcpy(mib = 146.5) {
   const n = Math.floor(mib * 1048576);
@@ -161,4 +220,4 @@ async function writes({ txs = 10, big = 1, bigBytes = 1572864, small = 0, object
   return { txs, big, bigBytes, small, objects, durability, multi, medianMs: times[Math.floor(times.length / 2)], minMs: times[0], maxMs: times[times.length - 1] };
 }
 
-window.raw = { fill, read, writes, del, memcpy, ready: true };
+window.raw = { fill, read, readBlobs, writes, del, memcpy, ready: true };
