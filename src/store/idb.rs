@@ -1096,14 +1096,47 @@ impl Drop for BlobReader {
     }
 }
 
+/// A read of a segment started ahead of its turn.
+enum Ahead {
+    /// A BYOB stream of its `Blob`.
+    Stream(BlobReader),
+    /// Its `Blob` read whole (no byte streams in this browser).
+    Whole(Promise),
+    /// A legacy `ArrayBuffer` value (nothing to start).
+    Buffer,
+}
+
+/// Hand on a segment held whole in an `ArrayBuffer`.
+fn whole_segment(
+    key: u64,
+    seg: JsSegment,
+    sink: &mut dyn VectorSink,
+    at: usize,
+) -> Result<Option<SegmentMeta>> {
+    let len = seg.byte_len();
+    if len < 16 {
+        return Err(StoreError::corrupt(
+            format!("segment {key}"),
+            "shorter than its header",
+        ));
+    }
+    let mut head = [0u8; 16];
+    seg.read(0, &mut head);
+    let vbytes = check_segment(key, &head, len, sink, at)?;
+    sink.write(at, &seg, 16, vbytes / 4)?;
+    let mut tail = vec![0u8; len - 16 - vbytes];
+    seg.read(16 + vbytes, &mut tail);
+    Ok(Some(SegmentMeta { key, head, tail }))
+}
+
 /// The segments of one snapshot, read after their transaction ([`SegmentCursor`]): a segment
 /// `Blob` is streamed (the streams of the next few are opened ahead, so the browser reads them
 /// meanwhile), its vector bytes straight into a [`JsVectorSink`], or through a reused staging
 /// buffer into any other sink; legacy `ArrayBuffer` values are copied from.
 pub struct IdbSegments {
     segs: VecDeque<(u64, JsValue)>,
-    /// Readers of the first `readers.len()` segments of `segs` (`None`: not a `Blob`).
-    readers: VecDeque<Option<BlobReader>>,
+    /// Reads started of the first `readers.len()` segments of `segs`.
+    readers: VecDeque<Ahead>,
     stage: Option<ArrayBuffer>,
 }
 
@@ -1113,8 +1146,11 @@ impl IdbSegments {
         while self.readers.len() < STREAMS_AHEAD && self.readers.len() < self.segs.len() {
             let v = &self.segs[self.readers.len()].1;
             let r = match v.dyn_ref::<Blob>() {
-                Some(b) => Some(BlobReader::open(b)?),
-                None => None,
+                // A browser whose Blob streams are not byte streams: read it whole instead.
+                Some(b) => BlobReader::open(b)
+                    .map(Ahead::Stream)
+                    .unwrap_or_else(|_| Ahead::Whole(b.array_buffer())),
+                None => Ahead::Buffer,
             };
             self.readers.push_back(r);
         }
@@ -1128,31 +1164,23 @@ impl SegmentCursor for IdbSegments {
         let Some((key, v)) = self.segs.pop_front() else {
             return Ok(None);
         };
-        let reader = self.readers.pop_front().flatten();
+        let ahead = self.readers.pop_front();
         self.open_ahead()?;
-        let Some(mut r) = reader else {
-            // A legacy ArrayBuffer value.
-            let ab = v.dyn_into::<ArrayBuffer>().map_err(|_| {
-                StoreError::corrupt(
-                    format!("segment {key}"),
-                    "neither a Blob nor an ArrayBuffer",
-                )
-            })?;
-            let seg = JsSegment(ab);
-            let len = seg.byte_len();
-            if len < 16 {
-                return Err(StoreError::corrupt(
-                    format!("segment {key}"),
-                    "shorter than its header",
-                ));
+        let mut r = match ahead {
+            Some(Ahead::Stream(r)) => r,
+            whole => {
+                // A legacy ArrayBuffer value, or a Blob read whole.
+                let ab = match whole {
+                    Some(Ahead::Whole(p)) => finish_read(Ok(p)).await?,
+                    _ => v.dyn_into::<ArrayBuffer>().map_err(|_| {
+                        StoreError::corrupt(
+                            format!("segment {key}"),
+                            "neither a Blob nor an ArrayBuffer",
+                        )
+                    })?,
+                };
+                return whole_segment(key, JsSegment(ab), sink, at);
             }
-            let mut head = [0u8; 16];
-            seg.read(0, &mut head);
-            let vbytes = check_segment(key, &head, len, sink, at)?;
-            sink.write(at, &seg, 16, vbytes / 4)?;
-            let mut tail = vec![0u8; len - 16 - vbytes];
-            seg.read(16 + vbytes, &mut tail);
-            return Ok(Some(SegmentMeta { key, head, tail }));
         };
         if r.size < 16 {
             return Err(StoreError::corrupt(

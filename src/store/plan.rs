@@ -626,6 +626,45 @@ mod tests {
     }
 
     #[test]
+    fn tiered_segments_rewrite_batches_about_once() {
+        // Batches of 1000 rows into segments of 5461 (8 MiB at 384 dims): each row is rewritten
+        // about once (by a T merge), and the segment count stays bounded.
+        let cap = 5461;
+        let mut dir: Vec<SegInfo> = Vec::new();
+        let mut next = 1u64;
+        let mut rewritten = 0usize;
+        for _ in 0..200 {
+            let ids: Vec<u64> = (next..next + 1000).collect();
+            next += 1000;
+            let l = plan(&dir, cap, &[], &[], &ids).unwrap();
+            for (_, parts) in &l.builds {
+                for p in parts {
+                    if let Part::Old { key, .. } = p {
+                        rewritten += dir.iter().find(|s| s.lo == *key).unwrap().n as usize;
+                    }
+                }
+            }
+            dir = l.seg_infos();
+            assert!(dir.iter().all(|s| s.n as usize <= cap));
+        }
+        let rows = (next - 1) as f64;
+        let factor = rewritten as f64 / rows;
+        assert!(factor <= 1.0, "rows rewritten {factor:.2} times each");
+        assert!(
+            dir.len() <= (rows / (0.75 * cap as f64)) as usize + 6,
+            "{} segments",
+            dir.len()
+        );
+        // Single puts: a bounded geometric tail, small rewrites.
+        let mut dir: Vec<SegInfo> = Vec::new();
+        for id in 1..=20_000u64 {
+            dir = plan(&dir, cap, &[], &[], &[id]).unwrap().seg_infos();
+            let bound = (5.4 * id as f64 / cap as f64) as usize + tail_window(cap, Policy::Tiered);
+            assert!(dir.len() <= bound, "{} segments for {id} rows", dir.len());
+        }
+    }
+
+    #[test]
     fn delete_of_unknown_range_is_not_found() {
         let st = dir(&[(1, 5, 4)]);
         assert!(matches!(

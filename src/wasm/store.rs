@@ -152,8 +152,26 @@ fn name(prefix: &str, f: &str) -> String {
     }
 }
 
+thread_local! {
+    /// Property names read from every episode object, made into JS strings once (a batch of
+    /// 1,000 episodes would otherwise create 8,000 of them).
+    static KEYS: Vec<(&'static str, JsValue)> = [
+        "namespace", "role", "text", "eventTime", "embedding", "metadata", "importance", "tags",
+    ]
+    .iter()
+    .map(|k| (*k, JsValue::from_str(k)))
+    .collect();
+}
+
 fn get(o: &JsValue, key: &str) -> JsValue {
-    Reflect::get(o, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    let cached = KEYS.with(|keys| {
+        keys.iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| Reflect::get(o, v))
+    });
+    cached
+        .unwrap_or_else(|| Reflect::get(o, &JsValue::from_str(key)))
+        .unwrap_or(JsValue::UNDEFINED)
 }
 
 fn opt_string(o: &JsValue, key: &str, prefix: &str) -> Result<Option<String>, JsValue> {
