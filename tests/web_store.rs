@@ -2,8 +2,8 @@
 //! (`tests/store_contract.rs`), and the model-based test with reopens between steps.
 #![cfg(target_arch = "wasm32")]
 
-use mnemo::store::idb::{simulate_upgrade, IdbBackend};
-use mnemo::store::testing::{contract, model_run, Factory, ModelConfig};
+use mnemo::store::idb::{simulate_upgrade, write_legacy, IdbBackend};
+use mnemo::store::testing::{contract, model_run, Factory, LegacyFixture, ModelConfig};
 use mnemo::store::StoreError;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
@@ -49,6 +49,11 @@ impl Factory for IdbFactory {
         mnemo::store::Backend::close(&b);
         out
     }
+    async fn install_legacy(&self, name: &str, fx: &LegacyFixture) {
+        write_legacy(name, &fx.header, &fx.state, &fx.episodes, &fx.segments)
+            .await
+            .expect("write the legacy fixture");
+    }
 }
 
 macro_rules! web_case {
@@ -83,4 +88,38 @@ async fn model_based_indexeddb_with_reopens() {
         )
         .into(),
     );
+}
+
+/// The JS-array sink (segment blobs streamed straight into one `Float32Array`, as `loadVectors`
+/// does) gives exactly the wasm-side load, over blob segments and legacy `ArrayBuffer` ones.
+#[wasm_bindgen_test]
+async fn js_vector_sink_matches_the_wasm_load() {
+    use mnemo::rng::Rng;
+    use mnemo::store::idb::JsVectorSink;
+    use mnemo::store::testing::{episode, legacy_fixture};
+    use mnemo::store::{OpenOptions, Store};
+    let dims = 37; // odd: rows do not align with anything
+    let mut rng = Rng::new(3);
+    let eps: Vec<_> = (0..200)
+        .map(|i| episode(&mut rng, ["a", "b"][i % 2], &format!("v{i}"), dims))
+        .collect();
+    // Legacy segments (ArrayBuffer values), then new ones (Blob values) after the upgrade.
+    let fx = legacy_fixture(dims, 16, &eps[..100], &[3, 50]);
+    IdbFactory.install_legacy("sink", &fx).await;
+    let s = Store::open(
+        IdbBackend::open("sink").await.unwrap(),
+        OpenOptions::default(),
+    )
+    .await
+    .unwrap();
+    s.put_many(eps[100..].to_vec()).await.unwrap();
+    let want = s.load_vectors().await.unwrap();
+    assert_eq!(want.len(), 198);
+    let mut sink = JsVectorSink::default();
+    let got = s.load_vectors_into(&mut sink).await.unwrap();
+    let arr = sink.into_array().expect("array");
+    assert_eq!(got.ids, want.ids);
+    assert_eq!(got.namespace_of, want.namespace_of);
+    assert_eq!(arr.to_vec(), want.vectors);
+    s.destroy().await.unwrap();
 }

@@ -11,8 +11,17 @@ compile_error!("mnemo's store encodings assume a little-endian target (x86, ARM,
 use super::episode::{Episode, Metadata};
 use super::error::StoreError;
 
-/// Format version of the records written by this build.
+/// Format version of the episode records written by this build.
 pub const RECORD_VERSION: u8 = 1;
+/// Layout version of a store written by this build (the header's `format`): 2 = episode records
+/// in pages, segments as `Blob`s. Version 1 (one record per episode) is migrated on open.
+pub const STORE_FORMAT: u32 = 2;
+/// Magic of a page record ("PAG1").
+pub const PAGE_MAGIC: u32 = u32::from_le_bytes(*b"PAG1");
+/// Bytes of a page record besides its rows (magic, row count).
+pub const PAGE_HEADER_BYTES: usize = 8;
+/// Bytes a row costs in a page besides its record (its id and end offset).
+pub const PAGE_ROW_OVERHEAD: usize = 12;
 /// Magic of a segment record ("SEG1").
 pub const SEGMENT_MAGIC: u32 = u32::from_le_bytes(*b"SEG1");
 /// Magic of the header record.
@@ -331,6 +340,20 @@ pub fn decode_record(b: &[u8]) -> Result<EpisodeRecord, DecodeError> {
     })
 }
 
+/// The namespace and event time of an encoded record, borrowed (without decoding the rest).
+pub fn record_ns_time(b: &[u8]) -> Result<(&str, f64), DecodeError> {
+    let mut r = Reader::new(b);
+    let v = r.u8()?;
+    if v != RECORD_VERSION {
+        return Err(r.err(format!("record version {v}, expected {RECORD_VERSION}")));
+    }
+    let _id = r.u64()?;
+    let t = r.f64()?;
+    let _insert = r.f64()?;
+    let _importance = r.f32()?;
+    Ok((r.str("namespace")?, t))
+}
+
 impl Metadata {
     /// Wrap JSON text that was validated when it was written.
     pub(crate) fn from_trusted(s: &str) -> Self {
@@ -413,27 +436,15 @@ impl Segment {
 
     /// Encode.
     pub fn encode(&self) -> Vec<u8> {
-        let n = self.len();
-        let ns_bytes: usize = self.namespaces.iter().map(|s| 4 + s.len()).sum();
-        let mut w = Writer::with_capacity(16 + n * (self.dims * 4 + 20) + ns_bytes);
-        w.u32(SEGMENT_MAGIC);
-        w.u32(self.dims as u32);
-        w.u32(n as u32);
-        w.u32(self.namespaces.len() as u32);
-        w.f32s(&self.vectors);
-        for &id in &self.ids {
-            w.u64(id);
-        }
-        for &t in &self.times {
-            w.f64(t);
-        }
-        for &k in &self.ns_idx {
-            w.u32(k);
-        }
-        for s in &self.namespaces {
-            w.str(s);
-        }
-        w.buf
+        let rows: Vec<(u64, &str, f64)> = (0..self.len())
+            .map(|i| (self.ids[i], self.namespace(i), self.times[i]))
+            .collect();
+        let (head, tail) = encode_segment_meta(self.dims, &rows);
+        let mut out = Vec::with_capacity(head.len() + self.vectors.len() * 4 + tail.len());
+        out.extend_from_slice(&head);
+        out.extend_from_slice(bytemuck::cast_slice(&self.vectors));
+        out.extend_from_slice(&tail);
+        out
     }
 
     /// Decode.
@@ -448,6 +459,45 @@ impl Segment {
         s.namespaces = v.namespaces.iter().map(|s| s.to_string()).collect();
         Ok(s)
     }
+}
+
+/// The parts of an encoded segment around its vectors: the fixed header (the first
+/// [`SEGMENT_VECTORS_OFFSET`] bytes) and the tail (ids, times, namespace indexes and table) of
+/// `rows` (`(id, namespace, event time)`, ids increasing) of `dims`.
+pub fn encode_segment_meta(dims: usize, rows: &[(u64, &str, f64)]) -> ([u8; 16], Vec<u8>) {
+    let mut namespaces: Vec<&str> = Vec::new();
+    let mut idx: Vec<u32> = Vec::with_capacity(rows.len());
+    for &(_, ns, _) in rows {
+        // Few namespaces per segment: a linear search beats hashing (and keeps first-seen order).
+        let k = match namespaces.iter().rposition(|n| *n == ns) {
+            Some(k) => k,
+            None => {
+                namespaces.push(ns);
+                namespaces.len() - 1
+            }
+        };
+        idx.push(k as u32);
+    }
+    let mut head = [0u8; 16];
+    head[0..4].copy_from_slice(&SEGMENT_MAGIC.to_le_bytes());
+    head[4..8].copy_from_slice(&(dims as u32).to_le_bytes());
+    head[8..12].copy_from_slice(&(rows.len() as u32).to_le_bytes());
+    head[12..16].copy_from_slice(&(namespaces.len() as u32).to_le_bytes());
+    let ns_bytes: usize = namespaces.iter().map(|s| 4 + s.len()).sum();
+    let mut w = Writer::with_capacity(rows.len() * 20 + ns_bytes);
+    for &(id, _, _) in rows {
+        w.u64(id);
+    }
+    for &(_, _, t) in rows {
+        w.f64(t);
+    }
+    for &k in &idx {
+        w.u32(k);
+    }
+    for s in namespaces {
+        w.str(s);
+    }
+    (head, w.buf)
 }
 
 /// The fixed header of an encoded segment (its first [`SEGMENT_VECTORS_OFFSET`] bytes):
@@ -566,12 +616,227 @@ impl<'a> SegmentView<'a> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Pages: many episode records per record.
+
+/// One `[namespace, first time, last time, rows]` entry of a page's summary: the page's rows of
+/// that namespace span `tmin..=tmax`. The summaries are the keys of the `[namespace, time]` index
+/// (one entry per namespace per page, not per episode).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Earliest event time of the namespace's rows in the page.
+    pub tmin: f64,
+    /// Latest event time of the namespace's rows in the page.
+    pub tmax: f64,
+    /// Rows of the namespace in the page.
+    pub n: u32,
+}
+
+/// A page of the `[namespace, time]` index, as a namespace query returns it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NsPage {
+    /// The page's key.
+    pub lo: u64,
+    /// Earliest event time of the namespace's rows in the page.
+    pub tmin: f64,
+    /// Latest event time.
+    pub tmax: f64,
+    /// Rows of the namespace in the page.
+    pub n: u32,
+}
+
+/// An encoded page: `magic u32, n u32`, `n` u64 ids (increasing), `n` u32 end offsets of the
+/// records (relative to the records area), then the records ([`encode_record`]) back to back.
+#[derive(Debug, Default)]
+pub struct PageBuilder {
+    ids: Vec<u64>,
+    ends: Vec<u32>,
+    records: Vec<u8>,
+    keys: Vec<PageKey>,
+}
+
+impl PageBuilder {
+    /// An empty page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rows so far.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// No rows.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Append a row (ids must arrive in increasing order): its encoded record and the namespace
+    /// and event time it holds (for the page's summary).
+    pub fn push(&mut self, id: u64, namespace: &str, time: f64, record: &[u8]) {
+        debug_assert!(self.ids.last().is_none_or(|&l| l < id));
+        self.ids.push(id);
+        self.records.extend_from_slice(record);
+        self.ends.push(self.records.len() as u32);
+        match self.keys.iter_mut().find(|k| k.namespace == namespace) {
+            Some(k) => {
+                k.tmin = k.tmin.min(time);
+                k.tmax = k.tmax.max(time);
+                k.n += 1;
+            }
+            None => self.keys.push(PageKey {
+                namespace: namespace.to_string(),
+                tmin: time,
+                tmax: time,
+                n: 1,
+            }),
+        }
+    }
+
+    /// The encoded page and its summary (one [`PageKey`] per namespace, in first-seen order).
+    pub fn finish(self) -> (Vec<u8>, Vec<PageKey>) {
+        let n = self.ids.len();
+        let mut w =
+            Writer::with_capacity(PAGE_HEADER_BYTES + n * PAGE_ROW_OVERHEAD + self.records.len());
+        w.u32(PAGE_MAGIC);
+        w.u32(n as u32);
+        for &id in &self.ids {
+            w.u64(id);
+        }
+        for &e in &self.ends {
+            w.u32(e);
+        }
+        w.buf.extend_from_slice(&self.records);
+        (w.buf, self.keys)
+    }
+}
+
+/// A parsed, borrowed view of an encoded page.
+#[derive(Debug, Clone, Copy)]
+pub struct PageView<'a> {
+    ids: &'a [u8],
+    ends: &'a [u8],
+    records: &'a [u8],
+    n: usize,
+}
+
+impl<'a> PageView<'a> {
+    /// Parse and check an encoded page (the records themselves are decoded on access).
+    pub fn parse(b: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(b);
+        if r.u32()? != PAGE_MAGIC {
+            return Err(DecodeError {
+                offset: 0,
+                reason: "not a page (bad magic)".into(),
+            });
+        }
+        let n = r.count(PAGE_ROW_OVERHEAD, "page rows")?;
+        let ids = r.take(n * 8)?;
+        let ends = r.take(n * 4)?;
+        let records = r.take(r.remaining())?;
+        let v = PageView {
+            ids,
+            ends,
+            records,
+            n,
+        };
+        let mut prev_end = 0usize;
+        let mut prev_id = None;
+        for i in 0..n {
+            let e = v.end(i);
+            if e < prev_end || e > records.len() {
+                return Err(DecodeError {
+                    offset: PAGE_HEADER_BYTES + n * 8 + i * 4,
+                    reason: format!("record end {e} out of order or past the page"),
+                });
+            }
+            prev_end = e;
+            let id = v.id(i);
+            if prev_id.is_some_and(|p| p >= id) {
+                return Err(DecodeError {
+                    offset: PAGE_HEADER_BYTES + i * 8,
+                    reason: "page ids not increasing".into(),
+                });
+            }
+            prev_id = Some(id);
+        }
+        if prev_end != records.len() {
+            return Err(DecodeError {
+                offset: b.len(),
+                reason: "trailing bytes after the last record".into(),
+            });
+        }
+        Ok(v)
+    }
+
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// No rows.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    fn end(&self, i: usize) -> usize {
+        u32::from_le_bytes(self.ends[i * 4..i * 4 + 4].try_into().unwrap_or_default()) as usize
+    }
+
+    /// Id of row `i`.
+    pub fn id(&self, i: usize) -> u64 {
+        u64::from_le_bytes(self.ids[i * 8..i * 8 + 8].try_into().unwrap_or_default())
+    }
+
+    /// The encoded record of row `i`.
+    pub fn record(&self, i: usize) -> &'a [u8] {
+        let start = if i == 0 { 0 } else { self.end(i - 1) };
+        &self.records[start..self.end(i)]
+    }
+
+    /// Row of `id`, if present.
+    pub fn find(&self, id: u64) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.id(mid).cmp(&id) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+}
+
+/// The page-planning weight of a record: its bytes plus the row overhead.
+pub fn page_weight(record_bytes: usize) -> u32 {
+    (record_bytes + PAGE_ROW_OVERHEAD) as u32
+}
+
+/// The encoded length of `r` (without encoding it).
+pub fn record_len(r: &EpisodeRecord) -> usize {
+    1 + 8
+        + 8
+        + 8
+        + 4
+        + 4 * 4
+        + r.namespace.len()
+        + r.role.len()
+        + r.text.len()
+        + r.metadata.as_str().len()
+        + 4
+        + r.tags.iter().map(|t| 4 + t.len()).sum::<usize>()
+}
+
+// ---------------------------------------------------------------------------------------------
 // Header and state.
 
 /// The immutable header of a store.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Header {
-    /// Record format version.
+    /// Store layout version ([`STORE_FORMAT`]; 1 = the legacy layout, migrated on open).
     pub format: u32,
     /// Embedding dimension.
     pub dims: usize,
@@ -579,17 +844,27 @@ pub struct Header {
     pub segment_capacity: usize,
     /// Creation time (ms).
     pub created: f64,
+    /// Most bytes (record bytes plus row overhead) per page of episode records.
+    pub page_capacity: usize,
 }
 
+/// Default bytes per page of episode records: 256 KiB (any single record fits: the limits cap
+/// one at about 140 KiB).
+pub const DEFAULT_PAGE_CAPACITY: usize = 256 << 10;
+
 impl Header {
-    /// Encode.
+    /// Encode (the layout of [`STORE_FORMAT`]; a format-1 header is written without the page
+    /// capacity).
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(32);
+        let mut w = Writer::with_capacity(36);
         w.buf.extend_from_slice(HEADER_MAGIC);
         w.u32(self.format);
         w.u32(self.dims as u32);
         w.u32(self.segment_capacity as u32);
         w.f64(self.created);
+        if self.format >= 2 {
+            w.u32(self.page_capacity as u32);
+        }
         w.buf
     }
 
@@ -606,15 +881,23 @@ impl Header {
         let dims = r.u32()? as usize;
         let segment_capacity = r.u32()? as usize;
         let created = r.f64()?;
-        r.finish("header")?;
-        if segment_capacity == 0 || dims == 0 {
-            return Err(r.err("zero dims or segment capacity"));
+        let page_capacity = if format >= 2 && r.remaining() >= 4 {
+            r.u32()? as usize
+        } else {
+            DEFAULT_PAGE_CAPACITY
+        };
+        if format <= STORE_FORMAT {
+            r.finish("header")?;
+        }
+        if segment_capacity == 0 || dims == 0 || page_capacity == 0 {
+            return Err(r.err("zero dims, segment or page capacity"));
         }
         Ok(Header {
             format,
             dims,
             segment_capacity,
             created,
+            page_capacity,
         })
     }
 }
@@ -628,6 +911,20 @@ pub struct SegInfo {
     pub hi: u64,
     /// Rows stored (every row is live: a delete rewrites the segment without it).
     pub n: u32,
+}
+
+/// Where a page of episode records sits: its key `lo`, the id range `[lo, hi)` it covers, its row
+/// count and its planning weight (the encoded records plus [`PAGE_ROW_OVERHEAD`] per row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageInfo {
+    /// Key and first id of the range.
+    pub lo: u64,
+    /// One past the last id of the range.
+    pub hi: u64,
+    /// Rows stored.
+    pub n: u32,
+    /// Weight (bytes) of the rows.
+    pub bytes: u32,
 }
 
 /// The mutable state record, read and rewritten by every write.
@@ -644,6 +941,10 @@ pub struct State {
     pub changes_floor: u64,
     /// The segment directory, sorted by `lo`, disjoint ranges.
     pub segs: Vec<SegInfo>,
+    /// The page directory, sorted by `lo`, disjoint ranges.
+    pub pages: Vec<PageInfo>,
+    /// Decoded from a version-1 state (legacy layout: one record per episode, no pages yet).
+    pub legacy: bool,
 }
 
 impl State {
@@ -655,11 +956,38 @@ impl State {
             live: 0,
             changes_floor: 1,
             segs: Vec::new(),
+            pages: Vec::new(),
+            legacy: false,
         }
     }
 
-    /// Encode.
+    /// Encode (version 2).
     pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(48 + self.segs.len() * 20 + self.pages.len() * 24);
+        w.u64(self.seq);
+        w.u32(2);
+        w.u64(self.next_id);
+        w.u64(self.live);
+        w.u64(self.changes_floor);
+        w.u32(self.segs.len() as u32);
+        for s in &self.segs {
+            w.u64(s.lo);
+            w.u64(s.hi);
+            w.u32(s.n);
+        }
+        w.u32(self.pages.len() as u32);
+        for p in &self.pages {
+            w.u64(p.lo);
+            w.u64(p.hi);
+            w.u32(p.n);
+            w.u32(p.bytes);
+        }
+        w.buf
+    }
+
+    /// Encode as a version-1 state (the legacy layout; only to write test fixtures of it).
+    #[doc(hidden)]
+    pub fn encode_v1(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(40 + self.segs.len() * 20);
         w.u64(self.seq);
         w.u32(1);
@@ -675,12 +1003,12 @@ impl State {
         w.buf
     }
 
-    /// Decode.
+    /// Decode (version 2, or version 1 with `legacy` set).
     pub fn decode(b: &[u8]) -> Result<State, DecodeError> {
         let mut r = Reader::new(b);
         let seq = r.u64()?;
         let v = r.u32()?;
-        if v != 1 {
+        if v != 1 && v != 2 {
             return Err(r.err(format!("state version {v}")));
         }
         let next_id = r.u64()?;
@@ -695,6 +1023,19 @@ impl State {
                 n: r.u32()?,
             });
         }
+        let mut pages = Vec::new();
+        if v == 2 {
+            let n = r.count(24, "pages")?;
+            pages.reserve(n);
+            for _ in 0..n {
+                pages.push(PageInfo {
+                    lo: r.u64()?,
+                    hi: r.u64()?,
+                    n: r.u32()?,
+                    bytes: r.u32()?,
+                });
+            }
+        }
         r.finish("state")?;
         Ok(State {
             seq,
@@ -702,6 +1043,8 @@ impl State {
             live,
             changes_floor,
             segs,
+            pages,
+            legacy: v == 1,
         })
     }
 
@@ -712,6 +1055,15 @@ impl State {
             return None;
         }
         (id < self.segs[i - 1].hi).then_some(i - 1)
+    }
+
+    /// Index of the page whose range holds `id`.
+    pub fn page_of(&self, id: u64) -> Option<usize> {
+        let i = self.pages.partition_point(|s| s.lo <= id);
+        if i == 0 {
+            return None;
+        }
+        (id < self.pages[i - 1].hi).then_some(i - 1)
     }
 }
 
@@ -880,10 +1232,53 @@ mod tests {
                 hi: 10,
                 n: 3,
             }],
+            pages: vec![PageInfo {
+                lo: 1,
+                hi: 10,
+                n: 3,
+                bytes: 300,
+            }],
+            legacy: false,
         };
         let e = st.encode();
         assert_eq!(state_seq(Some(&e)), 9);
         assert_eq!(State::decode(&e).unwrap(), st);
+        let v1 = State::decode(&st.encode_v1()).unwrap();
+        assert!(v1.legacy && v1.pages.is_empty() && v1.segs == st.segs && v1.seq == 9);
+        assert_eq!(st.page_of(9), Some(0));
+        assert_eq!(st.page_of(10), None);
+        // Pages.
+        let mut pb = PageBuilder::new();
+        let r1 = encode_record(&rec);
+        let rec2 = EpisodeRecord {
+            id: 9,
+            namespace: "other".into(),
+            event_time: -4.0,
+            ..rec.clone()
+        };
+        let r2 = encode_record(&rec2);
+        assert_eq!(record_len(&rec), r1.len());
+        pb.push(7, "ns", 1.5, &r1);
+        pb.push(9, "other", -4.0, &r2);
+        let (page, keys) = pb.finish();
+        assert_eq!(
+            page.len(),
+            PAGE_HEADER_BYTES + 2 * PAGE_ROW_OVERHEAD + r1.len() + r2.len()
+        );
+        assert_eq!(keys.len(), 2);
+        assert_eq!((keys[1].tmin, keys[1].tmax, keys[1].n), (-4.0, -4.0, 1));
+        let pv = PageView::parse(&page).unwrap();
+        assert_eq!(pv.len(), 2);
+        assert_eq!(pv.find(9), Some(1));
+        assert_eq!(pv.find(8), None);
+        assert_eq!(decode_record(pv.record(1)).unwrap(), rec2);
+        assert_eq!(decode_record(pv.record(0)).unwrap(), rec);
+        for i in 0..page.len() {
+            assert!(
+                PageView::parse(&page[..i]).is_err(),
+                "truncated page at {i}"
+            );
+        }
         assert_eq!(st.seg_of(0), None);
         assert_eq!(st.seg_of(1), Some(0));
         assert_eq!(st.seg_of(9), Some(0));

@@ -1,18 +1,24 @@
 //! `Store`: the episodic store over any [`Backend`]. Validates input, plans each operation as
-//! one read-only snapshot and one conditional read-write commit, and retries when another
+//! read-only snapshots and one conditional read-write commit, and retries when another
 //! connection wrote in between (optimistic concurrency on the state's change sequence).
+//!
+//! Episode records live in pages (many records per stored record, keyed by their first id, with
+//! one `[namespace, first time, last time, rows]` index entry per namespace per page); vectors in
+//! segments. A batch of any size therefore writes O(1) records: a page or two, a segment or two,
+//! the change record and the state.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::backend::{
-    Backend, CommitOutcome, Durability, EpisodeRow, NoticeListener, NsScan, ReadRequest,
-    ReadResult, SegmentSource, WriteSet,
+    Backend, CommitOutcome, Durability, NoticeListener, NsPages, PageRecord, ReadRequest,
+    ReadResult, SegmentCursor, SegmentMeta, VecSink, VectorSink, WriteSet,
 };
 use super::codec::{
-    copy_f32s, decode_record, encode_record, segment_header, state_seq, Blob, Change, ChangeKind,
-    EpisodeRecord, Header, SegInfo, Segment, SegmentView, State, RECORD_VERSION,
-    SEGMENT_VECTORS_OFFSET,
+    copy_f32s, decode_record, encode_record, page_weight, record_len, record_ns_time,
+    segment_header, state_seq, Blob, Change, ChangeKind, EpisodeRecord, Header, NsPage, PageInfo,
+    PageView, SegInfo, Segment, SegmentView, State, DEFAULT_PAGE_CAPACITY, PAGE_HEADER_BYTES,
+    SEGMENT_VECTORS_OFFSET, STORE_FORMAT,
 };
 use super::episode::{
     check_namespace, norm_time, now_ms, validate_new, validate_patch, Episode, NewEpisode, Patch,
@@ -21,16 +27,21 @@ use super::episode::{
 use super::error::{Result, StoreError};
 use super::export::{decode_all, ExportWriter};
 use super::lock::AsyncLock;
-use super::plan::{build, plan, NewRows};
+use super::plan::{
+    build, build_pages, plan, plan_units, Layout, NewRows, PageRow, Policy, SplitRows, UnitIn,
+};
 
 /// How often a write is re-planned when other connections keep committing before it.
 const MAX_ATTEMPTS: u32 = 64;
 /// Change records kept by default (older ones are pruned; a reader that far behind reloads).
 pub const DEFAULT_CHANGE_RETENTION: u64 = 1024;
 
-/// The default rows per segment for `dims`: about 2 MiB of vectors, within `16..=4096`.
+/// The default rows per segment for `dims`: about 8 MiB of vectors, within `64..=16384`. Large
+/// segments make a full load fast (a segment record costs the browser a few milliseconds to
+/// open, whatever its size); they cost little to write, because a rewrite composes the new
+/// record from slices of the old ones, and reads of single rows read only their bytes.
 pub fn default_segment_capacity(dims: usize) -> usize {
-    ((2 << 20) / (4 * dims.max(1))).clamp(16, 4096)
+    ((8 << 20) / (4 * dims.max(1))).clamp(64, 16384)
 }
 
 /// Options of [`Store::open`].
@@ -43,6 +54,9 @@ pub struct OpenOptions {
     pub durability: Durability,
     /// Rows per segment for a new store (default [`default_segment_capacity`]); fixed at creation.
     pub segment_capacity: Option<usize>,
+    /// Bytes per page of episode records for a new store (default 256 KiB; a record larger than
+    /// the capacity gets a page of its own); fixed at creation.
+    pub page_capacity: Option<usize>,
     /// Change records to keep (default [`DEFAULT_CHANGE_RETENTION`]).
     pub change_retention: Option<u64>,
 }
@@ -84,7 +98,8 @@ pub struct VectorSet {
     pub seq: u64,
     /// Ids, increasing.
     pub ids: Vec<u64>,
-    /// `ids.len() * dims` values, row-major.
+    /// `ids.len() * dims` values, row-major (empty from [`Store::load_vectors_into`], whose sink
+    /// received them).
     pub vectors: Vec<f32>,
     /// Distinct namespaces.
     pub namespaces: Vec<String>,
@@ -109,54 +124,18 @@ impl VectorSet {
     }
 }
 
+/// Builds a [`VectorSet`] from segments: ids, times and namespaces here, vectors into a sink.
 #[derive(Default)]
 struct VectorSetBuilder {
     vs: VectorSet,
     ns_map: HashMap<String, u32>,
-    filter: Option<HashSet<u64>>,
-    scratch: Vec<u8>,
+    /// Rows announced by the state (`load_vectors_into`): the sink holds this many.
+    expected: usize,
 }
 
 impl VectorSetBuilder {
-    /// Append a segment from wherever the backend holds it: the vectors are copied once, straight
-    /// into the packed matrix; only the small tail (ids, times, namespaces) goes through a scratch
-    /// buffer.
-    fn append_source(&mut self, key: u64, src: &dyn SegmentSource) -> Result<()> {
-        let what = || format!("segment {key}");
-        let len = src.byte_len();
-        if self.filter.is_some() || len < SEGMENT_VECTORS_OFFSET {
-            let mut all = std::mem::take(&mut self.scratch);
-            all.resize(len, 0);
-            src.read(0, &mut all);
-            let r = self.append(key, &all);
-            self.scratch = all;
-            return r;
-        }
-        let mut head = [0u8; SEGMENT_VECTORS_OFFSET];
-        src.read(0, &mut head);
-        let (dims, n, n_ns, vbytes) = segment_header(&head).map_err(|e| e.corrupt(what()))?;
-        if dims != self.vs.dims || SEGMENT_VECTORS_OFFSET + vbytes > len {
-            return Err(StoreError::corrupt(what(), "bad dims or length"));
-        }
-        let mut tail = std::mem::take(&mut self.scratch);
-        tail.resize(len - SEGMENT_VECTORS_OFFSET - vbytes, 0);
-        src.read(SEGMENT_VECTORS_OFFSET + vbytes, &mut tail);
-        let r = (|| {
-            let v = SegmentView::from_parts(dims, n, n_ns, &[], &tail)
-                .map_err(|e| e.corrupt(what()))?;
-            let start = self.vs.vectors.len();
-            self.vs.vectors.resize(start + n * dims, 0.0);
-            src.read_f32(SEGMENT_VECTORS_OFFSET, &mut self.vs.vectors[start..]);
-            self.push_attrs(&v);
-            Ok(())
-        })();
-        self.scratch = tail;
-        r
-    }
-
-    fn push_attrs(&mut self, v: &SegmentView<'_>) {
-        let map: Vec<u32> = v
-            .namespaces
+    fn ns_map(&mut self, namespaces: &[&str]) -> Vec<u32> {
+        namespaces
             .iter()
             .map(|s| match self.ns_map.get(*s) {
                 Some(&k) => k,
@@ -167,63 +146,27 @@ impl VectorSetBuilder {
                     k
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    /// Append the ids, times and namespaces of a segment whose vectors went to the sink.
+    fn append_meta(&mut self, m: &SegmentMeta) -> Result<()> {
+        let what = || format!("segment {}", m.key);
+        let (dims, n, n_ns, _) = segment_header(&m.head).map_err(|e| e.corrupt(what()))?;
+        if dims != self.vs.dims || self.vs.ids.len() + n > self.expected {
+            return Err(StoreError::corrupt(
+                what(),
+                "bad dims or more rows than the state lists",
+            ));
+        }
+        let v =
+            SegmentView::from_parts(dims, n, n_ns, &[], &m.tail).map_err(|e| e.corrupt(what()))?;
+        let map = self.ns_map(&v.namespaces);
         self.vs.ids.extend(v.ids());
         self.vs.event_time.extend(v.times());
         self.vs
             .namespace_of
             .extend(v.ns_idx().map(|k| map[k as usize]));
-    }
-
-    fn append(&mut self, key: u64, bytes: &[u8]) -> Result<()> {
-        let v = SegmentView::parse(bytes).map_err(|e| e.corrupt(format!("segment {key}")))?;
-        let dims = self.vs.dims;
-        if v.dims != dims {
-            return Err(StoreError::corrupt(
-                format!("segment {key}"),
-                format!("dims {} in a store of {dims}", v.dims),
-            ));
-        }
-        let map: Vec<u32> = v
-            .namespaces
-            .iter()
-            .map(|s| match self.ns_map.get(*s) {
-                Some(&k) => k,
-                None => {
-                    let k = self.vs.namespaces.len() as u32;
-                    self.vs.namespaces.push(s.to_string());
-                    self.ns_map.insert(s.to_string(), k);
-                    k
-                }
-            })
-            .collect();
-        match &self.filter {
-            None => {
-                let start = self.vs.vectors.len();
-                self.vs.vectors.resize(start + v.n * dims, 0.0);
-                copy_f32s(v.vector_bytes, &mut self.vs.vectors[start..]);
-                self.vs.ids.extend(v.ids());
-                self.vs.event_time.extend(v.times());
-                self.vs
-                    .namespace_of
-                    .extend(v.ns_idx().map(|k| map[k as usize]));
-            }
-            Some(want) => {
-                for (i, ((id, t), k)) in v.ids().zip(v.times()).zip(v.ns_idx()).enumerate() {
-                    if want.contains(&id) {
-                        let start = self.vs.vectors.len();
-                        self.vs.vectors.resize(start + dims, 0.0);
-                        copy_f32s(
-                            &v.vector_bytes[i * dims * 4..(i + 1) * dims * 4],
-                            &mut self.vs.vectors[start..],
-                        );
-                        self.vs.ids.push(id);
-                        self.vs.event_time.push(t);
-                        self.vs.namespace_of.push(map[k as usize]);
-                    }
-                }
-            }
-        }
         Ok(())
     }
 }
@@ -263,6 +206,8 @@ pub struct StoreStats {
     pub live: u64,
     /// Segment records.
     pub segments: usize,
+    /// Page records.
+    pub pages: usize,
     /// Next id to be issued.
     pub next_id: u64,
 }
@@ -299,8 +244,31 @@ fn decode_state(res: &ReadResult) -> Result<State> {
     }
 }
 
+/// Decoded views of the pages of a read result, by key.
+fn page_views(res: &ReadResult) -> Result<HashMap<u64, PageView<'_>>> {
+    res.pages
+        .iter()
+        .map(|(k, b)| {
+            PageView::parse(b)
+                .map(|v| (*k, v))
+                .map_err(|e| e.corrupt(format!("page {k}")))
+        })
+        .collect()
+}
+
+/// The sorted, distinct keys `key_of` finds for `ids`.
+fn keys_of(ids: &[u64], key_of: impl Fn(u64) -> Option<u64>) -> Vec<u64> {
+    ids.iter()
+        .filter_map(|&id| key_of(id))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 impl<B: Backend> Store<B> {
-    /// Open the store on `backend`, creating it (with `opts.dims`) if it is empty.
+    /// Open the store on `backend`, creating it (with `opts.dims`) if it is empty. A store in the
+    /// legacy layout (schema 1: one record per episode) is upgraded here, in one conditional
+    /// commit: its records are packed into pages and the legacy records are deleted.
     pub async fn open(backend: B, opts: OpenOptions) -> Result<Self> {
         if let Some(d) = opts.dims {
             if d == 0 || d > MAX_DIMS {
@@ -318,18 +286,35 @@ impl<B: Backend> Store<B> {
                 ));
             }
         }
+        if let Some(c) = opts.page_capacity {
+            if c == 0 || c > 64 << 20 {
+                return Err(StoreError::invalid(
+                    "pageCapacity",
+                    format!("page capacity must be in 1..=67108864 bytes, got {c}"),
+                ));
+            }
+        }
         let retention = opts
             .change_retention
             .unwrap_or(DEFAULT_CHANGE_RETENTION)
             .max(1);
+        let make = |backend: B, header: Header, state: State| Store {
+            backend,
+            header,
+            state: RefCell::new(state),
+            lock: AsyncLock::default(),
+            durability: opts.durability,
+            retention,
+            closed: Cell::new(false),
+        };
         for _ in 0..MAX_ATTEMPTS {
             let res = backend.read(&ReadRequest::default()).await?;
             if let Some(h) = &res.header {
                 let header = Header::decode(h).map_err(|e| e.corrupt("header"))?;
-                if header.format > RECORD_VERSION as u32 {
+                if header.format > STORE_FORMAT {
                     return Err(StoreError::SchemaTooNew {
                         found: header.format,
-                        supported: RECORD_VERSION as u32,
+                        supported: STORE_FORMAT,
                     });
                 }
                 if let Some(d) = opts.dims {
@@ -342,26 +327,30 @@ impl<B: Backend> Store<B> {
                     }
                 }
                 let state = decode_state(&res)?;
-                return Ok(Store {
-                    backend,
-                    header,
-                    state: RefCell::new(state),
-                    lock: AsyncLock::default(),
-                    durability: opts.durability,
-                    retention,
-                    closed: Cell::new(false),
-                });
+                if state.legacy || header.format < STORE_FORMAT {
+                    let header = Header {
+                        format: STORE_FORMAT,
+                        page_capacity: DEFAULT_PAGE_CAPACITY,
+                        ..header
+                    };
+                    match Self::upgrade_layout(&backend, &header, &state).await? {
+                        Some(state) => return Ok(make(backend, header, state)),
+                        None => continue,
+                    }
+                }
+                return Ok(make(backend, header, state));
             }
             let dims = opts.dims.ok_or_else(|| {
                 StoreError::invalid("dims", "dims is required to create a new store")
             })?;
             let header = Header {
-                format: RECORD_VERSION as u32,
+                format: STORE_FORMAT,
                 dims,
                 segment_capacity: opts
                     .segment_capacity
                     .unwrap_or_else(|| default_segment_capacity(dims)),
                 created: now_ms(),
+                page_capacity: opts.page_capacity.unwrap_or(DEFAULT_PAGE_CAPACITY),
             };
             let state = State {
                 seq: 1,
@@ -376,18 +365,84 @@ impl<B: Backend> Store<B> {
                 ..Default::default()
             };
             if backend.commit(ws).await? == CommitOutcome::Committed {
-                return Ok(Store {
-                    backend,
-                    header,
-                    state: RefCell::new(state),
-                    lock: AsyncLock::default(),
-                    durability: opts.durability,
-                    retention,
-                    closed: Cell::new(false),
-                });
+                return Ok(make(backend, header, state));
             }
         }
         Err(StoreError::Conflict(MAX_ATTEMPTS))
+    }
+
+    /// Upgrade a legacy-layout store (state `st`, read a moment ago): read its episode records,
+    /// pack them into pages, and commit pages, the new header and state, and the removal of the
+    /// legacy records in one transaction, if nobody wrote in between (`None`: someone did, or
+    /// upgraded it first; read again). Segments keep their format and are not rewritten.
+    async fn upgrade_layout(backend: &B, header: &Header, st: &State) -> Result<Option<State>> {
+        let res = backend
+            .read(&ReadRequest {
+                legacy_episodes: true,
+                ..Default::default()
+            })
+            .await?;
+        if state_seq(res.state.as_deref()) != st.seq {
+            return Ok(None);
+        }
+        let mut rows: Vec<(u64, &str, f64, &[u8])> = Vec::with_capacity(res.legacy_episodes.len());
+        for b in &res.legacy_episodes {
+            let (ns, t) = record_ns_time(b).map_err(|e| e.corrupt("legacy episode"))?;
+            let id = decode_record(b)
+                .map_err(|e| e.corrupt("legacy episode"))?
+                .id;
+            rows.push((id, ns, t, b.as_slice()));
+        }
+        rows.sort_by_key(|r| r.0);
+        if rows.windows(2).any(|w| w[0].0 == w[1].0) || rows.len() as u64 != st.live {
+            return Err(StoreError::corrupt(
+                "legacy episodes",
+                format!("{} records for {} live episodes", rows.len(), st.live),
+            ));
+        }
+        let new: Vec<(u64, usize)> = rows
+            .iter()
+            .map(|r| (r.0, page_weight(r.3.len()) as usize))
+            .collect();
+        let layout = plan_units(
+            &[],
+            header.page_capacity,
+            &new,
+            &SplitRows::new(),
+            Policy::Counter,
+        );
+        let built = build_pages(
+            &layout,
+            &HashMap::new(),
+            &rows,
+            &HashSet::new(),
+            &HashMap::new(),
+        )?;
+        let seq = st.seq + 1;
+        let new_state = State {
+            seq,
+            pages: page_infos(&layout),
+            legacy: false,
+            ..st.clone()
+        };
+        let ws = WriteSet {
+            expect_seq: Some(st.seq),
+            header: Some(header.encode()),
+            state: Some(new_state.encode()),
+            clear_legacy: true,
+            put_pages: built
+                .into_iter()
+                .map(|(lo, bytes, keys)| PageRecord { lo, keys, bytes })
+                .collect(),
+            // The content did not change: an update of no ids keeps the change log contiguous.
+            put_change: Some((seq, Change::new(ChangeKind::Update, []).encode())),
+            durability: Durability::Strict,
+            ..Default::default()
+        };
+        Ok(match backend.commit(ws).await? {
+            CommitOutcome::Committed => Some(new_state),
+            CommitOutcome::Conflict { .. } => None,
+        })
     }
 
     /// The backend.
@@ -405,6 +460,11 @@ impl<B: Backend> Store<B> {
         self.header.segment_capacity
     }
 
+    /// Bytes per page of episode records.
+    pub fn page_capacity(&self) -> usize {
+        self.header.page_capacity
+    }
+
     /// Counters of the last state this connection saw (no I/O).
     pub fn stats(&self) -> StoreStats {
         let s = self.state.borrow();
@@ -412,6 +472,7 @@ impl<B: Backend> Store<B> {
             seq: s.seq,
             live: s.live,
             segments: s.segs.len(),
+            pages: s.pages.len(),
             next_id: s.next_id,
         }
     }
@@ -437,27 +498,81 @@ impl<B: Backend> Store<B> {
         Ok(st)
     }
 
-    fn episode_from(
+    /// The segment tails to read for `ids` at state `st`: `(key, vector bytes)` of each segment
+    /// holding one of them.
+    fn tails_for(&self, st: &State, ids: &[u64]) -> Vec<(u64, usize)> {
+        let row = self.dims() * 4;
+        ids.iter()
+            .filter_map(|&id| st.seg_of(id))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|i| (st.segs[i].lo, st.segs[i].n as usize * row))
+            .collect()
+    }
+
+    /// Where the vectors of `ids` are, from the segment tails read (`tails`, with their
+    /// directory): `(id, key, byte start, namespace, event time)` for each id found.
+    fn locate(&self, st: &State, tails: &[(u64, SegmentMeta)], ids: &[u64]) -> Result<Vec<Place>> {
+        let dims = self.dims();
+        let views = tail_views(tails, dims)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let Some(i) = st.seg_of(id) else { continue };
+            let key = st.segs[i].lo;
+            let Some(v) = views.get(&key) else { continue };
+            let seg_ids: Vec<u64> = v.ids().collect();
+            if let Ok(row) = seg_ids.binary_search(&id) {
+                let k = v.ns_idx().nth(row).unwrap_or(0) as usize;
+                let ns = v.namespaces.get(k).copied().unwrap_or_default();
+                let t = v.times().nth(row).unwrap_or(0.0);
+                out.push((
+                    id,
+                    key,
+                    SEGMENT_VECTORS_OFFSET + row * dims * 4,
+                    ns.to_string(),
+                    t,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The vectors at `places` (from [`Store::locate`]), read in the snapshot of `st` (`None`: the
+    /// store moved on), by id.
+    async fn vectors_at(
         &self,
-        rec: EpisodeRecord,
-        segs: &HashMap<u64, Segment>,
         st: &State,
-    ) -> Result<Episode> {
-        let id = rec.id;
-        let seg = st
-            .seg_of(id)
-            .and_then(|i| segs.get(&st.segs[i].lo))
-            .ok_or_else(|| {
-                StoreError::corrupt(format!("episode {id}"), "no segment holds its vector")
-            })?;
-        let row = seg.find(id).ok_or_else(|| {
-            StoreError::corrupt(format!("episode {id}"), "its segment lacks the row")
-        })?;
-        let v = seg.vector(row).to_vec();
-        Ok(rec.into_episode(v))
+        places: &[Place],
+    ) -> Result<Option<HashMap<u64, Vec<f32>>>> {
+        if places.is_empty() {
+            return Ok(Some(HashMap::new()));
+        }
+        let len = self.dims() * 4;
+        let res = self
+            .read(&ReadRequest {
+                segment_ranges: places.iter().map(|p| (p.1, p.2, p.2 + len)).collect(),
+                ..Default::default()
+            })
+            .await?;
+        if state_seq(res.state.as_deref()) != st.seq {
+            *self.state.borrow_mut() = decode_state(&res)?;
+            return Ok(None);
+        }
+        let mut out = HashMap::with_capacity(places.len());
+        for (p, b) in places.iter().zip(&res.segment_ranges) {
+            let b = b
+                .as_ref()
+                .filter(|b| b.len() == len)
+                .ok_or_else(|| StoreError::corrupt(format!("segment {}", p.1), "vector missing"))?;
+            let mut v = vec![0f32; self.dims()];
+            copy_f32s(b, &mut v);
+            out.insert(p.0, v);
+        }
+        Ok(Some(out))
     }
 
     // -----------------------------------------------------------------------------------------
+    // Writes    // -----------------------------------------------------------------------------------------
     // Writes
 
     /// Store one episode; returns its id.
@@ -548,25 +663,21 @@ impl<B: Backend> Store<B> {
         check_namespace(namespace, "namespace")?;
         let _g = self.lock.lock().await;
         for _ in 0..MAX_ATTEMPTS {
-            let res = self
-                .read(&ReadRequest {
-                    namespace_ids: Some(namespace.to_string()),
-                    ..Default::default()
-                })
-                .await?;
-            let st = decode_state(&res)?;
-            *self.state.borrow_mut() = st.clone();
-            if res.namespace_ids.is_empty() {
+            let (st, ids) = match self.namespace_ids(namespace).await? {
+                Some(x) => x,
+                None => continue,
+            };
+            if ids.is_empty() {
                 return Err(StoreError::NotFound {
                     what: format!("namespace {namespace:?}"),
                 });
             }
-            let n = res.namespace_ids.len();
+            let n = ids.len();
             let m = Mutation {
                 kind: ChangeKind::Delete,
                 rows: Vec::new(),
                 preserve_ids: false,
-                deleted: res.namespace_ids,
+                deleted: ids,
                 patch: None,
             };
             if let Attempt::Done(_) = self.attempt(&st, &m).await? {
@@ -574,6 +685,46 @@ impl<B: Backend> Store<B> {
             }
         }
         Err(StoreError::Conflict(MAX_ATTEMPTS))
+    }
+
+    /// The state and the ids (increasing) of every episode of `namespace`, from the index and the
+    /// pages it lists (`None`: the store changed between the two reads).
+    async fn namespace_ids(&self, namespace: &str) -> Result<Option<(State, Vec<u64>)>> {
+        let res = self
+            .read(&ReadRequest {
+                ns_pages: Some(NsPages {
+                    namespace: namespace.to_string(),
+                    to: f64::INFINITY,
+                }),
+                ..Default::default()
+            })
+            .await?;
+        let st = decode_state(&res)?;
+        *self.state.borrow_mut() = st.clone();
+        if res.ns_pages.is_empty() {
+            return Ok(Some((st, Vec::new())));
+        }
+        let res2 = self
+            .read(&ReadRequest {
+                pages: res.ns_pages.iter().map(|p| p.lo).collect(),
+                ..Default::default()
+            })
+            .await?;
+        if state_seq(res2.state.as_deref()) != st.seq {
+            return Ok(None);
+        }
+        let mut ids = Vec::new();
+        for (k, p) in page_views(&res2)? {
+            for i in 0..p.len() {
+                let (ns, _) =
+                    record_ns_time(p.record(i)).map_err(|e| e.corrupt(format!("page {k}")))?;
+                if ns == namespace {
+                    ids.push(p.id(i));
+                }
+            }
+        }
+        ids.sort_unstable();
+        Ok(Some((st, ids)))
     }
 
     /// Delete everything (episodes, vectors, change log, engine blobs). Ids keep increasing.
@@ -588,7 +739,7 @@ impl<B: Backend> Store<B> {
                 next_id: st.next_id,
                 live: 0,
                 changes_floor: seq,
-                segs: Vec::new(),
+                ..State::fresh()
             };
             let ws = WriteSet {
                 expect_seq: Some(st.seq),
@@ -626,10 +777,35 @@ impl<B: Backend> Store<B> {
         Err(StoreError::Conflict(MAX_ATTEMPTS))
     }
 
+    /// Read `pages` and segment tails in the snapshot of state `st`; `None` if the store moved on.
+    async fn read_at(
+        &self,
+        st: &State,
+        pages: Vec<u64>,
+        segment_tails: Vec<(u64, usize)>,
+    ) -> Result<Option<ReadResult>> {
+        if pages.is_empty() && segment_tails.is_empty() {
+            return Ok(Some(ReadResult::default()));
+        }
+        let res = self
+            .read(&ReadRequest {
+                pages,
+                segment_tails,
+                ..Default::default()
+            })
+            .await?;
+        if state_seq(res.state.as_deref()) != st.seq {
+            *self.state.borrow_mut() = decode_state(&res)?;
+            return Ok(None);
+        }
+        Ok(Some(res))
+    }
+
     /// Plan `m` against `st`, read what the plan needs, commit if `st` is still current.
     async fn attempt(&self, st: &State, m: &Mutation) -> Result<Attempt<(Vec<u64>, bool)>> {
         let dims = self.dims();
         let cap = self.segment_capacity();
+        let pcap = self.page_capacity();
         // Ids of the new rows.
         let mut remapped = false;
         let new_ids: Vec<u64> = if m.rows.is_empty() {
@@ -647,37 +823,103 @@ impl<B: Backend> Store<B> {
             Some((id, p)) if p.embedding.is_some() => vec![*id],
             _ => Vec::new(),
         };
-        let layout = plan(st, cap, &m.deleted, &patch_vec, &new_ids)?;
+        let seg_layout = plan(&st.segs, cap, &m.deleted, &patch_vec, &new_ids)?;
 
-        // Read what the plan needs (old segments, the record to patch).
-        let patch_ids: Vec<u64> = m.patch.iter().map(|(id, _)| *id).collect();
-        let mut old: HashMap<u64, Segment> = HashMap::new();
-        let mut patched: Option<EpisodeRecord> = None;
-        if !layout.reads.is_empty() || !patch_ids.is_empty() {
-            let res = self
-                .read(&ReadRequest {
-                    segments: layout.reads.clone(),
-                    episodes: patch_ids.clone(),
-                    ..Default::default()
+        // The new records, encoded once (pages copy them).
+        let new_recs: Vec<Vec<u8>> = m
+            .rows
+            .iter()
+            .zip(&new_ids)
+            .map(|(r, &id)| encode_episode_record(r, id))
+            .collect();
+        let new_weights: Vec<(u64, usize)> = new_ids
+            .iter()
+            .zip(&new_recs)
+            .map(|(&id, r)| (id, page_weight(r.len()) as usize))
+            .collect();
+        // Pages holding deleted or patched ids: they are rewritten (read them first).
+        let touched: Vec<u64> = m
+            .deleted
+            .iter()
+            .copied()
+            .chain(m.patch.iter().map(|(id, _)| *id))
+            .collect();
+        let mut dirty: HashMap<usize, usize> = HashMap::new(); // page index -> deleted rows
+        for &id in &touched {
+            let i = st.page_of(id).ok_or_else(|| StoreError::NotFound {
+                what: format!("episode {id}"),
+            })?;
+            *dirty.entry(i).or_default() += 0;
+        }
+        for &id in &m.deleted {
+            if let Some(i) = st.page_of(id) {
+                *dirty.entry(i).or_default() += 1;
+            }
+        }
+        // First plan with the dirty pages' old weights (their exact ones need their bytes).
+        let units = |exact: &HashMap<u64, usize>| -> Vec<UnitIn> {
+            st.pages
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let gone = dirty.get(&i).copied();
+                    UnitIn {
+                        lo: p.lo,
+                        hi: p.hi,
+                        n: (p.n as usize).saturating_sub(gone.unwrap_or(0)),
+                        w: exact.get(&p.lo).copied().unwrap_or(p.bytes as usize),
+                        dirty: gone.is_some(),
+                    }
                 })
-                .await?;
-            if state_seq(res.state.as_deref()) != st.seq {
-                *self.state.borrow_mut() = decode_state(&res)?;
-                return Ok(Attempt::Stale);
-            }
-            for (k, b) in &res.segments {
-                old.insert(
-                    *k,
-                    Segment::decode(b).map_err(|e| e.corrupt(format!("segment {k}")))?,
-                );
-            }
+                .collect()
+        };
+        let first = plan_units(
+            &units(&HashMap::new()),
+            pcap,
+            &new_weights,
+            &SplitRows::new(),
+            Policy::Counter,
+        );
+        let mut want_pages: BTreeSet<u64> = first.reads.iter().copied().collect();
+        want_pages.extend(dirty.keys().map(|&i| st.pages[i].lo));
+        let row_bytes = dims * 4;
+        let seg_tails: Vec<(u64, usize)> = seg_layout
+            .reads
+            .iter()
+            .filter_map(|k| {
+                let i = st.segs.partition_point(|s| s.lo < *k);
+                st.segs
+                    .get(i)
+                    .filter(|s| s.lo == *k)
+                    .map(|s| (*k, s.n as usize * row_bytes))
+            })
+            .collect();
+        let Some(mut res) = self
+            .read_at(st, want_pages.into_iter().collect(), seg_tails)
+            .await?
+        else {
+            return Ok(Attempt::Stale);
+        };
+
+        // The patched record, and the exact weights of the dirty pages.
+        let deleted: HashSet<u64> = m.deleted.iter().copied().collect();
+        let mut patched: HashMap<u64, Vec<u8>> = HashMap::new();
+        let mut exact: HashMap<u64, usize> = HashMap::new();
+        let mut split = SplitRows::new();
+        {
+            let views = page_views(&res)?;
             if let Some((id, p)) = &m.patch {
-                let b = res.episodes[0]
-                    .as_ref()
+                let view = st
+                    .page_of(*id)
+                    .and_then(|i| views.get(&st.pages[i].lo))
                     .ok_or_else(|| StoreError::NotFound {
                         what: format!("episode {id}"),
                     })?;
-                let mut rec = decode_record(b).map_err(|e| e.corrupt(format!("episode {id}")))?;
+                let row = view.find(*id).ok_or_else(|| StoreError::NotFound {
+                    what: format!("episode {id}"),
+                })?;
+                let mut rec = decode_record(view.record(row))
+                    .map_err(|e| e.corrupt(format!("episode {id}")))?;
                 if let Some(v) = &p.role {
                     rec.role = v.clone();
                 }
@@ -693,25 +935,68 @@ impl<B: Backend> Store<B> {
                 if let Some(v) = &p.tags {
                     rec.tags = v.clone();
                 }
-                patched = Some(rec);
+                patched.insert(*id, encode_record(&rec));
+            }
+            for &i in dirty.keys() {
+                let lo = st.pages[i].lo;
+                let Some(view) = views.get(&lo) else { continue };
+                let mut rows = Vec::with_capacity(view.len());
+                for r in 0..view.len() {
+                    let id = view.id(r);
+                    if deleted.contains(&id) {
+                        continue;
+                    }
+                    let len = patched.get(&id).map_or(view.record(r).len(), Vec::len);
+                    rows.push((id, page_weight(len) as usize));
+                }
+                let w = rows.iter().map(|r| r.1).sum::<usize>();
+                exact.insert(lo, w);
+                if w > pcap {
+                    split.insert(lo, rows); // an update made it heavier than a page
+                }
             }
         }
+        // Plan again with the exact weights; read any further page that plan merges.
+        let page_layout = plan_units(&units(&exact), pcap, &new_weights, &split, Policy::Counter);
+        let have: HashSet<u64> = res.pages.iter().map(|p| p.0).collect();
+        let missing: Vec<u64> = page_layout
+            .reads
+            .iter()
+            .copied()
+            .filter(|k| !have.contains(k))
+            .collect();
+        if !missing.is_empty() {
+            let Some(more) = self.read_at(st, missing, Vec::new()).await? else {
+                return Ok(Attempt::Stale);
+            };
+            res.pages.extend(more.pages);
+        }
 
-        // Assemble the new segments.
+        // Assemble the new segments (as parts: the vectors they keep stay where they are) and
+        // pages.
+        let old = tail_views(&res.segment_tails, dims)?;
         let new_rows = NewRows {
             ids: new_ids.clone(),
             namespaces: m.rows.iter().map(|r| r.namespace.as_str()).collect(),
             times: m.rows.iter().map(|r| r.event_time).collect(),
             vectors: m.rows.iter().map(|r| r.embedding.as_slice()).collect(),
         };
-        let deleted: HashSet<u64> = m.deleted.iter().copied().collect();
         let mut updated: HashMap<u64, &[f32]> = HashMap::new();
         if let Some((id, p)) = &m.patch {
             if let Some(e) = &p.embedding {
                 updated.insert(*id, e.as_slice());
             }
         }
-        let built = build(&layout, dims, &old, &new_rows, &deleted, &updated)?;
+        let built = build(&seg_layout, dims, &old, &new_rows, &deleted, &updated)?;
+        let views = page_views(&res)?;
+        let page_rows: Vec<PageRow<'_>> = m
+            .rows
+            .iter()
+            .zip(&new_ids)
+            .zip(&new_recs)
+            .map(|((r, &id), b)| (id, r.namespace.as_str(), r.event_time, b.as_slice()))
+            .collect();
+        let pages = build_pages(&page_layout, &views, &page_rows, &deleted, &patched)?;
 
         // The write set.
         let seq = st.seq + 1;
@@ -724,55 +1009,24 @@ impl<B: Backend> Store<B> {
                 .max(st.next_id),
             live,
             changes_floor: st.changes_floor,
-            segs: layout.segs.clone(),
+            segs: seg_layout.seg_infos(),
+            pages: page_infos(&page_layout),
+            legacy: false,
         };
         let mut ws = WriteSet {
             expect_seq: Some(st.seq),
             durability: self.durability,
-            delete_episodes: m.deleted.clone(),
-            delete_segments: layout.delete_keys.clone(),
-            put_segments: built.iter().map(|(k, s)| (*k, s.encode())).collect(),
+            delete_pages: page_layout.delete_keys.clone(),
+            put_pages: pages
+                .into_iter()
+                .map(|(lo, bytes, keys)| PageRecord { lo, keys, bytes })
+                .collect(),
+            delete_segments: seg_layout.delete_keys.clone(),
+            put_segments: built,
             ..Default::default()
         };
-        ws.put_episodes.reserve(m.rows.len());
-        for (r, &id) in m.rows.iter().zip(&new_ids) {
-            let rec = EpisodeRecord {
-                id,
-                namespace: r.namespace.clone(),
-                role: r.role.clone(),
-                text: r.text.clone(),
-                event_time: r.event_time,
-                insert_time: r.insert_time,
-                metadata: r.metadata.clone(),
-                importance: r.importance,
-                tags: r.tags.clone(),
-            };
-            ws.put_episodes.push(EpisodeRow {
-                id,
-                namespace: r.namespace.clone(),
-                time: r.event_time,
-                bytes: encode_record(&rec),
-            });
-        }
         let mut changed: Vec<u64> = new_ids.clone();
-        if let Some((id, p)) = &m.patch {
-            changed.push(*id);
-            match patched {
-                Some(rec) => ws.put_episodes.push(EpisodeRow {
-                    id: *id,
-                    namespace: rec.namespace.clone(),
-                    time: rec.event_time,
-                    bytes: encode_record(&rec),
-                }),
-                None => {
-                    // Nothing read: only possible for an empty patch; still check existence.
-                    let _ = p;
-                    return Err(StoreError::NotFound {
-                        what: format!("episode {id}"),
-                    });
-                }
-            }
-        }
+        changed.extend(m.patch.iter().map(|(id, _)| *id));
         changed.extend(m.deleted.iter().copied());
         ws.put_change = Some((seq, Change::new(m.kind, changed).encode()));
         if seq >= st.changes_floor + self.retention + 64 {
@@ -804,18 +1058,12 @@ impl<B: Backend> Store<B> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        for _ in 0..MAX_ATTEMPTS {
+        'attempt: for _ in 0..MAX_ATTEMPTS {
             let st = self.state.borrow().clone();
-            let keys: Vec<u64> = ids
-                .iter()
-                .filter_map(|&id| st.seg_of(id).map(|i| st.segs[i].lo))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
             let res = self
                 .read(&ReadRequest {
-                    episodes: ids.to_vec(),
-                    segments: keys,
+                    pages: keys_of(ids, |id| st.page_of(id).map(|i| st.pages[i].lo)),
+                    segment_tails: self.tails_for(&st, ids),
                     ..Default::default()
                 })
                 .await?;
@@ -823,24 +1071,38 @@ impl<B: Backend> Store<B> {
                 *self.state.borrow_mut() = decode_state(&res)?;
                 continue;
             }
-            let segs = decode_segments(&res)?;
-            let mut out = Vec::with_capacity(ids.len());
-            for (id, b) in ids.iter().zip(&res.episodes) {
-                match b {
-                    None => out.push(None),
+            let views = page_views(&res)?;
+            let mut recs = Vec::with_capacity(ids.len());
+            for &id in ids {
+                let rec = st
+                    .page_of(id)
+                    .and_then(|i| views.get(&st.pages[i].lo))
+                    .and_then(|v| v.find(id).map(|r| v.record(r)));
+                recs.push(match rec {
+                    None => None,
                     Some(b) => {
-                        let rec =
-                            decode_record(b).map_err(|e| e.corrupt(format!("episode {id}")))?;
-                        out.push(Some(self.episode_from(rec, &segs, &st)?));
+                        Some(decode_record(b).map_err(|e| e.corrupt(format!("episode {id}")))?)
                     }
-                }
+                });
             }
-            return Ok(out);
+            let found: Vec<u64> = recs.iter().flatten().map(|r| r.id).collect();
+            let places = self.locate(&st, &res.segment_tails, &found)?;
+            let Some(vecs) = self.vectors_at(&st, &places).await? else {
+                continue 'attempt;
+            };
+            return recs
+                .into_iter()
+                .map(|r| r.map(|r| with_vector(r, &vecs)).transpose())
+                .collect();
         }
         Err(StoreError::Conflict(MAX_ATTEMPTS))
     }
 
     /// Episodes of a namespace within an event-time range, in `[time, id]` order.
+    ///
+    /// The index lists the pages holding the namespace with the time span of its rows there;
+    /// pages are read in span order (a few at a time when there is a limit) until the rows found
+    /// cannot be displaced by any page left, then the vectors of the result are read.
     pub async fn scan(&self, q: &ScanQuery) -> Result<Vec<Episode>> {
         check_namespace(&q.namespace, "namespace")?;
         for (name, v) in [("from", q.from), ("to", q.to)] {
@@ -852,58 +1114,113 @@ impl<B: Backend> Store<B> {
             }
         }
         self.check_open()?;
-        let scan = NsScan {
-            namespace: q.namespace.clone(),
-            from: norm_time(q.from.unwrap_or(f64::NEG_INFINITY)),
-            to: norm_time(q.to.unwrap_or(f64::INFINITY)),
-            limit: q.limit,
-            reverse: q.reverse,
-        };
-        if scan.from > scan.to || q.limit == Some(0) {
+        let from = norm_time(q.from.unwrap_or(f64::NEG_INFINITY));
+        let to = norm_time(q.to.unwrap_or(f64::INFINITY));
+        if from > to || q.limit == Some(0) {
             return Ok(Vec::new());
         }
-        for _ in 0..MAX_ATTEMPTS {
+        let limit = q.limit.unwrap_or(usize::MAX);
+        let before = |a: &(f64, u64), b: &(f64, u64)| {
+            let o = a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+            if q.reverse {
+                o.reverse()
+            } else {
+                o
+            }
+        };
+        'attempt: for _ in 0..MAX_ATTEMPTS {
             let res = self
                 .read(&ReadRequest {
-                    scan: Some(scan.clone()),
+                    ns_pages: Some(NsPages {
+                        namespace: q.namespace.clone(),
+                        to,
+                    }),
                     ..Default::default()
                 })
                 .await?;
             let st = decode_state(&res)?;
             *self.state.borrow_mut() = st.clone();
-            let recs = res
-                .scan
-                .iter()
-                .map(|b| decode_record(b).map_err(|e| e.corrupt("scanned episode")))
-                .collect::<Result<Vec<_>>>()?;
-            if recs.is_empty() {
+            let mut cands: Vec<NsPage> = res
+                .ns_pages
+                .into_iter()
+                .filter(|p| p.tmax >= from)
+                .collect();
+            if q.reverse {
+                cands.sort_by(|a, b| b.tmax.total_cmp(&a.tmax).then(b.lo.cmp(&a.lo)));
+            } else {
+                cands.sort_by(|a, b| a.tmin.total_cmp(&b.tmin).then(a.lo.cmp(&b.lo)));
+            }
+            let mut found: Vec<((f64, u64), EpisodeRecord)> = Vec::new();
+            let mut next = 0;
+            let mut round = 0u32;
+            while next < cands.len() {
+                // Pages for this round: enough rows for the limit (doubling each round).
+                let need = limit
+                    .saturating_sub(found.len())
+                    .max(1)
+                    .saturating_mul(1 << round.min(16));
+                let mut take = Vec::new();
+                let mut rows = 0usize;
+                while next < cands.len() && (take.is_empty() || rows < need) {
+                    take.push(cands[next].lo);
+                    rows += cands[next].n as usize;
+                    next += 1;
+                }
+                round += 1;
+                let Some(r) = self.read_at(&st, take, Vec::new()).await? else {
+                    continue 'attempt;
+                };
+                for (k, v) in page_views(&r)? {
+                    for i in 0..v.len() {
+                        let b = v.record(i);
+                        let (ns, t) =
+                            record_ns_time(b).map_err(|e| e.corrupt(format!("page {k}")))?;
+                        if ns == q.namespace && t >= from && t <= to {
+                            let rec = decode_record(b)
+                                .map_err(|e| e.corrupt(format!("episode {}", v.id(i))))?;
+                            found.push(((t, v.id(i)), rec));
+                        }
+                    }
+                }
+                found.sort_by(|a, b| before(&a.0, &b.0));
+                found.truncate(limit);
+                if found.len() == limit && next < cands.len() {
+                    // Every row of the pages left is at or after (reverse: at or before) their
+                    // first (last) time: stop once the last row kept is strictly earlier (later).
+                    let last = found[limit - 1].0 .0;
+                    let done = if q.reverse {
+                        last > cands[next].tmax
+                    } else {
+                        last < cands[next].tmin
+                    };
+                    if done {
+                        break;
+                    }
+                }
+            }
+            if found.is_empty() {
                 return Ok(Vec::new());
             }
-            let keys: Vec<u64> = recs
-                .iter()
-                .filter_map(|r| st.seg_of(r.id).map(|i| st.segs[i].lo))
-                .collect::<BTreeSet<_>>()
+            let ids: Vec<u64> = found.iter().map(|f| f.0 .1).collect();
+            let Some(r) = self
+                .read_at(&st, Vec::new(), self.tails_for(&st, &ids))
+                .await?
+            else {
+                continue 'attempt;
+            };
+            let places = self.locate(&st, &r.segment_tails, &ids)?;
+            let Some(vecs) = self.vectors_at(&st, &places).await? else {
+                continue 'attempt;
+            };
+            return found
                 .into_iter()
-                .collect();
-            let res2 = self
-                .read(&ReadRequest {
-                    segments: keys,
-                    ..Default::default()
-                })
-                .await?;
-            if state_seq(res2.state.as_deref()) != st.seq {
-                continue;
-            }
-            let segs = decode_segments(&res2)?;
-            return recs
-                .into_iter()
-                .map(|r| self.episode_from(r, &segs, &st))
+                .map(|(_, rec)| with_vector(rec, &vecs))
                 .collect();
         }
         Err(StoreError::Conflict(MAX_ATTEMPTS))
     }
 
-    /// Episodes stored, in all namespaces (`None`) or in one.
+    /// Episodes stored, in all namespaces (`None`) or in one (from the index: no page is read).
     pub async fn count(&self, namespace: Option<&str>) -> Result<u64> {
         match namespace {
             None => Ok(self.refresh().await?.live),
@@ -911,12 +1228,15 @@ impl<B: Backend> Store<B> {
                 check_namespace(ns, "namespace")?;
                 let res = self
                     .read(&ReadRequest {
-                        count_namespace: Some(ns.to_string()),
+                        ns_pages: Some(NsPages {
+                            namespace: ns.to_string(),
+                            to: f64::INFINITY,
+                        }),
                         ..Default::default()
                     })
                     .await?;
                 *self.state.borrow_mut() = decode_state(&res)?;
-                Ok(res.count)
+                Ok(res.ns_pages.iter().map(|p| p.n as u64).sum())
             }
         }
     }
@@ -928,66 +1248,74 @@ impl<B: Backend> Store<B> {
 
     /// Every vector, packed (one read of the segment records: cost bounded by bytes).
     pub async fn load_vectors(&self) -> Result<VectorSet> {
-        self.load(None).await
+        let mut sink = VecSink::default();
+        let mut vs = self.load_vectors_into(&mut sink).await?;
+        vs.vectors = sink.vectors;
+        Ok(vs)
+    }
+
+    /// Every vector, into `sink` (the returned set has everything but `vectors`): the vectors are
+    /// copied once, from each segment's bytes straight to their place in the sink.
+    pub async fn load_vectors_into(&self, sink: &mut dyn VectorSink) -> Result<VectorSet> {
+        self.check_open()?;
+        let dims = self.dims();
+        let mut b = VectorSetBuilder::default();
+        b.vs.dims = dims;
+        let (state, mut cursor) = self.backend.read_all_segments().await?;
+        let st =
+            State::decode(state.as_deref().unwrap_or_default()).map_err(|e| e.corrupt("state"))?;
+        let rows: usize = st.segs.iter().map(|s| s.n as usize).sum();
+        b.expected = rows;
+        b.vs.ids.reserve(rows);
+        b.vs.event_time.reserve(rows);
+        b.vs.namespace_of.reserve(rows);
+        sink.begin(rows, dims)?;
+        while let Some(m) = cursor.next(sink, b.vs.ids.len() * dims).await? {
+            b.append_meta(&m)?;
+        }
+        if b.vs.ids.len() != b.expected {
+            return Err(StoreError::corrupt(
+                "segments",
+                format!("{} rows, the state lists {}", b.vs.ids.len(), b.expected),
+            ));
+        }
+        b.vs.seq = st.seq;
+        *self.state.borrow_mut() = st;
+        Ok(b.vs)
     }
 
     /// The vectors of `ids` that exist (e.g. the `upserted` of [`Store::changes_since`]), in id
     /// order.
     pub async fn load_rows(&self, ids: &[u64]) -> Result<VectorSet> {
-        self.load(Some(ids)).await
-    }
-
-    async fn load(&self, ids: Option<&[u64]>) -> Result<VectorSet> {
         self.check_open()?;
-        let dims = self.dims();
-        let hint = self.state.borrow().live as usize;
-        let mut b = VectorSetBuilder::default();
-        b.vs.dims = dims;
-        match ids {
-            None => {
-                b.vs.vectors.reserve(hint * dims);
-                b.vs.ids.reserve(hint);
-                b.vs.event_time.reserve(hint);
-                b.vs.namespace_of.reserve(hint);
-                let state = self
-                    .backend
-                    .read_all_segments(&mut |k, src| b.append_source(k, src))
-                    .await?;
-                let st = State::decode(state.as_deref().unwrap_or_default())
-                    .map_err(|e| e.corrupt("state"))?;
-                b.vs.seq = st.seq;
-                *self.state.borrow_mut() = st;
-                Ok(b.vs)
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        for _ in 0..MAX_ATTEMPTS {
+            let st = self.state.borrow().clone();
+            let Some(res) = self
+                .read_at(&st, Vec::new(), self.tails_for(&st, &ids))
+                .await?
+            else {
+                continue;
+            };
+            let places = self.locate(&st, &res.segment_tails, &ids)?;
+            let Some(mut vecs) = self.vectors_at(&st, &places).await? else {
+                continue;
+            };
+            let mut b = VectorSetBuilder::default();
+            b.vs.dims = self.dims();
+            b.vs.seq = st.seq;
+            for (id, _, _, ns, t) in places {
+                let k = b.ns_map(&[ns.as_str()])[0];
+                b.vs.ids.push(id);
+                b.vs.event_time.push(t);
+                b.vs.namespace_of.push(k);
+                b.vs.vectors.extend(vecs.remove(&id).unwrap_or_default());
             }
-            Some(ids) => {
-                b.filter = Some(ids.iter().copied().collect());
-                for _ in 0..MAX_ATTEMPTS {
-                    let st = self.state.borrow().clone();
-                    let keys: Vec<u64> = ids
-                        .iter()
-                        .filter_map(|&id| st.seg_of(id).map(|i| st.segs[i].lo))
-                        .collect::<BTreeSet<_>>()
-                        .into_iter()
-                        .collect();
-                    let res = self
-                        .read(&ReadRequest {
-                            segments: keys,
-                            ..Default::default()
-                        })
-                        .await?;
-                    if state_seq(res.state.as_deref()) != st.seq {
-                        *self.state.borrow_mut() = decode_state(&res)?;
-                        continue;
-                    }
-                    for (k, bytes) in &res.segments {
-                        b.append(*k, bytes)?;
-                    }
-                    b.vs.seq = st.seq;
-                    return Ok(b.vs);
-                }
-                Err(StoreError::Conflict(MAX_ATTEMPTS))
-            }
+            return Ok(b.vs);
         }
+        Err(StoreError::Conflict(MAX_ATTEMPTS))
     }
 
     /// What changed after sequence `after` (from [`VectorSet::seq`] or a notice), consolidated:
@@ -1065,7 +1393,7 @@ impl<B: Backend> Store<B> {
     pub async fn export(&self) -> Result<Vec<u8>> {
         let res = self
             .read(&ReadRequest {
-                all_episodes: true,
+                all_pages: true,
                 all_segments: true,
                 ..Default::default()
             })
@@ -1076,37 +1404,40 @@ impl<B: Backend> Store<B> {
         let mut seg_iter = res.segments.iter();
         let mut cur: Option<Segment> = None;
         let mut row = 0usize;
-        for b in &res.all_episodes {
-            let rec = decode_record(b).map_err(|e| e.corrupt("episode"))?;
-            // Merge-join: records and segment rows are both in increasing id order.
-            loop {
-                if let Some(s) = &cur {
-                    while row < s.len() && s.ids[row] < rec.id {
-                        row += 1;
+        for (k, b) in &res.pages {
+            let page = PageView::parse(b).map_err(|e| e.corrupt(format!("page {k}")))?;
+            for i in 0..page.len() {
+                let rec = decode_record(page.record(i)).map_err(|e| e.corrupt("episode"))?;
+                // Merge-join: records and segment rows are both in increasing id order.
+                loop {
+                    if let Some(s) = &cur {
+                        while row < s.len() && s.ids[row] < rec.id {
+                            row += 1;
+                        }
+                        if row < s.len() {
+                            break;
+                        }
                     }
-                    if row < s.len() {
-                        break;
-                    }
+                    let (k, sb) = seg_iter.next().ok_or_else(|| {
+                        StoreError::corrupt(
+                            format!("episode {}", rec.id),
+                            "no segment holds its vector",
+                        )
+                    })?;
+                    cur = Some(Segment::decode(sb).map_err(|e| e.corrupt(format!("segment {k}")))?);
+                    row = 0;
                 }
-                let (k, sb) = seg_iter.next().ok_or_else(|| {
-                    StoreError::corrupt(
+                let s = cur
+                    .as_ref()
+                    .ok_or_else(|| StoreError::corrupt("export", "no segment"))?;
+                if s.ids[row] != rec.id {
+                    return Err(StoreError::corrupt(
                         format!("episode {}", rec.id),
                         "no segment holds its vector",
-                    )
-                })?;
-                cur = Some(Segment::decode(sb).map_err(|e| e.corrupt(format!("segment {k}")))?);
-                row = 0;
+                    ));
+                }
+                w.record(&rec, s.vector(row));
             }
-            let s = cur
-                .as_ref()
-                .ok_or_else(|| StoreError::corrupt("export", "no segment"))?;
-            if s.ids[row] != rec.id {
-                return Err(StoreError::corrupt(
-                    format!("episode {}", rec.id),
-                    "no segment holds its vector",
-                ));
-            }
-            w.record(&rec, s.vector(row));
         }
         Ok(w.finish())
     }
@@ -1225,14 +1556,15 @@ impl<B: Backend> Store<B> {
         self.backend.destroy().await
     }
 
-    /// Check every invariant against the stored records (tests): each episode has exactly one
-    /// segment row with its namespace and time, the directory matches the segments, the live
-    /// count matches, the segment count stays within its bound. Returns the segment count.
+    /// Check every invariant against the stored records (tests): each episode record has exactly
+    /// one segment row with its namespace and time, the directories match the segments and the
+    /// pages, the index entries match the pages, the live count matches, the record counts stay
+    /// within their bounds. Returns the segment count.
     #[doc(hidden)]
     pub async fn check_integrity(&self) -> Result<usize> {
         let res = self
             .read(&ReadRequest {
-                all_episodes: true,
+                all_pages: true,
                 all_segments: true,
                 ..Default::default()
             })
@@ -1266,35 +1598,121 @@ impl<B: Backend> Store<B> {
         if st.segs.windows(2).any(|w| w[0].hi > w[1].lo) {
             return bad("segment ranges overlap".into());
         }
-        if res.all_episodes.len() != rows.len() || st.live as usize != rows.len() {
+        // Pages: directory, contents, and the index entries they imply.
+        if st.pages.len() != res.pages.len() {
             return bad(format!(
-                "{} episode records, {} segment rows, live count {}",
-                res.all_episodes.len(),
+                "directory lists {} pages, {} stored",
+                st.pages.len(),
+                res.pages.len()
+            ));
+        }
+        if st.pages.windows(2).any(|w| w[0].hi > w[1].lo) {
+            return bad("page ranges overlap".into());
+        }
+        let pcap = self.page_capacity();
+        let mut records = 0usize;
+        let mut weight = 0usize;
+        let mut summaries: BTreeMap<String, Vec<(u64, f64, f64, u32)>> = BTreeMap::new();
+        for (info, (k, b)) in st.pages.iter().zip(&res.pages) {
+            let p = PageView::parse(b).map_err(|e| e.corrupt(format!("page {k}")))?;
+            let mut w = 0usize;
+            let mut per_ns: BTreeMap<String, (f64, f64, u32)> = BTreeMap::new();
+            for i in 0..p.len() {
+                let r = decode_record(p.record(i)).map_err(|e| e.corrupt("episode"))?;
+                if r.id != p.id(i) || r.id < info.lo || r.id >= info.hi {
+                    return bad(format!("page {k}: row {i} holds episode {}", r.id));
+                }
+                match rows.get(&r.id) {
+                    Some((ns, t))
+                        if *ns == r.namespace && t.to_bits() == r.event_time.to_bits() => {}
+                    _ => return bad(format!("episode {} has no matching segment row", r.id)),
+                }
+                if r.id >= st.next_id {
+                    return bad(format!(
+                        "episode {} at or above next id {}",
+                        r.id, st.next_id
+                    ));
+                }
+                w += page_weight(p.record(i).len()) as usize;
+                let e =
+                    per_ns
+                        .entry(r.namespace.clone())
+                        .or_insert((r.event_time, r.event_time, 0));
+                e.0 = e.0.min(r.event_time);
+                e.1 = e.1.max(r.event_time);
+                e.2 += 1;
+            }
+            if info.lo != *k
+                || info.n as usize != p.len()
+                || p.is_empty()
+                || info.bytes as usize != w
+            {
+                return bad(format!(
+                    "page {k}: directory {info:?}, {} rows of {w} bytes",
+                    p.len()
+                ));
+            }
+            if w > pcap && p.len() > 1 {
+                return bad(format!("page {k}: {w} bytes over the capacity {pcap}"));
+            }
+            if b.len() != PAGE_HEADER_BYTES + w {
+                return bad(format!("page {k}: {} bytes stored for {w}", b.len()));
+            }
+            records += p.len();
+            weight += w;
+            for (ns, (a, z, n)) in per_ns {
+                summaries.entry(ns).or_default().push((*k, a, z, n));
+            }
+        }
+        if records != rows.len() || st.live as usize != rows.len() {
+            return bad(format!(
+                "{records} episode records, {} segment rows, live count {}",
                 rows.len(),
                 st.live
             ));
         }
-        for b in &res.all_episodes {
-            let r = decode_record(b).map_err(|e| e.corrupt("episode"))?;
-            match rows.get(&r.id) {
-                Some((ns, t)) if *ns == r.namespace && t.to_bits() == r.event_time.to_bits() => {}
-                _ => return bad(format!("episode {} has no matching segment row", r.id)),
+        for (ns, mut want) in summaries {
+            let r = self
+                .read(&ReadRequest {
+                    ns_pages: Some(NsPages {
+                        namespace: ns.clone(),
+                        to: f64::INFINITY,
+                    }),
+                    ..Default::default()
+                })
+                .await?;
+            if state_seq(r.state.as_deref()) != st.seq {
+                return Err(StoreError::Conflict(1));
             }
-            if r.id >= st.next_id {
-                return bad(format!(
-                    "episode {} at or above next id {}",
-                    r.id, st.next_id
-                ));
+            let mut got: Vec<(u64, f64, f64, u32)> = r
+                .ns_pages
+                .iter()
+                .map(|p| (p.lo, p.tmin, p.tmax, p.n))
+                .collect();
+            got.sort_by_key(|g| g.0);
+            want.sort_by_key(|g| g.0);
+            if got != want {
+                return bad(format!("index of {ns:?}: {got:?}, pages imply {want:?}"));
             }
         }
+        let bound = |units: f64, cap: usize| {
+            (5.4 * units / cap as f64) as usize + (usize::BITS - cap.leading_zeros()) as usize + 3
+        };
         let n = rows.len() as f64;
-        let bound =
-            (5.4 * n / cap as f64) as usize + (usize::BITS - cap.leading_zeros()) as usize + 3;
-        if st.segs.len() > bound {
+        if st.segs.len() > bound(n, cap) {
             return bad(format!(
-                "{} segments for {} rows exceeds the bound {bound}",
+                "{} segments for {} rows exceeds the bound {}",
                 st.segs.len(),
-                rows.len()
+                rows.len(),
+                bound(n, cap)
+            ));
+        }
+        // (A record larger than the page capacity has a page of its own, of weight above it.)
+        if st.pages.len() > bound(weight as f64, pcap) {
+            return bad(format!(
+                "{} pages for {records} records of {weight} bytes exceeds the bound {}",
+                st.pages.len(),
+                bound(weight as f64, pcap)
             ));
         }
         *self.state.borrow_mut() = st.clone();
@@ -1306,15 +1724,72 @@ impl<B: Backend> Store<B> {
     pub fn directory(&self) -> Vec<SegInfo> {
         self.state.borrow().segs.clone()
     }
+
+    /// The page directory of the cached state (tests, benches).
+    #[doc(hidden)]
+    pub fn page_directory(&self) -> Vec<PageInfo> {
+        self.state.borrow().pages.clone()
+    }
 }
 
-fn decode_segments(res: &ReadResult) -> Result<HashMap<u64, Segment>> {
-    res.segments
+/// The page directory of a planned layout (weight = bytes).
+fn page_infos(l: &Layout) -> Vec<PageInfo> {
+    l.units
         .iter()
-        .map(|(k, b)| {
-            Segment::decode(b)
-                .map(|s| (*k, s))
-                .map_err(|e| e.corrupt(format!("segment {k}")))
+        .map(|u| PageInfo {
+            lo: u.lo,
+            hi: u.hi,
+            n: u.n as u32,
+            bytes: u.w as u32,
         })
         .collect()
+}
+
+/// The encoded record (everything but the embedding) of a new episode under `id`.
+fn encode_episode_record(r: &Episode, id: u64) -> Vec<u8> {
+    let rec = EpisodeRecord {
+        id,
+        namespace: r.namespace.clone(),
+        role: r.role.clone(),
+        text: r.text.clone(),
+        event_time: r.event_time,
+        insert_time: r.insert_time,
+        metadata: r.metadata.clone(),
+        importance: r.importance,
+        tags: r.tags.clone(),
+    };
+    debug_assert_eq!(record_len(&rec), encode_record(&rec).len());
+    encode_record(&rec)
+}
+
+/// Where an episode's vector is: `(id, segment key, byte start, namespace, event time)`.
+type Place = (u64, u64, usize, String, f64);
+
+/// Views (without vectors) of segment tails read, by key.
+fn tail_views(tails: &[(u64, SegmentMeta)], dims: usize) -> Result<HashMap<u64, SegmentView<'_>>> {
+    tails
+        .iter()
+        .map(|(k, m)| {
+            let what = || format!("segment {k}");
+            let (d, n, n_ns, _) = segment_header(&m.head).map_err(|e| e.corrupt(what()))?;
+            if d != dims {
+                return Err(StoreError::corrupt(
+                    what(),
+                    format!("dims {d} in a store of {dims}"),
+                ));
+            }
+            SegmentView::from_parts(d, n, n_ns, &[], &m.tail)
+                .map(|v| (*k, v))
+                .map_err(|e| e.corrupt(what()))
+        })
+        .collect()
+}
+
+/// The episode of `rec` with its vector from `vecs`.
+fn with_vector(rec: EpisodeRecord, vecs: &HashMap<u64, Vec<f32>>) -> Result<Episode> {
+    let id = rec.id;
+    let v = vecs.get(&id).cloned().ok_or_else(|| {
+        StoreError::corrupt(format!("episode {id}"), "no segment holds its vector")
+    })?;
+    Ok(rec.into_episode(v))
 }

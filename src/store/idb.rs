@@ -16,40 +16,64 @@
 //! `versionchange` (another tab upgrading or deleting the database) closes this connection at
 //! once and every later call reports why.
 //!
-//! Schema version 1 ([`SCHEMA_VERSION`]): object stores `meta` (header, state), `episodes`
-//! (`{ns, t, b}` by id, index `ns_t` on `[ns, t]`), `segments` (packed vectors by first id),
-//! `changes` (by sequence) and `blobs` (engine blobs by name); all values are `ArrayBuffer`s of
-//! the [`super::codec`] encodings.
+//! Schema version 2 ([`SCHEMA_VERSION`]): object stores `meta` (header, state), `pages` (episode
+//! records packed many per record: `{k, b}` by first id, `b` the encoded page, `k` one
+//! `[namespace, first time, last time, rows]` key per namespace of the page, indexed by the
+//! multi-entry index `ns_t`), `segments` (packed vectors by first id, stored as `Blob`s),
+//! `changes` (by sequence) and `blobs` (engine blobs by name); the other values are
+//! `ArrayBuffer`s of the [`super::codec`] encodings. A version-1 database keeps its `episodes`
+//! store (one `{ns, t, b}` record per episode) until the store core has moved its records into
+//! pages (see [`super::Store::open`]); its segments may still be `ArrayBuffer`s, which read the
+//! same.
+//!
+//! **Segments are read after their transaction.** A `getAll` of the segments returns `Blob`
+//! handles at once; their bytes are read afterwards, outside the transaction (a `Blob` stays
+//! readable after its transaction ended), a few at a time, and each is handed on as soon as it
+//! arrived. Reading `Blob`s is several times faster in Chromium than `ArrayBuffer` values of the
+//! same size, which IndexedDB itself wraps into blobs above 64 KiB and unwraps one by one before
+//! a request succeeds.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
+use js_sys::{Array, ArrayBuffer, Float32Array, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    BroadcastChannel, DomException, Event, IdbCursorDirection, IdbCursorWithValue, IdbDatabase,
-    IdbFactory, IdbIndexParameters, IdbKeyRange, IdbObjectStore, IdbOpenDbRequest, IdbRequest,
-    IdbTransaction, IdbTransactionMode, IdbVersionChangeEvent, MessageEvent,
+    Blob, BroadcastChannel, DomException, Event, IdbCursor, IdbDatabase, IdbFactory,
+    IdbIndexParameters, IdbKeyRange, IdbObjectStore, IdbOpenDbRequest, IdbRequest, IdbTransaction,
+    IdbTransactionMode, IdbVersionChangeEvent, MessageEvent, ReadableStreamByobReader,
 };
 
 use super::backend::{
-    Backend, CommitOutcome, Durability, Fault, NoticeListener, ReadRequest, ReadResult,
-    SegmentSource, WriteSet, SCHEMA_VERSION,
+    check_segment, Backend, CommitOutcome, Durability, Fault, NoticeListener, ReadRequest,
+    ReadResult, SegPart, SegmentCursor, SegmentMeta, SegmentSource, VectorSink, WriteSet,
+    SCHEMA_VERSION,
 };
-use super::codec::state_seq;
+use super::codec::{state_seq, NsPage, PageKey};
 use super::error::{Result, StoreError};
 
 const META: &str = "meta";
-const EPISODES: &str = "episodes";
+const PAGES: &str = "pages";
 const SEGMENTS: &str = "segments";
 const CHANGES: &str = "changes";
 const BLOBS: &str = "blobs";
+/// The schema-1 store of one record per episode (kept until its records moved into pages).
+const LEGACY_EPISODES: &str = "episodes";
 const NS_INDEX: &str = "ns_t";
-const ALL_STORES: [&str; 5] = [META, EPISODES, SEGMENTS, CHANGES, BLOBS];
+const STORES: [&str; 5] = [META, PAGES, SEGMENTS, CHANGES, BLOBS];
+/// Segments up to this size are read whole when only their header and tail are asked for.
+const SMALL_SEGMENT_BYTES: u32 = 256 << 10;
+/// Segment `Blob` streams a full load keeps open ahead of the one it reads.
+const STREAMS_AHEAD: usize = 16;
+/// Bytes of the staging buffer a full load streams segment `Blob`s through when its sink is not a
+/// JS array (a wasm `Vec`): reused for every chunk, so it is touched once.
+const STAGING_BYTES: u32 = 1 << 20;
 /// How long an open / delete waits for other connections to close before failing with
 /// `STORE_BLOCKED`.
 const BLOCKED_TIMEOUT_MS: i32 = 3000;
@@ -180,9 +204,14 @@ pub(crate) struct Tx {
 }
 
 impl Tx {
-    fn begin(db: &IdbDatabase, mode: IdbTransactionMode, durability: Durability) -> Result<Tx> {
+    fn begin(
+        db: &IdbDatabase,
+        stores: &[&str],
+        mode: IdbTransactionMode,
+        durability: Durability,
+    ) -> Result<Tx> {
         let names = Array::new();
-        for s in ALL_STORES {
+        for s in stores {
             names.push(&JsValue::from_str(s));
         }
         // `db.transaction(names, mode, { durability })` (web-sys gates the options dictionary
@@ -287,17 +316,148 @@ fn bytes_of(v: &JsValue) -> Option<Vec<u8>> {
     v.dyn_ref::<Uint8Array>().map(Uint8Array::to_vec)
 }
 
-/// The `b` bytes of an episode value.
-fn episode_bytes(v: &JsValue) -> Option<Vec<u8>> {
+/// The `b` bytes of a `{.., b}` value (a page, or a legacy episode record).
+fn b_bytes(v: &JsValue) -> Option<Vec<u8>> {
     if v.is_undefined() || v.is_null() {
         return None;
     }
     bytes_of(&Reflect::get(v, &JsValue::from_str("b")).ok()?)
 }
 
-/// A segment record still in its JS `ArrayBuffer`: read in place, vectors copied straight into
-/// wasm memory.
-struct JsSegment(ArrayBuffer);
+/// A `Blob` holding `bytes` (copied).
+fn blob_of(bytes: &[u8]) -> Result<Blob> {
+    // SAFETY: the view is used (and copied by the Blob constructor) before anything allocates.
+    let view = unsafe { Uint8Array::view(bytes) };
+    Blob::new_with_u8_array_sequence(&Array::of1(&view)).map_err(|e| js_err("Blob", &e))
+}
+
+/// Start reading a stored segment value: a `Blob`'s bytes (a promise), or an `ArrayBuffer` as
+/// is (legacy values). Called only after the value's transaction returned every request.
+fn start_read(v: &JsValue) -> Result<std::result::Result<Promise, ArrayBuffer>> {
+    if let Some(b) = v.dyn_ref::<Blob>() {
+        return Ok(Ok(b.array_buffer()));
+    }
+    v.clone()
+        .dyn_into::<ArrayBuffer>()
+        .map(Err)
+        .map_err(|_| StoreError::corrupt("segment", "neither a Blob nor an ArrayBuffer"))
+}
+
+/// Finish a read started by [`start_read`].
+async fn finish_read(r: std::result::Result<Promise, ArrayBuffer>) -> Result<ArrayBuffer> {
+    match r {
+        Err(ab) => Ok(ab),
+        Ok(p) => JsFuture::from(p)
+            .await
+            .map_err(|e| js_err("reading a segment blob", &e))?
+            .dyn_into::<ArrayBuffer>()
+            .map_err(|_| StoreError::Backend("a blob read did not give an ArrayBuffer".into())),
+    }
+}
+
+/// Every segment value's bytes, in order (read after the transaction, all at once).
+async fn resolve_segments(vals: Vec<JsValue>) -> Result<Vec<Vec<u8>>> {
+    let started = vals.iter().map(start_read).collect::<Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(started.len());
+    for r in started {
+        let ab = finish_read(r).await?;
+        out.push(Uint8Array::new(&ab).to_vec());
+    }
+    Ok(out)
+}
+
+/// A slice being read: a `Blob` slice's promise, or bytes copied from an `ArrayBuffer`.
+type Slice = std::result::Result<Promise, Vec<u8>>;
+
+/// Start reading bytes `start..end` (`None`: to the end) of a stored segment value. Called only
+/// after the value's transaction returned every request.
+fn read_slice(v: &JsValue, start: usize, end: Option<usize>) -> Result<Slice> {
+    if let Some(b) = v.dyn_ref::<Blob>() {
+        let s = match end {
+            Some(e) => b.slice_with_f64_and_f64(start as f64, e as f64),
+            None => b.slice_with_f64(start as f64),
+        }
+        .map_err(|e| js_err("Blob.slice", &e))?;
+        return Ok(Ok(s.array_buffer()));
+    }
+    let ab = v
+        .dyn_ref::<ArrayBuffer>()
+        .ok_or_else(|| StoreError::corrupt("segment", "neither a Blob nor an ArrayBuffer"))?;
+    let len = ab.byte_length() as usize;
+    let end = end.unwrap_or(len).min(len);
+    let start = start.min(end);
+    let mut out = vec![0u8; end - start];
+    Uint8Array::new_with_byte_offset_and_length(ab, start as u32, (end - start) as u32)
+        .copy_to(&mut out);
+    Ok(Err(out))
+}
+
+/// Finish a read started by [`read_slice`].
+async fn finish_slice(s: Slice) -> Result<Vec<u8>> {
+    match s {
+        Err(b) => Ok(b),
+        Ok(p) => {
+            let ab = finish_read(Ok(p)).await?;
+            Ok(Uint8Array::new(&ab).to_vec())
+        }
+    }
+}
+
+/// A JS value for a part of a segment being written: a `Blob` of new bytes, a slice of the old
+/// segment `Blob`, or a view of a legacy `ArrayBuffer`.
+fn part_value(p: &SegPart, old: &std::collections::HashMap<u64, JsValue>) -> Result<JsValue> {
+    match p {
+        SegPart::Bytes(b) => Ok(blob_of(b)?.into()),
+        SegPart::Old { key, start, end } => {
+            let v = old.get(key).ok_or_else(|| {
+                StoreError::corrupt(format!("segment {key}"), "missing: cannot rewrite from it")
+            })?;
+            if let Some(b) = v.dyn_ref::<Blob>() {
+                if *end as f64 > b.size() {
+                    return Err(StoreError::corrupt(
+                        format!("segment {key}"),
+                        "shorter than the directory says",
+                    ));
+                }
+                let s = b
+                    .slice_with_f64_and_f64(*start as f64, *end as f64)
+                    .map_err(|e| js_err("Blob.slice", &e))?;
+                return Ok(s.into());
+            }
+            let ab = v.dyn_ref::<ArrayBuffer>().ok_or_else(|| {
+                StoreError::corrupt(
+                    format!("segment {key}"),
+                    "neither a Blob nor an ArrayBuffer",
+                )
+            })?;
+            if *end > ab.byte_length() as usize {
+                return Err(StoreError::corrupt(
+                    format!("segment {key}"),
+                    "shorter than the directory says",
+                ));
+            }
+            Ok(
+                Uint8Array::new_with_byte_offset_and_length(
+                    ab,
+                    *start as u32,
+                    (end - start) as u32,
+                )
+                .into(),
+            )
+        }
+    }
+}
+
+/// A segment record as a JS `ArrayBuffer`: read in place, vectors copied straight to their
+/// destination (wasm memory, or a JS array through [`JsSegment::buffer`]).
+pub struct JsSegment(ArrayBuffer);
+
+impl JsSegment {
+    /// The segment's bytes.
+    pub fn buffer(&self) -> &ArrayBuffer {
+        &self.0
+    }
+}
 
 impl SegmentSource for JsSegment {
     fn byte_len(&self) -> usize {
@@ -308,18 +468,21 @@ impl SegmentSource for JsSegment {
             .copy_to(dst);
     }
     fn read_f32(&self, offset: usize, dst: &mut [f32]) {
+        // SAFETY: `dst` has room for `dst.len()` values.
+        unsafe { self.read_f32_raw(offset, dst.as_mut_ptr(), dst.len()) }
+    }
+    unsafe fn read_f32_raw(&self, offset: usize, dst: *mut f32, n: usize) {
         if offset.is_multiple_of(4) {
-            js_sys::Float32Array::new_with_byte_offset_and_length(
-                &self.0,
-                offset as u32,
-                dst.len() as u32,
-            )
-            .copy_to(dst);
+            js_sys::Float32Array::new_with_byte_offset_and_length(&self.0, offset as u32, n as u32)
+                .raw_copy_to_ptr(dst);
         } else {
-            let mut b = vec![0u8; dst.len() * 4];
-            self.read(offset, &mut b);
-            super::codec::copy_f32s(&b, dst);
+            let v =
+                Uint8Array::new_with_byte_offset_and_length(&self.0, offset as u32, (n * 4) as u32);
+            v.raw_copy_to_ptr(dst.cast::<u8>());
         }
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
@@ -327,10 +490,42 @@ fn key_u64(v: &JsValue) -> u64 {
     v.as_f64().unwrap_or(0.0) as u64
 }
 
-fn ns_range(ns: &str, from: f64, to: f64) -> Result<IdbKeyRange> {
-    let lo = Array::of2(&JsValue::from_str(ns), &JsValue::from_f64(from));
-    let hi = Array::of2(&JsValue::from_str(ns), &JsValue::from_f64(to));
+/// The `ns_t` index range of a namespace's pages whose first time is at most `to`.
+fn ns_range(ns: &str, to: f64) -> Result<IdbKeyRange> {
+    let lo = Array::of1(&JsValue::from_str(ns));
+    let inf = JsValue::from_f64(f64::INFINITY);
+    let hi = Array::of4(&JsValue::from_str(ns), &JsValue::from_f64(to), &inf, &inf);
     IdbKeyRange::bound(&lo, &hi).map_err(|e| js_err("key range", &e))
+}
+
+/// A page value: `{ k: [[ns, tmin, tmax, n], ...], b: ArrayBuffer }`.
+fn page_value(keys: &[PageKey], bytes: &[u8]) -> JsValue {
+    let k: Array = keys
+        .iter()
+        .map(|p| {
+            JsValue::from(Array::of4(
+                &JsValue::from_str(&p.namespace),
+                &JsValue::from_f64(p.tmin),
+                &JsValue::from_f64(p.tmax),
+                &JsValue::from_f64(p.n as f64),
+            ))
+        })
+        .collect();
+    let o = Object::new();
+    let _ = Reflect::set(&o, &JsValue::from_str("k"), &k);
+    let _ = Reflect::set(&o, &JsValue::from_str("b"), &buffer(bytes));
+    o.into()
+}
+
+/// An `ns_t` index key `[ns, tmin, tmax, n]` and its page key as an [`NsPage`].
+fn ns_page(key: &JsValue, lo: &JsValue) -> Option<NsPage> {
+    let a = key.dyn_ref::<Array>()?;
+    Some(NsPage {
+        lo: key_u64(lo),
+        tmin: a.get(1).as_f64()?,
+        tmax: a.get(2).as_f64()?,
+        n: a.get(3).as_f64()? as u32,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -345,6 +540,10 @@ type Handler<E> = RefCell<Option<Closure<dyn FnMut(E)>>>;
 struct Inner {
     name: String,
     db: IdbDatabase,
+    /// The object stores every transaction covers ([`STORES`], plus the legacy episodes store
+    /// while the database has one).
+    stores: Vec<&'static str>,
+    legacy: bool,
     closed: RefCell<Option<StoreError>>,
     listener: RefCell<Option<NoticeListener>>,
     close_listener: RefCell<Option<CloseListener>>,
@@ -479,9 +678,16 @@ impl IdbBackend {
             Err(e) => return Err(e),
         };
         let channel = BroadcastChannel::new(&format!("mnemo-store:{dbname}")).ok();
+        let legacy = db.object_store_names().contains(LEGACY_EPISODES);
+        let mut stores = STORES.to_vec();
+        if legacy {
+            stores.push(LEGACY_EPISODES);
+        }
         let inner = Rc::new(Inner {
             name: dbname,
             db,
+            stores,
+            legacy,
             closed: RefCell::default(),
             listener: RefCell::default(),
             close_listener: RefCell::default(),
@@ -571,33 +777,38 @@ impl IdbBackend {
         await_open(r, "deleteDatabase").await.map(|_| ())
     }
 
-    /// Every stored byte string (tests of "delete really deletes").
+    /// Every stored byte string (tests of "delete really deletes"): every value's bytes (the
+    /// bytes of segment `Blob`s too), and the namespaces of the page index keys.
     #[doc(hidden)]
     pub async fn raw_dump(&self) -> Result<Vec<Vec<u8>>> {
         self.check_open()?;
-        let tx = Tx::begin(
-            &self.inner.db,
-            IdbTransactionMode::Readonly,
-            Durability::Strict,
-        )?;
+        let tx = self.begin(IdbTransactionMode::Readonly, Durability::Strict)?;
         let mut reqs = Vec::new();
-        for s in ALL_STORES {
+        for s in self.inner.stores.clone() {
             reqs.push((s, req(tx.store(s)?.get_all(), "getAll")?));
         }
         let mut vals = Vec::new();
         for (s, r) in reqs {
             vals.push((s, value(r, "getAll").await?));
         }
-        tx.done("raw dump").await?;
+        drop(tx);
         let mut out = Vec::new();
         for (s, v) in vals {
-            for x in Array::from(&v).iter() {
-                let b = if s == EPISODES {
-                    episode_bytes(&x)
-                } else {
-                    bytes_of(&x)
-                };
-                out.extend(b);
+            let items: Vec<JsValue> = Array::from(&v).iter().collect();
+            match s {
+                SEGMENTS => out.extend(resolve_segments(items).await?),
+                PAGES | LEGACY_EPISODES => {
+                    for x in &items {
+                        out.extend(b_bytes(x));
+                        if let Ok(k) = Reflect::get(x, &JsValue::from_str("k")) {
+                            for e in Array::from(&k).iter() {
+                                let ns = Array::from(&e).get(0).as_string().unwrap_or_default();
+                                out.push(ns.into_bytes());
+                            }
+                        }
+                    }
+                }
+                _ => out.extend(items.iter().filter_map(bytes_of)),
             }
         }
         Ok(out)
@@ -620,7 +831,7 @@ impl IdbBackend {
 
     fn begin(&self, mode: IdbTransactionMode, d: Durability) -> Result<Tx> {
         self.check_open()?;
-        Tx::begin(&self.inner.db, mode, d).map_err(|e| self.fail(e))
+        Tx::begin(&self.inner.db, &self.inner.stores, mode, d).map_err(|e| self.fail(e))
     }
 }
 
@@ -634,18 +845,94 @@ fn upgrade(r: &IdbOpenDbRequest, old_version: u32) -> Result<()> {
     let e = |e: JsValue| js_err("upgrade", &e);
     if old_version < 1 {
         db.create_object_store(META).map_err(e)?;
-        let eps = db.create_object_store(EPISODES).map_err(e)?;
-        let keypath = Array::of2(&JsValue::from_str("ns"), &JsValue::from_str("t"));
-        let p = IdbIndexParameters::new();
-        p.set_unique(false);
-        eps.create_index_with_str_sequence_and_optional_parameters(NS_INDEX, &keypath, &p)
-            .map_err(e)?;
         db.create_object_store(SEGMENTS).map_err(e)?;
         db.create_object_store(CHANGES).map_err(e)?;
         db.create_object_store(BLOBS).map_err(e)?;
     }
+    if old_version < 2 {
+        // Version 2: episode records in pages, one index entry per namespace per page. A
+        // version-1 database keeps its `episodes` store; the store core moves its records into
+        // pages (one transaction) when it opens the store.
+        let pages = db.create_object_store(PAGES).map_err(e)?;
+        let p = IdbIndexParameters::new();
+        p.set_unique(false);
+        p.set_multi_entry(true);
+        pages
+            .create_index_with_str_and_optional_parameters(NS_INDEX, "k", &p)
+            .map_err(e)?;
+    }
     // Later schema versions add their migrations here, each guarded by `old_version < N`.
     Ok(())
+}
+
+/// Write a store in the legacy layout (schema 1) under `name`, byte for byte as the schema-1
+/// build did (test fixtures of the upgrade path): the database is deleted first, then created at
+/// version 1 with that build's object stores.
+#[doc(hidden)]
+pub async fn write_legacy(
+    name: &str,
+    header: &[u8],
+    state: &[u8],
+    episodes: &[(u64, String, f64, Vec<u8>)],
+    segments: &[(u64, Vec<u8>)],
+) -> Result<()> {
+    IdbBackend::delete_database(name).await?;
+    let r = idb_factory()?
+        .open_with_u32(&database_name(name), 1)
+        .map_err(|e| js_err("open", &e))?;
+    let r2 = r.clone();
+    let onupgrade = Closure::<dyn FnMut(IdbVersionChangeEvent)>::new(move |_e| {
+        let Ok(db) = r2.result().map(|v| v.unchecked_into::<IdbDatabase>()) else {
+            return;
+        };
+        for s in [META, SEGMENTS, CHANGES, BLOBS] {
+            let _ = db.create_object_store(s);
+        }
+        if let Ok(eps) = db.create_object_store(LEGACY_EPISODES) {
+            let keypath = Array::of2(&JsValue::from_str("ns"), &JsValue::from_str("t"));
+            let p = IdbIndexParameters::new();
+            p.set_unique(false);
+            let _ =
+                eps.create_index_with_str_sequence_and_optional_parameters(NS_INDEX, &keypath, &p);
+        }
+    });
+    r.set_onupgradeneeded(Some(onupgrade.as_ref().unchecked_ref()));
+    let db: IdbDatabase = await_open(r.clone(), "open").await?.unchecked_into();
+    r.set_onupgradeneeded(None);
+    let stores = [META, LEGACY_EPISODES, SEGMENTS, CHANGES, BLOBS];
+    let tx = Tx::begin(
+        &db,
+        &stores,
+        IdbTransactionMode::Readwrite,
+        Durability::Strict,
+    )?;
+    let meta = tx.store(META)?;
+    fire_and_forget(
+        meta.put_with_key(&buffer(header), &JsValue::from_str("header")),
+        "put",
+    )?;
+    fire_and_forget(
+        meta.put_with_key(&buffer(state), &JsValue::from_str("state")),
+        "put",
+    )?;
+    let eps = tx.store(LEGACY_EPISODES)?;
+    for (id, ns, t, b) in episodes {
+        let o = Object::new();
+        let _ = Reflect::set(&o, &JsValue::from_str("ns"), &JsValue::from_str(ns));
+        let _ = Reflect::set(&o, &JsValue::from_str("t"), &JsValue::from_f64(*t));
+        let _ = Reflect::set(&o, &JsValue::from_str("b"), &buffer(b));
+        fire_and_forget(eps.put_with_key(&o, &JsValue::from_f64(*id as f64)), "put")?;
+    }
+    let segs = tx.store(SEGMENTS)?;
+    for (k, b) in segments {
+        fire_and_forget(
+            segs.put_with_key(&buffer(b), &JsValue::from_f64(*k as f64)),
+            "put",
+        )?;
+    }
+    let r = tx.done("legacy fixture").await;
+    db.close();
+    r
 }
 
 /// The version of an existing database (opening it without a version).
@@ -660,6 +947,353 @@ async fn current_version(dbname: &str) -> Result<u32> {
     Ok(ver)
 }
 
+/// A [`VectorSink`] into one JS `Float32Array`: a full load streams each segment `Blob`'s vector
+/// bytes straight into it (a `ReadableStream` BYOB read per chunk), so every vector byte is
+/// written once, into memory that is touched once; other sources are copied with `set`.
+#[derive(Default)]
+pub struct JsVectorSink {
+    dims: usize,
+    len: usize,
+    dst: Option<Float32Array>,
+}
+
+impl JsVectorSink {
+    /// The filled array (after a load; `None` before `begin`).
+    pub fn into_array(self) -> Option<Float32Array> {
+        self.dst
+    }
+}
+
+impl VectorSink for JsVectorSink {
+    fn begin(&mut self, rows: usize, dims: usize) -> Result<()> {
+        let len = rows
+            .checked_mul(dims)
+            .filter(|&l| l <= (u32::MAX / 4) as usize)
+            .ok_or_else(|| StoreError::Backend(format!("{rows} x {dims} vectors are too many")))?;
+        self.dims = dims;
+        self.len = len;
+        self.dst = Some(Float32Array::new_with_length(len as u32));
+        Ok(())
+    }
+    fn dims(&self) -> usize {
+        self.dims
+    }
+    fn capacity(&self) -> usize {
+        self.len
+    }
+    fn write(
+        &mut self,
+        at: usize,
+        src: &dyn SegmentSource,
+        byte_offset: usize,
+        count: usize,
+    ) -> Result<()> {
+        let dst = self
+            .dst
+            .as_ref()
+            .ok_or_else(|| StoreError::corrupt("segments", "vectors before the row count"))?;
+        if at + count > self.len || byte_offset + count * 4 > src.byte_len() {
+            return Err(StoreError::corrupt(
+                "segments",
+                "vectors past the row count",
+            ));
+        }
+        match src.as_any().downcast_ref::<JsSegment>() {
+            Some(seg) if byte_offset.is_multiple_of(4) => {
+                let view = Float32Array::new_with_byte_offset_and_length(
+                    seg.buffer(),
+                    byte_offset as u32,
+                    count as u32,
+                );
+                dst.set(&view, at as u32);
+            }
+            _ => {
+                let mut tmp = vec![0f32; count];
+                src.read_f32(byte_offset, &mut tmp);
+                dst.subarray(at as u32, (at + count) as u32).copy_from(&tmp);
+            }
+        }
+        Ok(())
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+/// A BYOB reader of a segment `Blob`.
+struct BlobReader {
+    reader: ReadableStreamByobReader,
+    size: usize,
+    /// Every byte was read (nothing to cancel).
+    read: usize,
+}
+
+impl BlobReader {
+    fn open(b: &Blob) -> Result<BlobReader> {
+        let reader = ReadableStreamByobReader::new(&b.stream())
+            .map_err(|e| js_err("blob stream reader", &e))?;
+        Ok(BlobReader {
+            reader,
+            size: b.size() as usize,
+            read: 0,
+        })
+    }
+
+    /// Read up to `len` (> 0) next bytes into `buf` at `offset`; resolves with the buffer (the
+    /// read transfers it: the old one is detached) and the bytes read (0 at the end).
+    async fn read(
+        &mut self,
+        buf: &ArrayBuffer,
+        offset: usize,
+        len: usize,
+    ) -> Result<(ArrayBuffer, usize)> {
+        let view = Uint8Array::new_with_byte_offset_and_length(buf, offset as u32, len as u32);
+        let r = JsFuture::from(self.reader.read_with_array_buffer_view(&view))
+            .await
+            .map_err(|e| js_err("reading a segment blob", &e))?;
+        let v = Reflect::get(&r, &JsValue::from_str("value")).unwrap_or(JsValue::UNDEFINED);
+        match v.dyn_into::<Uint8Array>() {
+            Ok(v) => {
+                let n = v.byte_length() as usize;
+                self.read += n;
+                Ok((v.buffer(), n))
+            }
+            Err(_) => Err(StoreError::Backend("a blob read gave no buffer".into())),
+        }
+    }
+
+    /// Read exactly `len` next bytes into `buf` at `offset` (a shorter blob is corrupt).
+    async fn read_exact(
+        &mut self,
+        mut buf: ArrayBuffer,
+        offset: usize,
+        len: usize,
+    ) -> Result<ArrayBuffer> {
+        let mut done = 0;
+        while done < len {
+            let (b, n) = self.read(&buf, offset + done, len - done).await?;
+            buf = b;
+            if n == 0 {
+                return Err(StoreError::corrupt(
+                    "segment",
+                    "blob shorter than its header says",
+                ));
+            }
+            done += n;
+        }
+        Ok(buf)
+    }
+}
+
+impl Drop for BlobReader {
+    fn drop(&mut self) {
+        if self.read < self.size {
+            // Stopped early (an error): let the browser stop reading the blob.
+            let _ = self.reader.cancel();
+        } else {
+            self.reader.release_lock();
+        }
+    }
+}
+
+/// A read of a segment started ahead of its turn.
+enum Ahead {
+    /// A BYOB stream of its `Blob`.
+    Stream(BlobReader),
+    /// Its `Blob` read whole (no byte streams in this browser).
+    Whole(Promise),
+    /// A legacy `ArrayBuffer` value (nothing to start).
+    Buffer,
+}
+
+/// Hand on a segment held whole in an `ArrayBuffer`.
+fn whole_segment(
+    key: u64,
+    seg: JsSegment,
+    sink: &mut dyn VectorSink,
+    at: usize,
+) -> Result<Option<SegmentMeta>> {
+    let len = seg.byte_len();
+    if len < 16 {
+        return Err(StoreError::corrupt(
+            format!("segment {key}"),
+            "shorter than its header",
+        ));
+    }
+    let mut head = [0u8; 16];
+    seg.read(0, &mut head);
+    let vbytes = check_segment(key, &head, len, sink, at)?;
+    sink.write(at, &seg, 16, vbytes / 4)?;
+    let mut tail = vec![0u8; len - 16 - vbytes];
+    seg.read(16 + vbytes, &mut tail);
+    Ok(Some(SegmentMeta { key, head, tail }))
+}
+
+/// The segments of one snapshot, read after their transaction ([`SegmentCursor`]): a segment
+/// `Blob` is streamed (the streams of the next few are opened ahead, so the browser reads them
+/// meanwhile), its vector bytes straight into a [`JsVectorSink`], or through a reused staging
+/// buffer into any other sink; legacy `ArrayBuffer` values are copied from.
+pub struct IdbSegments {
+    segs: VecDeque<(u64, JsValue)>,
+    /// Reads started of the first `readers.len()` segments of `segs`.
+    readers: VecDeque<Ahead>,
+    stage: Option<ArrayBuffer>,
+}
+
+impl IdbSegments {
+    /// Open the streams of the next [`STREAMS_AHEAD`] segments.
+    fn open_ahead(&mut self) -> Result<()> {
+        while self.readers.len() < STREAMS_AHEAD && self.readers.len() < self.segs.len() {
+            let v = &self.segs[self.readers.len()].1;
+            let r = match v.dyn_ref::<Blob>() {
+                // A browser whose Blob streams are not byte streams: read it whole instead.
+                Some(b) => BlobReader::open(b)
+                    .map(Ahead::Stream)
+                    .unwrap_or_else(|_| Ahead::Whole(b.array_buffer())),
+                None => Ahead::Buffer,
+            };
+            self.readers.push_back(r);
+        }
+        Ok(())
+    }
+}
+
+impl SegmentCursor for IdbSegments {
+    async fn next(&mut self, sink: &mut dyn VectorSink, at: usize) -> Result<Option<SegmentMeta>> {
+        self.open_ahead()?;
+        let Some((key, v)) = self.segs.pop_front() else {
+            return Ok(None);
+        };
+        let ahead = self.readers.pop_front();
+        self.open_ahead()?;
+        let mut r = match ahead {
+            Some(Ahead::Stream(r)) => r,
+            whole => {
+                // A legacy ArrayBuffer value, or a Blob read whole.
+                let ab = match whole {
+                    Some(Ahead::Whole(p)) => finish_read(Ok(p)).await?,
+                    _ => v.dyn_into::<ArrayBuffer>().map_err(|_| {
+                        StoreError::corrupt(
+                            format!("segment {key}"),
+                            "neither a Blob nor an ArrayBuffer",
+                        )
+                    })?,
+                };
+                return whole_segment(key, JsSegment(ab), sink, at);
+            }
+        };
+        if r.size < 16 {
+            return Err(StoreError::corrupt(
+                format!("segment {key}"),
+                "shorter than its header",
+            ));
+        }
+        let small = r.read_exact(ArrayBuffer::new(16), 0, 16).await?;
+        let mut head = [0u8; 16];
+        Uint8Array::new(&small).copy_to(&mut head);
+        let vbytes = check_segment(key, &head, r.size, sink, at)?;
+        if vbytes > 0 {
+            if let Some(js) = sink.as_any_mut().downcast_mut::<JsVectorSink>() {
+                // Straight into the destination array.
+                let dst = js.dst.take().ok_or_else(|| {
+                    StoreError::corrupt("segments", "vectors before the row count")
+                })?;
+                let buf = r.read_exact(dst.buffer(), at * 4, vbytes).await;
+                // The read transferred the buffer: keep the new one (the old is detached).
+                let buf = buf?;
+                js.dst = Some(Float32Array::new(&buf));
+            } else {
+                // Through the staging buffer, whole values at a time.
+                let mut stage = self
+                    .stage
+                    .take()
+                    .unwrap_or_else(|| ArrayBuffer::new(STAGING_BYTES));
+                let (mut done, mut carry) = (0usize, 0usize);
+                while done < vbytes {
+                    let want = (vbytes - done).min(STAGING_BYTES as usize) - carry;
+                    let (b, n) = r.read(&stage, carry, want).await?;
+                    stage = b;
+                    if n == 0 {
+                        return Err(StoreError::corrupt(
+                            format!("segment {key}"),
+                            "blob shorter than its header says",
+                        ));
+                    }
+                    let have = carry + n;
+                    let whole = have / 4 * 4;
+                    let src = JsSegment(stage);
+                    sink.write(at + done / 4, &src, 0, whole / 4)?;
+                    stage = src.0;
+                    done += whole;
+                    carry = have - whole;
+                    if carry > 0 {
+                        let u = Uint8Array::new(&stage);
+                        u.copy_within(0, whole as i32, have as i32);
+                    }
+                }
+                self.stage = Some(stage);
+            }
+        }
+        let rest = r.size - 16 - vbytes;
+        let mut tail = vec![0u8; rest];
+        if rest > 0 {
+            let b = r.read_exact(ArrayBuffer::new(rest as u32), 0, rest).await?;
+            Uint8Array::new(&b).copy_to(&mut tail);
+        }
+        Ok(Some(SegmentMeta { key, head, tail }))
+    }
+}
+
+/// Records requested by key (or all of them) in a read transaction.
+enum Keyed {
+    /// `getAllKeys` and `getAll`.
+    All(Req, Req),
+    /// One `get` per key.
+    Some(Vec<u64>, Vec<Req>),
+}
+
+/// Request the records of `keys` (or all of them) of `os`.
+fn keyed(os: &IdbObjectStore, all: bool, keys: &[u64], what: &str) -> Result<Keyed> {
+    if all {
+        return Ok(Keyed::All(
+            req(os.get_all_keys(), what)?,
+            req(os.get_all(), what)?,
+        ));
+    }
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    let reqs = keys
+        .iter()
+        .map(|&k| req(os.get(&JsValue::from_f64(k as f64)), what))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Keyed::Some(keys, reqs))
+}
+
+impl Keyed {
+    /// Await the requests: `(key, value)` in key order (missing ones undefined).
+    async fn wait(self) -> Result<Vec<(u64, JsValue)>> {
+        match self {
+            Keyed::All(k, v) => {
+                let k = value(k, "keys").await?;
+                let v = value(v, "values").await?;
+                Ok(Array::from(&k)
+                    .iter()
+                    .zip(Array::from(&v).iter())
+                    .map(|(k, v)| (key_u64(&k), v))
+                    .collect())
+            }
+            Keyed::Some(keys, reqs) => {
+                let mut out = Vec::with_capacity(keys.len());
+                for (k, r) in keys.into_iter().zip(reqs) {
+                    out.push((k, value(r, "get").await?));
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
 impl Backend for IdbBackend {
     fn kind(&self) -> &'static str {
         "indexeddb"
@@ -669,54 +1303,25 @@ impl Backend for IdbBackend {
         let run = async {
             let tx = self.begin(IdbTransactionMode::Readonly, Durability::Strict)?;
             let meta = tx.store(META)?;
-            let eps = tx.store(EPISODES)?;
+            let pages = tx.store(PAGES)?;
             let segs = tx.store(SEGMENTS)?;
-            let index = eps.index(NS_INDEX).map_err(|e| js_err("index", &e))?;
             // Issue every request first; then await them (all requests of one transaction).
             let header = req(meta.get(&JsValue::from_str("header")), "get header")?;
             let state = req(meta.get(&JsValue::from_str("state")), "get state")?;
-            let mut ep_reqs = Vec::with_capacity(rq.episodes.len());
-            for &id in &rq.episodes {
-                ep_reqs.push(req(eps.get(&JsValue::from_f64(id as f64)), "get episode")?);
-            }
-            let mut seg_keys = rq.segments.clone();
-            seg_keys.sort_unstable();
-            seg_keys.dedup();
-            let (seg_reqs, all_segs) = if rq.all_segments {
-                (
-                    Vec::new(),
-                    Some((
-                        req(segs.get_all_keys(), "segment keys")?,
-                        req(segs.get_all(), "segments")?,
-                    )),
-                )
-            } else {
-                let mut v = Vec::with_capacity(seg_keys.len());
-                for &k in &seg_keys {
-                    v.push(req(segs.get(&JsValue::from_f64(k as f64)), "get segment")?);
-                }
-                (v, None)
-            };
-            let all_eps = if rq.all_episodes {
-                Some(req(eps.get_all(), "episodes")?)
-            } else {
-                None
-            };
-            let ns_ids = match &rq.namespace_ids {
-                Some(ns) => Some(req(
-                    index.get_all_keys_with_key(
-                        &ns_range(ns, f64::NEG_INFINITY, f64::INFINITY)?.into(),
-                    ),
-                    "namespace ids",
-                )?),
-                None => None,
-            };
-            let count = match &rq.count_namespace {
-                Some(ns) => Some(req(
-                    index.count_with_key(&ns_range(ns, f64::NEG_INFINITY, f64::INFINITY)?.into()),
-                    "count",
-                )?),
-                None => None,
+            let page_reqs = keyed(&pages, rq.all_pages, &rq.pages, "pages")?;
+            let seg_reqs = keyed(&segs, rq.all_segments, &rq.segments, "segments")?;
+            let mut part_keys: Vec<u64> = rq
+                .segment_tails
+                .iter()
+                .map(|t| t.0)
+                .chain(rq.segment_ranges.iter().map(|r| r.0))
+                .collect();
+            part_keys.sort_unstable();
+            part_keys.dedup();
+            let part_reqs = keyed(&segs, false, &part_keys, "segments")?;
+            let legacy = match (rq.legacy_episodes, self.inner.legacy) {
+                (true, true) => Some(req(tx.store(LEGACY_EPISODES)?.get_all(), "episodes")?),
+                _ => None,
             };
             let changes = match rq.changes_after {
                 Some(after) => {
@@ -737,77 +1342,38 @@ impl Backend for IdbBackend {
                 Some(n) => Some(req(tx.store(BLOBS)?.get(&JsValue::from_str(n)), "blob")?),
                 None => None,
             };
-            let scan_fwd;
-            let mut scan_rev = Vec::new();
-            match &rq.scan {
-                Some(s) if !s.reverse => {
-                    let range = ns_range(&s.namespace, s.from, s.to)?;
-                    scan_fwd = Some(req(
-                        match s.limit {
-                            Some(l) => index.get_all_with_key_and_limit(
-                                &range,
-                                l.min(u32::MAX as usize) as u32,
-                            ),
-                            None => index.get_all_with_key(&range),
-                        },
-                        "scan",
-                    )?);
-                }
-                Some(s) => {
-                    scan_fwd = None;
-                    let range = ns_range(&s.namespace, s.from, s.to)?;
-                    let raw = index
-                        .open_cursor_with_range_and_direction(&range, IdbCursorDirection::Prev)
-                        .map_err(|e| js_err("scan cursor", &e))?;
-                    let cursor_req = Req::new(raw.clone());
-                    let limit = s.limit.unwrap_or(usize::MAX);
-                    let mut cursor_req = cursor_req;
-                    // Walk the cursor: each step is one request of this transaction.
-                    loop {
-                        let c = value(cursor_req, "scan cursor").await?;
-                        if c.is_null() || c.is_undefined() || scan_rev.len() >= limit {
-                            break;
-                        }
-                        let c: IdbCursorWithValue = c.unchecked_into();
-                        scan_rev.push(c.value().unwrap_or(JsValue::UNDEFINED));
-                        if scan_rev.len() >= limit {
-                            break;
-                        }
-                        let next = Req::new(raw.clone());
-                        c.continue_().map_err(|e| js_err("cursor", &e))?;
-                        cursor_req = next;
+            // The namespace's index entries: walk a key cursor (each step is one request).
+            let mut ns_pages = Vec::new();
+            if let Some(q) = &rq.ns_pages {
+                let index = pages.index(NS_INDEX).map_err(|e| js_err("index", &e))?;
+                let range = ns_range(&q.namespace, q.to)?;
+                let raw = index
+                    .open_key_cursor_with_range(&range)
+                    .map_err(|e| js_err("index cursor", &e))?;
+                let mut cursor_req = Req::new(raw.clone());
+                loop {
+                    let c = value(cursor_req, "index cursor").await?;
+                    if c.is_null() || c.is_undefined() {
+                        break;
                     }
+                    let c: IdbCursor = c.unchecked_into();
+                    let key = c.key().map_err(|e| js_err("index key", &e))?;
+                    let lo = c.primary_key().map_err(|e| js_err("index key", &e))?;
+                    ns_pages.push((key, lo));
+                    let next = Req::new(raw.clone());
+                    c.continue_().map_err(|e| js_err("cursor", &e))?;
+                    cursor_req = next;
                 }
-                None => scan_fwd = None,
             }
 
             // Await the results (requests only).
             let header = value(header, "header").await?;
             let state = value(state, "state").await?;
-            let mut ep_vals = Vec::with_capacity(ep_reqs.len());
-            for r in ep_reqs {
-                ep_vals.push(value(r, "episode").await?);
-            }
-            let mut seg_vals = Vec::with_capacity(seg_reqs.len());
-            for r in seg_reqs {
-                seg_vals.push(value(r, "segment").await?);
-            }
-            let all_segs = match all_segs {
-                Some((k, v)) => {
-                    Some((value(k, "segment keys").await?, value(v, "segments").await?))
-                }
-                None => None,
-            };
-            let all_eps = match all_eps {
+            let page_vals = page_reqs.wait().await?;
+            let seg_vals = seg_reqs.wait().await?;
+            let part_vals = part_reqs.wait().await?;
+            let legacy = match legacy {
                 Some(r) => Some(value(r, "episodes").await?),
-                None => None,
-            };
-            let ns_ids = match ns_ids {
-                Some(r) => Some(value(r, "namespace ids").await?),
-                None => None,
-            };
-            let count = match count {
-                Some(r) => Some(value(r, "count").await?),
                 None => None,
             };
             let changes = match changes {
@@ -818,47 +1384,86 @@ impl Backend for IdbBackend {
                 Some(r) => Some(value(r, "blob").await?),
                 None => None,
             };
-            let scan_fwd = match scan_fwd {
-                Some(r) => Some(value(r, "scan").await?),
-                None => None,
-            };
             // Every request has returned: the snapshot is complete (a read-only transaction has
-            // nothing to commit, so its `complete` event is not awaited). Convert.
+            // nothing to commit, so its `complete` event is not awaited). Convert; segment
+            // `Blob`s are read now, outside the transaction.
             drop(tx);
             let mut out = ReadResult {
                 header: bytes_of(&header),
                 state: bytes_of(&state),
-                episodes: ep_vals.iter().map(episode_bytes).collect(),
                 ..Default::default()
             };
-            if let Some((keys, vals)) = all_segs {
-                let keys = Array::from(&keys);
-                let vals = Array::from(&vals);
-                out.segments = keys
-                    .iter()
-                    .zip(vals.iter())
-                    .filter_map(|(k, v)| bytes_of(&v).map(|b| (key_u64(&k), b)))
-                    .collect();
-            } else {
-                out.segments = seg_keys
-                    .iter()
-                    .zip(&seg_vals)
-                    .filter_map(|(k, v)| bytes_of(v).map(|b| (*k, b)))
-                    .collect();
+            out.pages = page_vals
+                .into_iter()
+                .filter_map(|(k, v)| b_bytes(&v).map(|b| (k, b)))
+                .collect();
+            let (seg_keys, seg_vals): (Vec<u64>, Vec<JsValue>) = seg_vals
+                .into_iter()
+                .filter(|(_, v)| !v.is_undefined() && !v.is_null())
+                .unzip();
+            out.segments = seg_keys
+                .into_iter()
+                .zip(resolve_segments(seg_vals).await?)
+                .collect();
+            // Headers, tails and ranges: slices of the segment Blobs, read at once.
+            let by: std::collections::HashMap<u64, JsValue> = part_vals
+                .into_iter()
+                .filter(|(_, v)| !v.is_undefined() && !v.is_null())
+                .collect();
+            let mut tails = Vec::new();
+            for &(k, vbytes) in &rq.segment_tails {
+                if let Some(v) = by.get(&k) {
+                    // A small segment is read whole (one read instead of two).
+                    let small = v
+                        .dyn_ref::<Blob>()
+                        .is_some_and(|b| b.size() <= SMALL_SEGMENT_BYTES as f64);
+                    tails.push(if small {
+                        (k, vbytes, read_slice(v, 0, None)?, None)
+                    } else {
+                        (
+                            k,
+                            vbytes,
+                            read_slice(v, 0, Some(16))?,
+                            Some(read_slice(v, 16 + vbytes, None)?),
+                        )
+                    });
+                }
             }
-            if let Some(v) = all_eps {
-                out.all_episodes = Array::from(&v)
-                    .iter()
-                    .filter_map(|x| episode_bytes(&x))
-                    .collect();
+            let ranges = rq
+                .segment_ranges
+                .iter()
+                .map(|&(k, a, z)| by.get(&k).map(|v| read_slice(v, a, Some(z))).transpose())
+                .collect::<Result<Vec<_>>>()?;
+            for (k, vbytes, head, tail) in tails {
+                let mut head = finish_slice(head).await?;
+                let tail = match tail {
+                    Some(t) => finish_slice(t).await?,
+                    None => head.get(16 + vbytes..).map(<[u8]>::to_vec).ok_or_else(|| {
+                        StoreError::corrupt(
+                            format!("segment {k}"),
+                            "shorter than the directory says",
+                        )
+                    })?,
+                };
+                head.truncate(16);
+                let head: [u8; 16] = head.as_slice().try_into().map_err(|_| {
+                    StoreError::corrupt(format!("segment {k}"), "shorter than its header")
+                })?;
+                out.segment_tails
+                    .push((k, SegmentMeta { key: k, head, tail }));
             }
-            if let Some(v) = ns_ids {
-                let mut ids: Vec<u64> = Array::from(&v).iter().map(|k| key_u64(&k)).collect();
-                ids.sort_unstable();
-                out.namespace_ids = ids;
+            for r in ranges {
+                out.segment_ranges.push(match r {
+                    Some(r) => Some(finish_slice(r).await?),
+                    None => None,
+                });
             }
-            if let Some(v) = count {
-                out.count = v.as_f64().unwrap_or(0.0) as u64;
+            out.ns_pages = ns_pages
+                .iter()
+                .filter_map(|(k, lo)| ns_page(k, lo))
+                .collect();
+            if let Some(v) = legacy {
+                out.legacy_episodes = Array::from(&v).iter().filter_map(|x| b_bytes(&x)).collect();
             }
             if let Some((k, v)) = changes {
                 out.changes = Array::from(&k)
@@ -870,23 +1475,14 @@ impl Backend for IdbBackend {
             if let Some(v) = blob {
                 out.blob = bytes_of(&v);
             }
-            if let Some(v) = scan_fwd {
-                out.scan = Array::from(&v)
-                    .iter()
-                    .filter_map(|x| episode_bytes(&x))
-                    .collect();
-            } else {
-                out.scan = scan_rev.iter().filter_map(episode_bytes).collect();
-            }
             Ok(out)
         };
         run.await.map_err(|e| self.fail(e))
     }
 
-    async fn read_all_segments(
-        &self,
-        visit: &mut dyn FnMut(u64, &dyn SegmentSource) -> Result<()>,
-    ) -> Result<Option<Vec<u8>>> {
+    type Segments = IdbSegments;
+
+    async fn read_all_segments(&self) -> Result<(Option<Vec<u8>>, IdbSegments)> {
         let run = async {
             let tx = self.begin(IdbTransactionMode::Readonly, Durability::Strict)?;
             let state = req(tx.store(META)?.get(&JsValue::from_str("state")), "state")?;
@@ -896,19 +1492,23 @@ impl Backend for IdbBackend {
             let state = value(state, "state").await?;
             let keys = value(keys, "segment keys").await?;
             let vals = value(vals, "segments").await?;
-            // Every request has returned: the snapshot is complete. A read-only transaction
-            // has nothing to commit, so we do not wait for its `complete` event.
+            // Every request has returned: the snapshot is complete (its `Blob`s stay readable;
+            // the cursor reads them from here on). A read-only transaction has nothing to
+            // commit: its `complete` is not awaited.
             drop(tx);
-            let keys = Array::from(&keys);
-            let vals = Array::from(&vals);
-            for i in 0..vals.length() {
-                let k = key_u64(&keys.get(i));
-                let ab: ArrayBuffer = vals.get(i).dyn_into().map_err(|_| {
-                    StoreError::corrupt(format!("segment {k}"), "not an ArrayBuffer")
-                })?;
-                visit(k, &JsSegment(ab))?;
+            let keys: Vec<u64> = Array::from(&keys).iter().map(|k| key_u64(&k)).collect();
+            let vals: Vec<JsValue> = Array::from(&vals).iter().collect();
+            if keys.len() != vals.len() {
+                return Err(StoreError::corrupt("segments", "keys and values differ"));
             }
-            Ok(bytes_of(&state))
+            Ok((
+                bytes_of(&state),
+                IdbSegments {
+                    segs: keys.into_iter().zip(vals).collect(),
+                    readers: VecDeque::new(),
+                    stage: None,
+                },
+            ))
         };
         run.await.map_err(|e| self.fail(e))
     }
@@ -917,6 +1517,28 @@ impl Backend for IdbBackend {
         let run = async {
             let tx = self.begin(IdbTransactionMode::Readwrite, w.durability)?;
             let meta = tx.store(META)?;
+            // The old segments the new ones are composed from (their Blob handles: no bytes).
+            let mut old_keys: Vec<u64> = w
+                .put_segments
+                .iter()
+                .flat_map(|(_, parts)| parts)
+                .filter_map(|p| match p {
+                    SegPart::Old { key, .. } => Some(*key),
+                    SegPart::Bytes(_) => None,
+                })
+                .collect();
+            old_keys.sort_unstable();
+            old_keys.dedup();
+            let old_reqs = if old_keys.is_empty() {
+                None
+            } else {
+                Some(keyed(
+                    &tx.store(SEGMENTS)?,
+                    false,
+                    &old_keys,
+                    "old segments",
+                )?)
+            };
             if let Some(expect) = w.expect_seq {
                 let st = value(
                     req(meta.get(&JsValue::from_str("state")), "state")?,
@@ -937,7 +1559,11 @@ impl Backend for IdbBackend {
                     return Ok(CommitOutcome::Conflict { found });
                 }
             }
-            let eps = tx.store(EPISODES)?;
+            let old: std::collections::HashMap<u64, JsValue> = match old_reqs {
+                Some(r) => r.wait().await?.into_iter().collect(),
+                None => Default::default(),
+            };
+            let pages = tx.store(PAGES)?;
             let segs = tx.store(SEGMENTS)?;
             let changes = tx.store(CHANGES)?;
             let blobs = tx.store(BLOBS)?;
@@ -955,8 +1581,9 @@ impl Backend for IdbBackend {
                 budget -= 1;
                 Ok(true)
             };
-            let mut injected = false;
-            'writes: {
+            // Issue every write (fire and forget; a failure aborts the transaction). Any error
+            // while issuing them aborts it here, so a half-issued batch never commits.
+            let mut issue = || -> Result<bool> {
                 let mut go =
                     |r: std::result::Result<IdbRequest, JsValue>, ctx: &str| -> Result<bool> {
                         if !step(Ok(()))? {
@@ -968,19 +1595,27 @@ impl Backend for IdbBackend {
                 macro_rules! op {
                     ($e:expr, $ctx:expr) => {
                         if !go($e, $ctx)? {
-                            injected = true;
-                            break 'writes;
+                            return Ok(true);
                         }
                     };
                 }
                 if w.clear {
-                    op!(eps.clear(), "clear");
+                    op!(pages.clear(), "clear");
                     segs.clear().map_err(|e| js_err("clear", &e))?;
                     changes.clear().map_err(|e| js_err("clear", &e))?;
                     blobs.clear().map_err(|e| js_err("clear", &e))?;
                 }
-                for &id in &w.delete_episodes {
-                    op!(eps.delete(&JsValue::from_f64(id as f64)), "delete episode");
+                if w.clear_legacy {
+                    if self.inner.legacy {
+                        op!(tx.store(LEGACY_EPISODES)?.clear(), "clear legacy");
+                    } else {
+                        // Nothing to clear; a harmless request keeps the count of writes (fault
+                        // injection) equal to the memory backend's.
+                        op!(pages.count(), "clear legacy (none)");
+                    }
+                }
+                for &k in &w.delete_pages {
+                    op!(pages.delete(&JsValue::from_f64(k as f64)), "delete page");
                 }
                 for &k in &w.delete_segments {
                     op!(segs.delete(&JsValue::from_f64(k as f64)), "delete segment");
@@ -994,22 +1629,26 @@ impl Backend for IdbBackend {
                 if let Some(n) = &w.delete_blob {
                     op!(blobs.delete(&JsValue::from_str(n)), "delete blob");
                 }
-                let k_ns = JsValue::from_str("ns");
-                let k_t = JsValue::from_str("t");
-                let k_b = JsValue::from_str("b");
-                for r in &w.put_episodes {
-                    let o = Object::new();
-                    let _ = Reflect::set(&o, &k_ns, &JsValue::from_str(&r.namespace));
-                    let _ = Reflect::set(&o, &k_t, &JsValue::from_f64(r.time));
-                    let _ = Reflect::set(&o, &k_b, &buffer(&r.bytes));
+                for r in &w.put_pages {
                     op!(
-                        eps.put_with_key(&o, &JsValue::from_f64(r.id as f64)),
-                        "put episode"
+                        pages.put_with_key(
+                            &page_value(&r.keys, &r.bytes),
+                            &JsValue::from_f64(r.lo as f64)
+                        ),
+                        "put page"
                     );
                 }
-                for (k, b) in &w.put_segments {
+                for (k, parts) in &w.put_segments {
+                    // Composed from slices of the old segment Blobs and new bytes: the kept
+                    // vectors never pass through wasm memory.
+                    let seq = parts
+                        .iter()
+                        .map(|p| part_value(p, &old))
+                        .collect::<Result<Array>>()?;
+                    let blob =
+                        Blob::new_with_blob_sequence(&seq).map_err(|e| js_err("Blob", &e))?;
                     op!(
-                        segs.put_with_key(&buffer(b), &JsValue::from_f64(*k as f64)),
+                        segs.put_with_key(&blob, &JsValue::from_f64(*k as f64)),
                         "put segment"
                     );
                 }
@@ -1037,7 +1676,16 @@ impl Backend for IdbBackend {
                         "put state"
                     );
                 }
-            }
+                Ok(false)
+            };
+            let injected = match issue() {
+                Ok(i) => i,
+                Err(e) => {
+                    tx.abort();
+                    let _ = tx.done("write").await;
+                    return Err(e);
+                }
+            };
             if injected {
                 tx.abort();
                 let _ = tx.done("fault").await;

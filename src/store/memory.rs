@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::{Rc, Weak};
 
 use super::backend::{
-    Backend, CommitOutcome, Fault, NoticeListener, ReadRequest, ReadResult, SegmentSource,
-    WriteSet, SCHEMA_VERSION,
+    parts_len, Backend, BytesCursor, CommitOutcome, Fault, NoticeListener, ReadRequest, ReadResult,
+    SegPart, SegmentMeta, WriteSet, SCHEMA_VERSION,
 };
-use super::codec::state_seq;
+use super::codec::{state_seq, NsPage, PageKey};
 use super::error::{Result, StoreError};
 
 /// Total order on finite f64 times matching IndexedDB number keys (`-0 == 0`).
@@ -35,29 +35,40 @@ impl Ord for Time {
 }
 
 #[derive(Debug, Clone, Default)]
-struct Row {
-    ns: String,
-    time: f64,
+struct PageRow {
+    keys: Vec<PageKey>,
     bytes: Vec<u8>,
 }
+
+/// An index entry: namespace, first time, last time, rows, page key (IndexedDB's order of the
+/// `[ns, tmin, tmax, n]` keys, then the primary key).
+type IndexKey = (String, Time, Time, u32, u64);
 
 #[derive(Clone, Default)]
 struct Tables {
     meta: BTreeMap<&'static str, Vec<u8>>,
-    episodes: BTreeMap<u64, Row>,
-    index: BTreeSet<(String, Time, u64)>,
+    pages: BTreeMap<u64, PageRow>,
+    index: BTreeSet<IndexKey>,
     segments: BTreeMap<u64, Vec<u8>>,
     changes: BTreeMap<u64, Vec<u8>>,
     blobs: BTreeMap<String, Vec<u8>>,
+    /// Episode records of the legacy (schema 1) layout.
+    legacy: BTreeMap<u64, Vec<u8>>,
+}
+
+fn index_key(k: &PageKey, lo: u64) -> IndexKey {
+    (k.namespace.clone(), Time(k.tmin), Time(k.tmax), k.n, lo)
 }
 
 impl Tables {
     fn bytes(&self) -> usize {
         self.meta.values().map(Vec::len).sum::<usize>()
             + self
-                .episodes
+                .pages
                 .values()
-                .map(|r| r.bytes.len() + r.ns.len() + 16)
+                .map(|r| {
+                    r.bytes.len() + r.keys.iter().map(|k| k.namespace.len() + 20).sum::<usize>()
+                })
                 .sum::<usize>()
             + self.segments.values().map(Vec::len).sum::<usize>()
             + self.changes.values().map(Vec::len).sum::<usize>()
@@ -66,16 +77,50 @@ impl Tables {
                 .iter()
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>()
+            + self.legacy.values().map(Vec::len).sum::<usize>()
     }
 
-    fn delete_episode(&mut self, id: u64) {
-        if let Some(r) = self.episodes.remove(&id) {
-            self.index.remove(&(r.ns, Time(r.time), id));
+    fn delete_page(&mut self, lo: u64) {
+        if let Some(r) = self.pages.remove(&lo) {
+            for k in &r.keys {
+                self.index.remove(&index_key(k, lo));
+            }
         }
     }
 
-    /// Apply up to `limit` of the write set's operations, in the order IndexedDB would.
-    fn apply(&mut self, w: &WriteSet, limit: usize) {
+    /// The segment records `w` puts, assembled from their parts against the tables as they are
+    /// before `w` (a part naming a missing segment or bytes past its end: corrupt).
+    fn resolve(&self, w: &WriteSet) -> Result<Vec<(u64, Vec<u8>)>> {
+        w.put_segments
+            .iter()
+            .map(|(k, parts)| {
+                let mut b = Vec::with_capacity(parts_len(parts));
+                for p in parts {
+                    match p {
+                        SegPart::Bytes(x) => b.extend_from_slice(x),
+                        SegPart::Old { key, start, end } => {
+                            let src = self
+                                .segments
+                                .get(key)
+                                .and_then(|s| s.get(*start..*end))
+                                .ok_or_else(|| {
+                                    StoreError::corrupt(
+                                        format!("segment {key}"),
+                                        format!("no bytes {start}..{end} to rewrite from"),
+                                    )
+                                })?;
+                            b.extend_from_slice(src);
+                        }
+                    }
+                }
+                Ok((*k, b))
+            })
+            .collect()
+    }
+
+    /// Apply up to `limit` of the write set's operations (with its segments `segs` resolved), in
+    /// the order IndexedDB would.
+    fn apply(&mut self, w: &WriteSet, segs: &[(u64, Vec<u8>)], limit: usize) {
         let mut left = limit;
         let mut step = || {
             if left == 0 {
@@ -86,15 +131,18 @@ impl Tables {
             }
         };
         if w.clear && step() {
-            self.episodes.clear();
+            self.pages.clear();
             self.index.clear();
             self.segments.clear();
             self.changes.clear();
             self.blobs.clear();
         }
-        for &id in &w.delete_episodes {
+        if w.clear_legacy && step() {
+            self.legacy.clear();
+        }
+        for &k in &w.delete_pages {
             if step() {
-                self.delete_episode(id);
+                self.delete_page(k);
             }
         }
         for &k in &w.delete_segments {
@@ -112,21 +160,22 @@ impl Tables {
                 self.blobs.remove(name);
             }
         }
-        for r in &w.put_episodes {
+        for r in &w.put_pages {
             if step() {
-                self.delete_episode(r.id);
-                self.index.insert((r.namespace.clone(), Time(r.time), r.id));
-                self.episodes.insert(
-                    r.id,
-                    Row {
-                        ns: r.namespace.clone(),
-                        time: r.time,
+                self.delete_page(r.lo);
+                for k in &r.keys {
+                    self.index.insert(index_key(k, r.lo));
+                }
+                self.pages.insert(
+                    r.lo,
+                    PageRow {
+                        keys: r.keys.clone(),
                         bytes: r.bytes.clone(),
                     },
                 );
             }
         }
-        for (k, b) in &w.put_segments {
+        for (k, b) in segs {
             if step() {
                 self.segments.insert(*k, b.clone());
             }
@@ -196,7 +245,8 @@ impl MemoryBackend {
     }
 
     /// Another connection to the same data. Fails with `SCHEMA_TOO_NEW` if the data was
-    /// upgraded past [`SCHEMA_VERSION`].
+    /// upgraded past [`SCHEMA_VERSION`]; data of an older schema is upgraded (as IndexedDB's
+    /// `upgradeneeded` does: the layout migration itself happens in [`super::Store::open`]).
     pub fn connect(&self) -> Result<Self> {
         let v = self.shared.borrow().version;
         if v > SCHEMA_VERSION {
@@ -205,6 +255,7 @@ impl MemoryBackend {
                 supported: SCHEMA_VERSION,
             });
         }
+        self.shared.borrow_mut().version = SCHEMA_VERSION;
         let conn = Rc::new(Conn::default());
         self.shared.borrow_mut().conns.push(Rc::downgrade(&conn));
         Ok(MemoryBackend {
@@ -226,6 +277,27 @@ impl MemoryBackend {
         sh.conns.clear();
     }
 
+    /// Replace everything with a store in the legacy (schema 1) layout: the header and state
+    /// records, one record per episode, and the segments (test fixtures of the upgrade path; see
+    /// `testing::legacy_fixture`). Connect again to open it.
+    #[doc(hidden)]
+    pub fn install_legacy(
+        &self,
+        header: Vec<u8>,
+        state: Vec<u8>,
+        episodes: Vec<(u64, Vec<u8>)>,
+        segments: Vec<(u64, Vec<u8>)>,
+    ) {
+        let mut sh = self.shared.borrow_mut();
+        let mut t = Tables::default();
+        t.meta.insert("header", header);
+        t.meta.insert("state", state);
+        t.legacy = episodes.into_iter().collect();
+        t.segments = segments.into_iter().collect();
+        sh.tables = t;
+        sh.version = 1;
+    }
+
     /// Limit the bytes stored (`None`: unlimited); a commit over it fails with
     /// `QUOTA_EXCEEDED` and writes nothing.
     pub fn set_quota(&self, bytes: Option<usize>) {
@@ -242,7 +314,13 @@ impl MemoryBackend {
         let sh = self.shared.borrow();
         let t = &sh.tables;
         let mut out: Vec<Vec<u8>> = t.meta.values().cloned().collect();
-        out.extend(t.episodes.values().map(|r| r.bytes.clone()));
+        out.extend(t.pages.values().map(|r| r.bytes.clone()));
+        out.extend(
+            t.pages
+                .values()
+                .flat_map(|r| r.keys.iter().map(|k| k.namespace.as_bytes().to_vec())),
+        );
+        out.extend(t.legacy.values().cloned());
         out.extend(t.segments.values().cloned());
         out.extend(t.changes.values().cloned());
         out.extend(t.blobs.values().cloned());
@@ -271,11 +349,6 @@ impl Backend for MemoryBackend {
             state: t.meta.get("state").cloned(),
             ..Default::default()
         };
-        out.episodes = req
-            .episodes
-            .iter()
-            .map(|id| t.episodes.get(id).map(|r| r.bytes.clone()))
-            .collect();
         if req.all_segments {
             out.segments = t.segments.iter().map(|(k, v)| (*k, v.clone())).collect();
         } else {
@@ -287,39 +360,77 @@ impl Backend for MemoryBackend {
                 .filter_map(|k| t.segments.get(k).map(|v| (*k, v.clone())))
                 .collect();
         }
-        if req.all_episodes {
-            out.all_episodes = t.episodes.values().map(|r| r.bytes.clone()).collect();
+        for &(k, vbytes) in &req.segment_tails {
+            if let Some(b) = t.segments.get(&k) {
+                let mut head = [0u8; 16];
+                if b.len() < 16 + vbytes {
+                    return Err(StoreError::corrupt(
+                        format!("segment {k}"),
+                        "shorter than the directory says",
+                    ));
+                }
+                head.copy_from_slice(&b[..16]);
+                out.segment_tails.push((
+                    k,
+                    SegmentMeta {
+                        key: k,
+                        head,
+                        tail: b[16 + vbytes..].to_vec(),
+                    },
+                ));
+            }
         }
-        if let Some(s) = &req.scan {
-            let lo = (s.namespace.clone(), Time(s.from), 0u64);
-            let hi = (s.namespace.clone(), Time(s.to), u64::MAX);
-            let limit = s.limit.unwrap_or(usize::MAX);
-            let ids: Vec<u64> = if s.reverse {
-                t.index
-                    .range(lo..=hi)
-                    .rev()
-                    .take(limit)
-                    .map(|k| k.2)
-                    .collect()
-            } else {
-                t.index.range(lo..=hi).take(limit).map(|k| k.2).collect()
-            };
-            out.scan = ids
+        out.segment_tails.sort_by_key(|t| t.0);
+        out.segment_tails.dedup_by_key(|t| t.0);
+        out.segment_ranges = req
+            .segment_ranges
+            .iter()
+            .map(|&(k, a, z)| {
+                t.segments
+                    .get(&k)
+                    .and_then(|b| b.get(a..z))
+                    .map(<[u8]>::to_vec)
+            })
+            .collect();
+        if req.all_pages {
+            out.pages = t.pages.iter().map(|(k, v)| (*k, v.bytes.clone())).collect();
+        } else {
+            let mut keys = req.pages.clone();
+            keys.sort_unstable();
+            keys.dedup();
+            out.pages = keys
                 .iter()
-                .filter_map(|id| t.episodes.get(id).map(|r| r.bytes.clone()))
+                .filter_map(|k| t.pages.get(k).map(|v| (*k, v.bytes.clone())))
                 .collect();
         }
-        if let Some(ns) = &req.namespace_ids {
-            let lo = (ns.clone(), Time(f64::NEG_INFINITY), 0u64);
-            let hi = (ns.clone(), Time(f64::INFINITY), u64::MAX);
-            let mut ids: Vec<u64> = t.index.range(lo..=hi).map(|k| k.2).collect();
-            ids.sort_unstable();
-            out.namespace_ids = ids;
+        if let Some(q) = &req.ns_pages {
+            let lo = (
+                q.namespace.clone(),
+                Time(f64::NEG_INFINITY),
+                Time(f64::NEG_INFINITY),
+                0u32,
+                0u64,
+            );
+            let hi = (
+                q.namespace.clone(),
+                Time(q.to),
+                Time(f64::INFINITY),
+                u32::MAX,
+                u64::MAX,
+            );
+            out.ns_pages = t
+                .index
+                .range(lo..=hi)
+                .map(|(_, a, b, n, lo)| NsPage {
+                    lo: *lo,
+                    tmin: a.0,
+                    tmax: b.0,
+                    n: *n,
+                })
+                .collect();
         }
-        if let Some(ns) = &req.count_namespace {
-            let lo = (ns.clone(), Time(f64::NEG_INFINITY), 0u64);
-            let hi = (ns.clone(), Time(f64::INFINITY), u64::MAX);
-            out.count = t.index.range(lo..=hi).count() as u64;
+        if req.legacy_episodes {
+            out.legacy_episodes = t.legacy.values().cloned().collect();
         }
         if let Some(after) = req.changes_after {
             out.changes = t
@@ -334,28 +445,20 @@ impl Backend for MemoryBackend {
         Ok(out)
     }
 
-    async fn read_all_segments(
-        &self,
-        visit: &mut dyn FnMut(u64, &dyn SegmentSource) -> Result<()>,
-    ) -> Result<Option<Vec<u8>>> {
+    type Segments = BytesCursor;
+
+    async fn read_all_segments(&self) -> Result<(Option<Vec<u8>>, BytesCursor)> {
         self.check_open()?;
-        // Snapshot first (as the IndexedDB backend does: the transaction completes, then the
-        // visitor runs), so a visitor may call back into the store.
-        let (state, segs) = {
-            let sh = self.shared.borrow();
-            (
-                sh.tables.meta.get("state").cloned(),
-                sh.tables
-                    .segments
-                    .iter()
-                    .map(|(k, v)| (*k, v.clone()))
-                    .collect::<Vec<_>>(),
-            )
-        };
-        for (k, v) in &segs {
-            visit(*k, v)?;
-        }
-        Ok(state)
+        // A snapshot (as the IndexedDB backend's cursor reads after its transaction).
+        let sh = self.shared.borrow();
+        let state = sh.tables.meta.get("state").cloned();
+        let segs = sh
+            .tables
+            .segments
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        Ok((state, BytesCursor::new(segs)))
     }
 
     async fn commit(&self, w: WriteSet) -> Result<CommitOutcome> {
@@ -370,10 +473,11 @@ impl Backend for MemoryBackend {
                     return Ok(CommitOutcome::Conflict { found });
                 }
             }
+            let segs = sh.tables.resolve(&w)?;
             if let Some(Fault::AbortAfter(n)) = self.conn.fault.take() {
                 // Apply part of the batch to a scratch copy, then abort: nothing reaches the data.
                 let mut scratch = sh.tables.clone();
-                scratch.apply(&w, n);
+                scratch.apply(&w, &segs, n);
                 return Err(StoreError::Aborted(format!(
                     "fault injected after {n} of {} writes",
                     w.ops()
@@ -381,7 +485,7 @@ impl Backend for MemoryBackend {
             }
             if let Some(q) = sh.quota {
                 let mut next = sh.tables.clone();
-                next.apply(&w, usize::MAX);
+                next.apply(&w, &segs, usize::MAX);
                 let used = next.bytes();
                 if used > q {
                     return Err(StoreError::QuotaExceeded(format!(
@@ -390,7 +494,7 @@ impl Backend for MemoryBackend {
                 }
                 sh.tables = next;
             } else {
-                sh.tables.apply(&w, usize::MAX);
+                sh.tables.apply(&w, &segs, usize::MAX);
             }
             new_seq = state_seq(sh.tables.meta.get("state").map(Vec::as_slice));
             sh.conns.retain(|c| c.strong_count() > 0);

@@ -3,9 +3,9 @@
 //!
 //! Layers (see `ARCHITECTURE.md`, "Episodic store"):
 //! - [`episode`]: the model, its limits and validation (before any write);
-//! - [`codec`]: the bytes both backends store (episode records, packed vector segments, state,
-//!   change records, blobs);
-//! - [`plan`](self) (private): which segments a write rewrites, merges or deletes;
+//! - [`codec`]: the bytes both backends store (episode records packed in pages, packed vector
+//!   segments, state, change records, blobs);
+//! - [`plan`](self) (private): which segments and pages a write rewrites, merges or deletes;
 //! - [`Store`]: operations as one read-only snapshot plus one conditional commit;
 //! - [`backend`]: the trait, with [`MemoryBackend`] and (wasm32) [`idb::IdbBackend`];
 //! - [`export`]: the portable file format and its hardened parser;
@@ -25,7 +25,7 @@ mod plan;
 #[doc(hidden)]
 pub mod testing;
 
-pub use backend::{Backend, Durability, Fault, SCHEMA_VERSION};
+pub use backend::{Backend, Durability, Fault, SegmentSource, VecSink, VectorSink, SCHEMA_VERSION};
 pub use codec::Blob;
 pub use core::{
     default_segment_capacity, Changes, ImportReport, OpenOptions, ScanQuery, Store, StoreStats,

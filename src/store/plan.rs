@@ -1,146 +1,282 @@
-//! Segment layout planning: which segment records a write rewrites, merges, creates or deletes.
+//! Layout planning for the two kinds of packed records: vector segments (weight = rows, capacity
+//! = rows per segment) and episode pages (weight = record bytes, capacity = bytes per page). Which
+//! records a write rewrites, merges, creates or deletes.
 //!
-//! Pure functions over the segment directory (sizes only), so the plan is known before anything
-//! is read; then [`build`] assembles the new segment records from the old ones it read.
+//! Pure functions over a directory (ranges, row counts and weights), so the plan is known before
+//! anything is read; then [`build`] / [`build_pages`] assemble the new records from the old ones
+//! read. (A delete shrinks a page by the weight of the records it removes, which is known only
+//! once the page was read: the store plans pages again with the exact weights, reading any further
+//! page that plan needs.)
 //!
-//! Rules, applied after every write until none applies (pairs of adjacent segments `a`, `b`,
-//! `a` older, `cap` = segment capacity):
-//! - **R1** (binary counter): merge if `a.n + b.n <= cap` and `a.n <= 2 * b.n`. Appends of small
-//!   batches form a geometric tail, so each vector is rewritten O(log cap) times.
-//! - **R2** (no small fragments): merge if `a.n + b.n <= cap` and `min(a.n, b.n) < cap / 4`,
-//!   except inside the last `log2(cap) + 2` segments (the geometric tail).
+//! Rules, applied after every write until none applies (pairs of adjacent units `a`, `b`, `a`
+//! older, weights `w`, `cap` = capacity). Pages ([`Policy::Counter`]):
+//! - **R1** (binary counter): merge if `a.w + b.w <= cap` and `a.w <= 2 * b.w`. Appends of small
+//!   batches form a geometric tail, so each row is rewritten O(log cap) times.
+//! - **R2** (no small fragments): merge if `a.w + b.w <= cap` and `min(a.w, b.w) < cap / 4`,
+//!   except inside the last `log2(cap) + 2` units (the geometric tail).
 //!
-//! Together they keep the number of segments at most about `5.4 N / cap + log2(cap) + 2` for `N`
-//! rows (tests assert it), so loading every vector costs a number of records proportional to the
-//! bytes. A delete rewrites its segment without the row (its vector bytes are gone, not flagged);
-//! a segment left empty is deleted and small leftovers are merged by R1/R2 (compaction).
+//! Segments ([`Policy::Tiered`]) are large (a few MiB: fewer records make a full load faster) and
+//! so would be rewritten several times each by R1; instead:
+//! - **R1** only among small units (`a.w + b.w <= cap / 4`): single puts still form a bounded
+//!   geometric tail;
+//! - **T** (tiered): the trailing run of units below `3 cap / 4` is merged once it holds at least
+//!   `3 cap / 4`, as many of its first units at once as fit in `cap`. Batches are then rewritten
+//!   about once each, whatever their size;
+//! - **R2** as above, outside the last `log2(cap) + 8` units.
+//!
+//! Either way the number of units stays at most about `5.4 W / cap + log2(cap) + 8` for a total
+//! weight `W` (tests assert it), so loading every vector costs a number of records proportional to
+//! the bytes, and a batch costs O(1) records. A delete rewrites its segment and its page without
+//! the row (its bytes are gone, not flagged); a unit left empty is deleted and small leftovers are
+//! merged by R1/R2 (compaction).
 
 use std::collections::{HashMap, HashSet};
 
-use super::codec::{SegInfo, Segment, State};
+use super::backend::SegPart;
+use super::codec::{
+    encode_segment_meta, PageBuilder, PageKey, PageView, SegInfo, SegmentView,
+    SEGMENT_VECTORS_OFFSET,
+};
 use super::error::{Result, StoreError};
 
-/// Where the rows of a planned segment come from.
+/// Where the rows of a planned unit come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Part {
-    /// The rows of the old segment with this key (minus deleted ids, with updated vectors).
-    Old(u64),
+    /// The rows with ids in `lo..hi` of the old unit with key `key` (minus deleted ids, with
+    /// updated contents): the whole unit, or one piece of a unit split because an update made it
+    /// heavier than the capacity.
+    Old {
+        /// The old unit's key.
+        key: u64,
+        /// First id of the piece.
+        lo: u64,
+        /// One past the last id of the piece.
+        hi: u64,
+    },
     /// New rows `start..end` of the write.
     New(usize, usize),
 }
+
+/// An existing unit as the planner sees it (after the write's deletions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UnitIn {
+    /// Key and first id of the range.
+    pub lo: u64,
+    /// One past the last id of the range.
+    pub hi: u64,
+    /// Rows left after the write's deletions.
+    pub n: usize,
+    /// Weight left after the write's deletions and updates.
+    pub w: usize,
+    /// Rows are deleted or changed: the unit must be rewritten.
+    pub dirty: bool,
+}
+
+/// Rows `(id, weight)` of dirty units that an update made heavier than the capacity, by key: the
+/// planner splits them (only pages need this: a segment row's weight never changes).
+pub(crate) type SplitRows = HashMap<u64, Vec<(u64, usize)>>;
 
 #[derive(Debug, Clone)]
 struct Unit {
     lo: u64,
     hi: u64,
     n: usize,
+    w: usize,
     parts: Vec<Part>,
     dirty: bool,
+}
+
+/// A planned unit of the new directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UnitOut {
+    /// Key and first id.
+    pub lo: u64,
+    /// One past the last id.
+    pub hi: u64,
+    /// Rows.
+    pub n: usize,
+    /// Weight.
+    pub w: usize,
 }
 
 /// A planned layout.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Layout {
     /// The new directory.
-    pub segs: Vec<SegInfo>,
-    /// Segments to write: `(key, parts)`.
+    pub units: Vec<UnitOut>,
+    /// Units to write: `(key, parts)`.
     pub builds: Vec<(u64, Vec<Part>)>,
     /// Old keys to delete (not rewritten under the same key).
     pub delete_keys: Vec<u64>,
-    /// Old keys whose bytes [`build`] needs.
+    /// Old keys whose records the builds need.
     pub reads: Vec<u64>,
 }
 
-fn tail_window(cap: usize) -> usize {
-    (usize::BITS - cap.max(1).leading_zeros()) as usize + 2
+impl Layout {
+    /// The new segment directory (weight = rows).
+    pub fn seg_infos(&self) -> Vec<SegInfo> {
+        self.units
+            .iter()
+            .map(|u| SegInfo {
+                lo: u.lo,
+                hi: u.hi,
+                n: u.n as u32,
+            })
+            .collect()
+    }
 }
 
-/// Plan a write on the directory of `state`: `deleted` ids (must exist), ids whose vector is
-/// `updated`, and `new_ids` (sorted, all above every stored id) appended as new rows.
-pub(crate) fn plan(
-    state: &State,
-    cap: usize,
-    deleted: &[u64],
-    updated: &[u64],
-    new_ids: &[u64],
-) -> Result<Layout> {
-    let cap = cap.max(1);
-    let mut units: Vec<Unit> = state
-        .segs
-        .iter()
-        .map(|s| Unit {
-            lo: s.lo,
-            hi: s.hi,
-            n: s.n as usize,
-            parts: vec![Part::Old(s.lo)],
-            dirty: false,
-        })
-        .collect();
-    for &id in deleted {
-        let i = state.seg_of(id).ok_or_else(|| StoreError::NotFound {
-            what: format!("episode {id}"),
-        })?;
-        if units[i].n == 0 {
-            return Err(StoreError::NotFound {
-                what: format!("episode {id}"),
-            });
-        }
-        units[i].n -= 1;
-        units[i].dirty = true;
+/// How a directory's units merge (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// R1 + R2 (pages).
+    Counter,
+    /// R1 among small units + T + R2 (segments).
+    Tiered,
+}
+
+fn tail_window(cap: usize, policy: Policy) -> usize {
+    let log = (usize::BITS - cap.max(1).leading_zeros()) as usize;
+    match policy {
+        Policy::Counter => log + 2,
+        Policy::Tiered => log + 8,
     }
-    for &id in updated {
-        let i = state.seg_of(id).ok_or_else(|| StoreError::NotFound {
-            what: format!("episode {id}"),
-        })?;
-        units[i].dirty = true;
+}
+
+/// The first pair `(i, j)` (merge units `i..j`) a rule of `policy` merges, if any.
+fn next_merge(units: &[Unit], cap: usize, policy: Policy) -> Option<(usize, usize)> {
+    let k = units.len();
+    let window = tail_window(cap, policy);
+    let quarter = (cap / 4).max(1);
+    for i in 0..k.saturating_sub(1) {
+        let (a, b) = (&units[i], &units[i + 1]);
+        let fits = a.w + b.w <= cap;
+        let r1 = match policy {
+            Policy::Counter => fits && a.w <= 2 * b.w,
+            Policy::Tiered => a.w + b.w <= quarter && a.w <= 2 * b.w,
+        };
+        let r2 = fits && a.w.min(b.w) < quarter && i + 1 < k.saturating_sub(window);
+        if r1 || r2 {
+            return Some((i, i + 2));
+        }
+    }
+    if policy == Policy::Tiered {
+        let full = cap - cap / 4;
+        let mut start = k;
+        while start > 0 && units[start - 1].w < full {
+            start -= 1;
+        }
+        if units[start..].iter().map(|u| u.w).sum::<usize>() >= full {
+            // As many of the run's first units as fit; skip a first unit that fits with none.
+            for i in start..k {
+                let mut j = i;
+                let mut w = 0;
+                while j < k && w + units[j].w <= cap {
+                    w += units[j].w;
+                    j += 1;
+                }
+                if j - i >= 2 {
+                    return Some((i, j));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Plan a write on a directory: `old` units (in key order, after the write's deletions) and new
+/// rows `new` (`(id, weight)`, ids increasing and above every stored id), appended as new units
+/// of at most `cap` weight each (at least one row each).
+pub(crate) fn plan_units(
+    old: &[UnitIn],
+    cap: usize,
+    new: &[(u64, usize)],
+    split: &SplitRows,
+    policy: Policy,
+) -> Layout {
+    let cap = cap.max(1);
+    let mut units: Vec<Unit> = Vec::with_capacity(old.len() + 1);
+    for u in old {
+        match split.get(&u.lo) {
+            Some(rows) if u.w > cap && rows.len() > 1 => {
+                // Greedy pieces of at most `cap` (at least one row each); the first keeps the key.
+                let mut start = 0;
+                while start < rows.len() {
+                    let mut end = start + 1;
+                    let mut w = rows[start].1;
+                    while end < rows.len() && w + rows[end].1 <= cap {
+                        w += rows[end].1;
+                        end += 1;
+                    }
+                    let lo = if start == 0 { u.lo } else { rows[start].0 };
+                    let hi = if end == rows.len() { u.hi } else { rows[end].0 };
+                    units.push(Unit {
+                        lo,
+                        hi,
+                        n: end - start,
+                        w,
+                        parts: vec![Part::Old { key: u.lo, lo, hi }],
+                        dirty: true,
+                    });
+                    start = end;
+                }
+            }
+            _ => units.push(Unit {
+                lo: u.lo,
+                hi: u.hi,
+                n: u.n,
+                w: u.w,
+                parts: vec![Part::Old {
+                    key: u.lo,
+                    lo: u.lo,
+                    hi: u.hi,
+                }],
+                dirty: u.dirty,
+            }),
+        }
     }
     let mut start = 0;
-    while start < new_ids.len() {
-        let end = (start + cap).min(new_ids.len());
+    while start < new.len() {
+        let mut end = start + 1;
+        let mut w = new[start].1;
+        while end < new.len() && w + new[end].1 <= cap {
+            w += new[end].1;
+            end += 1;
+        }
         units.push(Unit {
-            lo: new_ids[start],
-            hi: new_ids[end - 1] + 1,
+            lo: new[start].0,
+            hi: new[end - 1].0 + 1,
             n: end - start,
+            w,
             parts: vec![Part::New(start, end)],
             dirty: true,
         });
         start = end;
     }
-    let old_keys: Vec<u64> = state.segs.iter().map(|s| s.lo).collect();
-    // Emptied segments are deleted without a rebuild, but still read: build() checks that every
+    let old_keys: Vec<u64> = old.iter().map(|u| u.lo).collect();
+    // Emptied units are deleted without a rebuild, but still read: the builds check that every
     // deleted id really was in them.
     let emptied: Vec<u64> = units
         .iter()
         .filter(|u| u.n == 0)
         .flat_map(|u| u.parts.iter())
         .filter_map(|p| match p {
-            Part::Old(k) => Some(*k),
+            Part::Old { key, .. } => Some(*key),
             Part::New(..) => None,
         })
         .collect();
     units.retain(|u| u.n > 0);
 
     // Merge until no rule applies.
-    let window = tail_window(cap);
-    loop {
-        let k = units.len();
-        let mut hit = None;
-        for i in 0..k.saturating_sub(1) {
-            let (a, b) = (&units[i], &units[i + 1]);
-            let fits = a.n + b.n <= cap;
-            let r1 = fits && a.n <= 2 * b.n;
-            let r2 = fits && a.n.min(b.n) < (cap / 4).max(1) && i + 1 < k.saturating_sub(window);
-            if r1 || r2 {
-                hit = Some(i);
-                break;
-            }
-        }
-        let Some(i) = hit else { break };
-        let b = units.remove(i + 1);
+    while let Some((i, j)) = next_merge(&units, cap, policy) {
+        let merged: Vec<Unit> = units.drain(i + 1..j).collect();
         let a = &mut units[i];
-        a.hi = b.hi;
-        a.n += b.n;
-        a.parts.extend(b.parts);
+        for b in merged {
+            a.hi = b.hi;
+            a.n += b.n;
+            a.w += b.w;
+            a.parts.extend(b.parts);
+        }
         a.dirty = true;
     }
 
@@ -150,15 +286,16 @@ pub(crate) fn plan(
     };
     let mut kept: HashSet<u64> = HashSet::new();
     for u in &units {
-        layout.segs.push(SegInfo {
+        layout.units.push(UnitOut {
             lo: u.lo,
             hi: u.hi,
-            n: u.n as u32,
+            n: u.n,
+            w: u.w,
         });
         if u.dirty {
             for p in &u.parts {
-                if let Part::Old(k) = p {
-                    layout.reads.push(*k);
+                if let Part::Old { key, .. } = p {
+                    layout.reads.push(*key);
                 }
             }
             layout.builds.push((u.lo, u.parts.clone()));
@@ -168,7 +305,60 @@ pub(crate) fn plan(
     layout.reads.sort_unstable();
     layout.reads.dedup();
     layout.delete_keys = old_keys.into_iter().filter(|k| !kept.contains(k)).collect();
-    Ok(layout)
+    layout
+}
+
+/// Plan a write on the segment directory: `deleted` ids (must exist), ids whose vector is
+/// `updated`, and `new_ids` (sorted, all above every stored id) appended as new rows.
+pub(crate) fn plan(
+    segs: &[SegInfo],
+    cap: usize,
+    deleted: &[u64],
+    updated: &[u64],
+    new_ids: &[u64],
+) -> Result<Layout> {
+    let mut units: Vec<UnitIn> = segs
+        .iter()
+        .map(|s| UnitIn {
+            lo: s.lo,
+            hi: s.hi,
+            n: s.n as usize,
+            w: s.n as usize,
+            dirty: false,
+        })
+        .collect();
+    let find = |id: u64| -> Result<usize> {
+        let i = segs.partition_point(|s| s.lo <= id);
+        if i == 0 || id >= segs[i - 1].hi {
+            return Err(StoreError::NotFound {
+                what: format!("episode {id}"),
+            });
+        }
+        Ok(i - 1)
+    };
+    for &id in deleted {
+        let i = find(id)?;
+        if units[i].n == 0 {
+            return Err(StoreError::NotFound {
+                what: format!("episode {id}"),
+            });
+        }
+        units[i].n -= 1;
+        units[i].w -= 1;
+        units[i].dirty = true;
+    }
+    for &id in updated {
+        let i = find(id)?;
+        units[i].dirty = true;
+    }
+    let new: Vec<(u64, usize)> = new_ids.iter().map(|&id| (id, 1)).collect();
+    Ok(plan_units(
+        &units,
+        cap,
+        &new,
+        &SplitRows::new(),
+        Policy::Tiered,
+    ))
 }
 
 /// The new rows of a write, in id order.
@@ -184,27 +374,29 @@ pub(crate) struct NewRows<'a> {
     pub vectors: Vec<&'a [f32]>,
 }
 
-/// Assemble the planned segments from the `old` ones read, dropping `deleted` ids and replacing
-/// `updated` vectors. Fails with `NOT_FOUND` for a deleted / updated id that no segment holds.
+/// Assemble the planned segments as parts: the vectors they keep are byte ranges of the old
+/// segments (whose ids, times and namespaces were read as `old` views without vectors), the rest
+/// new bytes; `deleted` ids are dropped and `updated` vectors replaced. Fails with `NOT_FOUND`
+/// for a deleted / updated id that no segment read holds.
 pub(crate) fn build(
     layout: &Layout,
     dims: usize,
-    old: &HashMap<u64, Segment>,
+    old: &HashMap<u64, SegmentView<'_>>,
     new: &NewRows<'_>,
     deleted: &HashSet<u64>,
     updated: &HashMap<u64, &[f32]>,
-) -> Result<Vec<(u64, Segment)>> {
+) -> Result<Vec<(u64, Vec<SegPart>)>> {
     // Every deleted / updated id must be a row of a segment that was read.
-    let mut seen = 0usize;
-    for s in old.values() {
-        seen += s
-            .ids
-            .iter()
-            .filter(|id| deleted.contains(id) || updated.contains_key(id))
-            .count();
-    }
+    let seen = old
+        .values()
+        .map(|s| {
+            s.ids()
+                .filter(|id| deleted.contains(id) || updated.contains_key(id))
+                .count()
+        })
+        .sum::<usize>();
     if seen != deleted.len() + updated.len() {
-        let present: HashSet<u64> = old.values().flat_map(|s| s.ids.iter().copied()).collect();
+        let present: HashSet<u64> = old.values().flat_map(|s| s.ids()).collect();
         let missing = deleted
             .iter()
             .chain(updated.keys())
@@ -216,35 +408,145 @@ pub(crate) fn build(
             what: format!("episode {missing}"),
         });
     }
+    let row_bytes = dims * 4;
     let mut out = Vec::with_capacity(layout.builds.len());
     for (key, parts) in &layout.builds {
-        let mut seg = Segment::new(dims);
+        let mut rows: Vec<(u64, &str, f64)> = Vec::new();
+        let mut vecs: Vec<SegPart> = Vec::new();
+        let push_old = |k: u64, start: usize, end: usize, vecs: &mut Vec<SegPart>| {
+            if let Some(SegPart::Old { key, end: e, .. }) = vecs.last_mut() {
+                if *key == k && *e == start {
+                    *e = end;
+                    return;
+                }
+            }
+            vecs.push(SegPart::Old { key: k, start, end });
+        };
+        let push_bytes = |b: &[u8], vecs: &mut Vec<SegPart>| {
+            if let Some(SegPart::Bytes(v)) = vecs.last_mut() {
+                v.extend_from_slice(b);
+            } else {
+                vecs.push(SegPart::Bytes(b.to_vec()));
+            }
+        };
         for p in parts {
             match p {
-                Part::Old(k) => {
+                Part::Old { key: k, lo, hi } => {
                     let s = old.get(k).ok_or_else(|| {
                         StoreError::corrupt(format!("segment {k}"), "listed in the state, missing")
                     })?;
-                    for i in 0..s.len() {
-                        let id = s.ids[i];
-                        if deleted.contains(&id) {
+                    let ns_idx: Vec<u32> = s.ns_idx().collect();
+                    for (i, (id, t)) in s.ids().zip(s.times()).enumerate() {
+                        if deleted.contains(&id) || id < *lo || id >= *hi {
                             continue;
                         }
-                        let v = match updated.get(&id) {
-                            Some(v) => v,
-                            None => s.vector(i),
-                        };
-                        seg.push(id, s.namespace(i), s.times[i], v);
+                        let ns = s
+                            .namespaces
+                            .get(ns_idx[i] as usize)
+                            .copied()
+                            .unwrap_or_default();
+                        rows.push((id, ns, t));
+                        match updated.get(&id) {
+                            Some(v) => push_bytes(bytemuck::cast_slice(v), &mut vecs),
+                            None => {
+                                let start = SEGMENT_VECTORS_OFFSET + i * row_bytes;
+                                push_old(*k, start, start + row_bytes, &mut vecs);
+                            }
+                        }
                     }
                 }
                 Part::New(a, b) => {
                     for i in *a..*b {
-                        seg.push(new.ids[i], new.namespaces[i], new.times[i], new.vectors[i]);
+                        rows.push((new.ids[i], new.namespaces[i], new.times[i]));
+                        push_bytes(bytemuck::cast_slice(new.vectors[i]), &mut vecs);
                     }
                 }
             }
         }
-        out.push((*key, seg));
+        let (head, tail) = encode_segment_meta(dims, &rows);
+        let mut all = Vec::with_capacity(vecs.len() + 2);
+        all.push(SegPart::Bytes(head.to_vec()));
+        all.extend(vecs);
+        all.push(SegPart::Bytes(tail));
+        out.push((*key, all));
+    }
+    Ok(out)
+}
+
+/// A row of a page to build: id, namespace, event time and the encoded record.
+pub(crate) type PageRow<'a> = (u64, &'a str, f64, &'a [u8]);
+
+/// A built page: key, encoded bytes, index entries.
+pub(crate) type BuiltPage = (u64, Vec<u8>, Vec<PageKey>);
+
+/// Assemble the planned pages from the `old` ones read (decoded views), dropping `deleted` ids
+/// and replacing the `patched` records (id -> encoded record; namespace and time never change).
+/// Returns `(key, bytes, summary)` per page. Fails with `NOT_FOUND` for a deleted / patched id
+/// that no page read holds.
+pub(crate) fn build_pages(
+    layout: &Layout,
+    old: &HashMap<u64, PageView<'_>>,
+    new: &[PageRow<'_>],
+    deleted: &HashSet<u64>,
+    patched: &HashMap<u64, Vec<u8>>,
+) -> Result<Vec<BuiltPage>> {
+    let seen = old
+        .values()
+        .map(|p| {
+            (0..p.len())
+                .filter(|&i| {
+                    let id = p.id(i);
+                    deleted.contains(&id) || patched.contains_key(&id)
+                })
+                .count()
+        })
+        .sum::<usize>();
+    if seen != deleted.len() + patched.len() {
+        let present: HashSet<u64> = old
+            .values()
+            .flat_map(|p| (0..p.len()).map(|i| p.id(i)))
+            .collect();
+        let missing = deleted
+            .iter()
+            .chain(patched.keys())
+            .copied()
+            .filter(|id| !present.contains(id))
+            .min()
+            .unwrap_or(0);
+        return Err(StoreError::NotFound {
+            what: format!("episode {missing}"),
+        });
+    }
+    let mut out = Vec::with_capacity(layout.builds.len());
+    for (key, parts) in &layout.builds {
+        let mut pb = PageBuilder::new();
+        for p in parts {
+            match p {
+                Part::Old { key: k, lo, hi } => {
+                    let page = old.get(k).ok_or_else(|| {
+                        StoreError::corrupt(format!("page {k}"), "listed in the state, missing")
+                    })?;
+                    for i in 0..page.len() {
+                        let id = page.id(i);
+                        if deleted.contains(&id) || id < *lo || id >= *hi {
+                            continue;
+                        }
+                        let rec = page.record(i);
+                        let (ns, t) = super::codec::record_ns_time(rec)
+                            .map_err(|e| e.corrupt(format!("episode {id}")))?;
+                        let rec = patched.get(&id).map_or(rec, Vec::as_slice);
+                        pb.push(id, ns, t, rec);
+                    }
+                }
+                Part::New(a, b) => {
+                    for &(id, ns, t, rec) in &new[*a..*b] {
+                        pb.push(id, ns, t, rec);
+                    }
+                }
+            }
+        }
+        let (bytes, keys) = pb.finish();
+        out.push((*key, bytes, keys));
     }
     Ok(out)
 }
@@ -253,49 +555,124 @@ pub(crate) fn build(
 mod tests {
     use super::*;
 
-    fn state(sizes: &[(u64, u64, u32)]) -> State {
-        State {
-            segs: sizes
-                .iter()
-                .map(|&(lo, hi, n)| SegInfo { lo, hi, n })
-                .collect(),
-            ..State::fresh()
-        }
+    fn dir(sizes: &[(u64, u64, u32)]) -> Vec<SegInfo> {
+        sizes
+            .iter()
+            .map(|&(lo, hi, n)| SegInfo { lo, hi, n })
+            .collect()
     }
 
     #[test]
     fn appends_form_a_geometric_tail_and_stay_bounded() {
         let cap = 64;
-        let mut st = State::fresh();
+        let mut st: Vec<SegInfo> = Vec::new();
         let mut next = 1u64;
         for step in 0..2000 {
             let n = if step % 97 == 0 { 150 } else { 1 };
             let ids: Vec<u64> = (next..next + n).collect();
             next += n;
             let l = plan(&st, cap, &[], &[], &ids).unwrap();
-            st.segs = l.segs;
-            let rows: u64 = st.segs.iter().map(|s| s.n as u64).sum();
+            st = l.seg_infos();
+            let rows: u64 = st.iter().map(|s| s.n as u64).sum();
             assert_eq!(rows, next - 1);
-            let bound = (5.4 * rows as f64 / cap as f64) as usize + tail_window(cap) + 1;
+            let bound =
+                (5.4 * rows as f64 / cap as f64) as usize + tail_window(cap, Policy::Tiered) + 1;
             assert!(
-                st.segs.len() <= bound,
+                st.len() <= bound,
                 "step {step}: {} segments > {bound}",
-                st.segs.len()
+                st.len()
             );
-            assert!(st.segs.iter().all(|s| s.n as usize <= cap));
-            assert!(st.segs.windows(2).all(|w| w[0].hi <= w[1].lo));
+            assert!(st.iter().all(|s| s.n as usize <= cap));
+            assert!(st.windows(2).all(|w| w[0].hi <= w[1].lo));
+        }
+    }
+
+    #[test]
+    fn weighted_units_respect_the_capacity_and_stay_bounded() {
+        let cap = 1000;
+        let mut rng = crate::rng::Rng::new(3);
+        let mut dir: Vec<UnitOut> = Vec::new();
+        let mut next = 1u64;
+        let mut total = 0usize;
+        for step in 0..3000 {
+            let k = if step % 50 == 0 { 40 } else { 1 };
+            let new: Vec<(u64, usize)> = (0..k)
+                .map(|i| (next + i as u64, 20 + rng.below(300)))
+                .collect();
+            next += k as u64;
+            total += new.iter().map(|r| r.1).sum::<usize>();
+            let old: Vec<UnitIn> = dir
+                .iter()
+                .map(|u| UnitIn {
+                    lo: u.lo,
+                    hi: u.hi,
+                    n: u.n,
+                    w: u.w,
+                    dirty: false,
+                })
+                .collect();
+            let l = plan_units(&old, cap, &new, &SplitRows::new(), Policy::Counter);
+            dir = l.units;
+            assert_eq!(dir.iter().map(|u| u.w).sum::<usize>(), total);
+            assert!(dir.iter().all(|u| u.w <= cap), "step {step}: over capacity");
+            let bound =
+                (5.4 * total as f64 / cap as f64) as usize + tail_window(cap, Policy::Counter) + 1;
+            assert!(
+                dir.len() <= bound,
+                "step {step}: {} units > {bound}",
+                dir.len()
+            );
+        }
+    }
+
+    #[test]
+    fn tiered_segments_rewrite_batches_about_once() {
+        // Batches of 1000 rows into segments of 5461 (8 MiB at 384 dims): each row is rewritten
+        // about once (by a T merge), and the segment count stays bounded.
+        let cap = 5461;
+        let mut dir: Vec<SegInfo> = Vec::new();
+        let mut next = 1u64;
+        let mut rewritten = 0usize;
+        for _ in 0..200 {
+            let ids: Vec<u64> = (next..next + 1000).collect();
+            next += 1000;
+            let l = plan(&dir, cap, &[], &[], &ids).unwrap();
+            for (_, parts) in &l.builds {
+                for p in parts {
+                    if let Part::Old { key, .. } = p {
+                        rewritten += dir.iter().find(|s| s.lo == *key).unwrap().n as usize;
+                    }
+                }
+            }
+            dir = l.seg_infos();
+            assert!(dir.iter().all(|s| s.n as usize <= cap));
+        }
+        let rows = (next - 1) as f64;
+        let factor = rewritten as f64 / rows;
+        assert!(factor <= 1.0, "rows rewritten {factor:.2} times each");
+        assert!(
+            dir.len() <= (rows / (0.75 * cap as f64)) as usize + 6,
+            "{} segments",
+            dir.len()
+        );
+        // Single puts: a bounded geometric tail, small rewrites.
+        let mut dir: Vec<SegInfo> = Vec::new();
+        for id in 1..=20_000u64 {
+            dir = plan(&dir, cap, &[], &[], &[id]).unwrap().seg_infos();
+            let bound = (5.4 * id as f64 / cap as f64) as usize + tail_window(cap, Policy::Tiered);
+            assert!(dir.len() <= bound, "{} segments for {id} rows", dir.len());
         }
     }
 
     #[test]
     fn delete_of_unknown_range_is_not_found() {
-        let st = state(&[(1, 5, 4)]);
+        let st = dir(&[(1, 5, 4)]);
         assert!(matches!(
             plan(&st, 8, &[9], &[], &[]),
             Err(StoreError::NotFound { .. })
         ));
         let l = plan(&st, 8, &[1, 2, 3, 4], &[], &[]).unwrap();
-        assert!(l.segs.is_empty());
+        assert!(l.units.is_empty());
         assert_eq!(l.delete_keys, vec![1]);
     }
 }

@@ -35,6 +35,89 @@ pub trait Factory {
     async fn settle(&self);
     /// Every raw byte string stored for `name` (keys and values), for "delete really deletes".
     async fn raw_bytes(&self, name: &str) -> Vec<Vec<u8>>;
+    /// Replace the store `name` with `fixture`, written in the legacy (schema 1) layout; the
+    /// next [`connect`](Factory::connect) opens it with this build's schema.
+    async fn install_legacy(&self, name: &str, fixture: &LegacyFixture);
+}
+
+/// A store in the legacy layout (schema 1, store format 1: one record per episode, index on the
+/// records, state without a page directory), byte for byte as that build wrote it.
+#[derive(Debug, Clone)]
+pub struct LegacyFixture {
+    /// The header record (format 1).
+    pub header: Vec<u8>,
+    /// The state record (version 1).
+    pub state: Vec<u8>,
+    /// Episode records: id, namespace, event time (the index fields) and the record bytes.
+    pub episodes: Vec<(u64, String, f64, Vec<u8>)>,
+    /// Segment records by key.
+    pub segments: Vec<(u64, Vec<u8>)>,
+    /// The live episodes the fixture holds.
+    pub expected: Vec<Episode>,
+}
+
+/// Build a legacy-layout store of `dims` holding `eps` under ids `1..`, minus the ids in
+/// `deleted` (so the id ranges have holes), with segments of `segment_capacity` rows.
+pub fn legacy_fixture(
+    dims: usize,
+    segment_capacity: usize,
+    eps: &[NewEpisode],
+    deleted: &[u64],
+) -> LegacyFixture {
+    use super::codec::{encode_record, EpisodeRecord, Header, SegInfo, Segment, State};
+    let header = Header {
+        format: 1,
+        dims,
+        segment_capacity,
+        created: 1.7e12,
+        page_capacity: 0,
+    };
+    let mut expected = Vec::new();
+    for (i, e) in eps.iter().enumerate() {
+        let id = i as u64 + 1;
+        if !deleted.contains(&id) {
+            expected.push(stored(id, e, 1.7e12 + i as f64));
+        }
+    }
+    let mut segments = Vec::new();
+    let mut segs = Vec::new();
+    for chunk in expected.chunks(segment_capacity) {
+        let mut s = Segment::new(dims);
+        for e in chunk {
+            s.push(e.id, &e.namespace, e.event_time, &e.embedding);
+        }
+        let lo = chunk[0].id;
+        let hi = chunk[chunk.len() - 1].id + 1;
+        segs.push(SegInfo {
+            lo,
+            hi,
+            n: chunk.len() as u32,
+        });
+        segments.push((lo, s.encode()));
+    }
+    let episodes = expected
+        .iter()
+        .map(|e| {
+            let (rec, _) = EpisodeRecord::from_episode(e.clone());
+            (e.id, e.namespace.clone(), e.event_time, encode_record(&rec))
+        })
+        .collect();
+    let seq = 50;
+    let state = State {
+        seq,
+        next_id: eps.len() as u64 + 1,
+        live: expected.len() as u64,
+        changes_floor: seq + 1,
+        segs,
+        ..State::fresh()
+    };
+    LegacyFixture {
+        header: header.encode(),
+        state: state.encode_v1(),
+        episodes,
+        segments,
+        expected,
+    }
 }
 
 /// The native factory: memory backends by name.
@@ -69,6 +152,15 @@ impl Factory for MemoryFactory {
             .get(name)
             .map(|r| r.raw_dump())
             .unwrap_or_default()
+    }
+    async fn install_legacy(&self, name: &str, fx: &LegacyFixture) {
+        let b = self.fresh(name).await;
+        b.install_legacy(
+            fx.header.clone(),
+            fx.state.clone(),
+            fx.episodes.iter().map(|e| (e.0, e.3.clone())).collect(),
+            fx.segments.clone(),
+        );
     }
 }
 
@@ -105,6 +197,8 @@ fn opts(dims: usize) -> OpenOptions {
     OpenOptions {
         dims: Some(dims),
         segment_capacity: Some(8),
+        // A few records per page, so that pages split, merge and compact in the tests.
+        page_capacity: Some(400),
         ..Default::default()
     }
 }
@@ -208,6 +302,7 @@ macro_rules! store_contract_cases {
         $m!(concurrent_calls_queue);
         $m!(close_and_destroy);
         $m!(upgrade_elsewhere_closes_and_schema_too_new);
+        $m!(legacy_layout_upgrades_on_open);
     };
 }
 
@@ -552,6 +647,26 @@ pub mod contract {
         );
         assert_eq!(s.seq().await.unwrap(), seq + 1, "only the delete committed");
         s.check_integrity().await.unwrap();
+        // Updates that make records much longer split their page (pages stay within capacity).
+        let pages_before = s.stats().pages;
+        let long: Vec<u64> = ids[1..].to_vec();
+        for (k, &id) in long.iter().enumerate() {
+            s.update(
+                id,
+                Patch {
+                    text: Some(format!("{k}: {}", "grown ".repeat(40))),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            s.check_integrity().await.unwrap();
+        }
+        assert!(s.stats().pages > pages_before, "pages split");
+        for (k, &id) in long.iter().enumerate() {
+            let e = s.get(id).await.unwrap().unwrap();
+            assert!(e.text.starts_with(&format!("{k}: grown")), "{}", e.text);
+        }
     }
 
     /// A deleted episode is never returned again, and its text and vector bytes are gone from
@@ -1139,6 +1254,128 @@ pub mod contract {
             ),
         }
     }
+
+    /// A store written in the legacy layout (schema 1: one record per episode) opens with this
+    /// build: it is upgraded on open (records packed into pages, the legacy records deleted) and
+    /// reads exactly as before; it then takes writes, and a reopen sees the same.
+    pub async fn legacy_layout_upgrades_on_open<F: Factory>(f: &F) {
+        let name = "c-legacy";
+        let mut rng = Rng::new(19);
+        let eps: Vec<NewEpisode> = (0..45)
+            .map(|i| {
+                episode(
+                    &mut rng,
+                    ["old-a", "old-b", "old-c"][i % 3],
+                    &format!("legacy-text-{i:03}"),
+                    DIMS,
+                )
+            })
+            .collect();
+        let fx = legacy_fixture(DIMS, 8, &eps, &[4, 5, 17, 30]);
+        f.install_legacy(name, &fx).await;
+        let mut want: BTreeMap<u64, Episode> =
+            fx.expected.iter().map(|e| (e.id, e.clone())).collect();
+        let s = reopen(f, name).await;
+        assert_eq!(s.dims(), DIMS);
+        assert_eq!(s.segment_capacity(), 8);
+        assert!(
+            s.stats().pages > 0 && s.stats().seq == 51,
+            "{:?}",
+            s.stats()
+        );
+        check_legacy_store(&s, &want, "after the upgrade").await;
+        // The legacy records are gone: each text is stored once (in its page).
+        let raw = f.raw_bytes(name).await;
+        let copies = raw
+            .iter()
+            .filter(|b| contains(b, b"legacy-text-010"))
+            .count();
+        assert_eq!(copies, 1, "legacy record left behind");
+        // Writes after the upgrade.
+        let id = s
+            .put(episode(&mut rng, "old-b", "new after upgrade", DIMS))
+            .await
+            .unwrap();
+        assert_eq!(id, 46, "ids continue after the legacy next id");
+        let e = s.get(id).await.unwrap().unwrap();
+        want.insert(id, e);
+        s.delete_many(&[1, 2, 44]).await.unwrap();
+        for k in [1, 2, 44] {
+            want.remove(&k);
+        }
+        s.update(
+            9,
+            Patch {
+                text: Some("patched after upgrade".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        want.get_mut(&9).unwrap().text = "patched after upgrade".into();
+        check_legacy_store(&s, &want, "after writes").await;
+        let s2 = reopen(f, name).await;
+        assert_eq!(
+            s2.stats().seq,
+            s.stats().seq,
+            "a reopen does not upgrade again"
+        );
+        check_legacy_store(&s2, &want, "after a reopen").await;
+        let export = s2.export().await.unwrap();
+        let sum = crate::store::export::validate(&export, true).unwrap();
+        assert_eq!(sum.count, want.len());
+    }
+}
+
+/// The layout-upgrade path, as a contract case (see [`contract::legacy_layout_upgrades_on_open`]).
+pub async fn check_legacy_store<B: Backend>(
+    s: &Store<B>,
+    want: &BTreeMap<u64, Episode>,
+    what: &str,
+) {
+    let ids: Vec<u64> = want.keys().copied().collect();
+    let got = s.get_many(&ids).await.unwrap();
+    for (g, w) in got.iter().zip(want.values()) {
+        let g = g
+            .as_ref()
+            .unwrap_or_else(|| panic!("{what}: {} missing", w.id));
+        assert!(
+            same(g, w) && g.insert_time == w.insert_time,
+            "{what}: {g:?} != {w:?}"
+        );
+    }
+    let mut namespaces: Vec<&str> = want.values().map(|e| e.namespace.as_str()).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    for ns in namespaces {
+        let mut exp: Vec<&Episode> = want.values().filter(|e| e.namespace == ns).collect();
+        exp.sort_by(|x, y| x.event_time.total_cmp(&y.event_time).then(x.id.cmp(&y.id)));
+        let scan = s.scan(&ScanQuery::namespace(ns)).await.unwrap();
+        assert_eq!(
+            scan.iter().map(|e| e.id).collect::<Vec<_>>(),
+            exp.iter().map(|e| e.id).collect::<Vec<_>>(),
+            "{what}: scan {ns}"
+        );
+        assert_eq!(
+            s.count(Some(ns)).await.unwrap(),
+            exp.len() as u64,
+            "{what}: count {ns}"
+        );
+    }
+    assert_eq!(s.count(None).await.unwrap(), want.len() as u64, "{what}");
+    let vs = s.load_vectors().await.unwrap();
+    assert_eq!(vs.ids, ids, "{what}: load_vectors");
+    for (i, e) in want.values().enumerate() {
+        assert_eq!(
+            vs.row(i),
+            e.embedding.as_slice(),
+            "{what}: vector of {}",
+            e.id
+        );
+    }
+    s.check_integrity()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1226,6 +1463,7 @@ pub async fn model_run<F: Factory>(f: &F, name: &str, cfg: ModelConfig) {
     let o = OpenOptions {
         dims: Some(MDIMS),
         segment_capacity: Some(4),
+        page_capacity: Some(300),
         ..Default::default()
     };
     let mut s = Store::open(b, o).await.unwrap();
@@ -1449,12 +1687,13 @@ pub async fn model_run<F: Factory>(f: &F, name: &str, cfg: ModelConfig) {
     full_check(&s, &m, cfg.steps).await;
     let st = s.stats();
     crate::store::testing::log(&format!(
-        "model seed {}: {} steps on {}, final {} episodes in {} segments, seq {}, next id {}",
+        "model seed {}: {} steps on {}, final {} episodes in {} segments and {} pages, seq {}, next id {}",
         cfg.seed,
         cfg.steps,
         s.backend().kind(),
         m.eps.len(),
         st.segments,
+        st.pages,
         st.seq,
         st.next_id
     ));

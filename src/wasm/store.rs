@@ -12,7 +12,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::errors::{to_js_error, JsError2};
-use crate::store::idb::IdbBackend;
+use crate::store::idb::{IdbBackend, JsVectorSink};
 use crate::store::{
     Durability, Episode, Metadata, NewEpisode, OpenOptions, Patch, ScanQuery, StoreError, VectorSet,
 };
@@ -27,8 +27,10 @@ export interface StoreOptions {
   dims?: number;
   /** `'strict'` (default: flushed to disk before a write resolves) or `'relaxed'`. */
   durability?: 'strict' | 'relaxed';
-  /** Rows per packed vector segment of a new store (default about 2 MiB of vectors). */
+  /** Rows per packed vector segment of a new store (default about 8 MiB of vectors). */
   segmentCapacity?: number;
+  /** Bytes per page of episode records of a new store (default 256 KiB). */
+  pageCapacity?: number;
 }
 /** An episode to store (`id` and `insertTime` are assigned by the store). */
 export interface NewEpisode {
@@ -150,8 +152,26 @@ fn name(prefix: &str, f: &str) -> String {
     }
 }
 
+thread_local! {
+    /// Property names read from every episode object, made into JS strings once (a batch of
+    /// 1,000 episodes would otherwise create 8,000 of them).
+    static KEYS: Vec<(&'static str, JsValue)> = [
+        "namespace", "role", "text", "eventTime", "embedding", "metadata", "importance", "tags",
+    ]
+    .iter()
+    .map(|k| (*k, JsValue::from_str(k)))
+    .collect();
+}
+
 fn get(o: &JsValue, key: &str) -> JsValue {
-    Reflect::get(o, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    let cached = KEYS.with(|keys| {
+        keys.iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| Reflect::get(o, v))
+    });
+    cached
+        .unwrap_or_else(|| Reflect::get(o, &JsValue::from_str(key)))
+        .unwrap_or(JsValue::UNDEFINED)
 }
 
 fn opt_string(o: &JsValue, key: &str, prefix: &str) -> Result<Option<String>, JsValue> {
@@ -308,17 +328,14 @@ fn id_from(v: &JsValue, field: &str) -> Result<u64, JsValue> {
     }
 }
 
-fn vectors_js(v: &VectorSet) -> JsValue {
+fn vectors_js(v: &VectorSet, vectors: Option<Float32Array>) -> JsValue {
     let o = Object::new();
     set(&o, "dims", &JsValue::from_f64(v.dims as f64));
     set(&o, "seq", &JsValue::from_f64(v.seq as f64));
     let ids: Vec<f64> = v.ids.iter().map(|&i| i as f64).collect();
     set(&o, "ids", &Float64Array::from(ids.as_slice()).into());
-    set(
-        &o,
-        "vectors",
-        &Float32Array::from(v.vectors.as_slice()).into(),
-    );
+    let vectors = vectors.unwrap_or_else(|| Float32Array::from(v.vectors.as_slice()));
+    set(&o, "vectors", &vectors.into());
     let ns: Array = v.namespaces.iter().map(|s| JsValue::from_str(s)).collect();
     set(&o, "namespaces", &ns);
     set(
@@ -359,6 +376,9 @@ impl Store {
             }
             if let Some(c) = opt_number(&o, "segmentCapacity", "")? {
                 opts.segment_capacity = Some(c.max(0.0) as usize);
+            }
+            if let Some(c) = opt_number(&o, "pageCapacity", "")? {
+                opts.page_capacity = Some(c.max(0.0) as usize);
             }
         }
         let backend = IdbBackend::open(&name).await.map_err(store_err)?;
@@ -563,8 +583,9 @@ impl Store {
     #[wasm_bindgen(js_name = loadVectors)]
     pub async fn load_vectors(&self) -> Result<VectorSetJs, JsValue> {
         let s = self.inner.clone();
-        let v = s.load_vectors().await.map_err(store_err)?;
-        Ok(vectors_js(&v).unchecked_into())
+        let mut sink = JsVectorSink::default();
+        let v = s.load_vectors_into(&mut sink).await.map_err(store_err)?;
+        Ok(vectors_js(&v, sink.into_array()).unchecked_into())
     }
 
     /// The vectors of `ids` that exist (e.g. `changes.upserted`).
@@ -573,7 +594,7 @@ impl Store {
         let ids = ids_from(&ids.into(), "ids")?;
         let s = self.inner.clone();
         let v = s.load_rows(&ids).await.map_err(store_err)?;
-        Ok(vectors_js(&v).unchecked_into())
+        Ok(vectors_js(&v, None).unchecked_into())
     }
 
     /// `callback(seq)` after another tab commits a write (`null` to stop).
@@ -637,13 +658,14 @@ impl Store {
         s.delete_blob(&name).await.map_err(store_err)
     }
 
-    /// Counters this connection last saw: `{ seq, live, segments, nextId }` (no I/O).
+    /// Counters this connection last saw: `{ seq, live, segments, pages, nextId }` (no I/O).
     pub fn stats(&self) -> JsValue {
         let st = self.inner.stats();
         let o = Object::new();
         set(&o, "seq", &JsValue::from_f64(st.seq as f64));
         set(&o, "live", &JsValue::from_f64(st.live as f64));
         set(&o, "segments", &JsValue::from_f64(st.segments as f64));
+        set(&o, "pages", &JsValue::from_f64(st.pages as f64));
         set(&o, "nextId", &JsValue::from_f64(st.next_id as f64));
         o.into()
     }

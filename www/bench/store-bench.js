@@ -1,6 +1,8 @@
 // The store benchmark's page: durable write throughput and cold open, timed in the page with
-// performance.now(). Driven headless by store-run.mjs.
-import init, { Store } from '/pkg/mnemo.js';
+// performance.now(). Driven headless by store-run.mjs (and store-ab.mjs, which loads two builds
+// of the package side by side: `?pkg=/pkgB/` picks the build).
+const PKG = new URLSearchParams(location.search).get('pkg') || '/pkg/';
+const { default: init, Store } = await import(`${PKG}mnemo.js`);
 
 function rand(seed) {
   let a = seed >>> 0;
@@ -34,10 +36,11 @@ function episodes(n, dims, start, next) {
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 const p95 = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(s.length * 0.95))]; };
 
-/** Durable (strict) write throughput for batches of 1 and of `batchSize`. */
-async function writes({ dims = 384, singles = 300, batches = 20, batchSize = 1000 } = {}) {
+/** Write throughput for batches of 1 and of `batchSize` (`durability`: strict, the default, or
+ *  relaxed). */
+async function writes({ dims = 384, singles = 300, batches = 20, batchSize = 1000, durability = 'strict' } = {}) {
   await Store.deleteStore('bench-writes');
-  const s = await Store.open('bench-writes', { dims });
+  const s = await Store.open('bench-writes', { dims, durability });
   const next = rand(1);
   const one = episodes(singles, dims, 0, next);
   const t1 = [];
@@ -65,16 +68,17 @@ async function writes({ dims = 384, singles = 300, batches = 20, batchSize = 100
   await Store.deleteStore('bench-writes');
   return {
     dims,
+    durability,
     single: { n: singles, perSec: singles / (singleTotal / 1000), medianMs: median(t1), p95Ms: p95(t1) },
     batch: { n: written, batchSize, perSec: written / (batchTotal / 1000), medianMs: median(tb), p95Ms: p95(tb) },
     count,
   };
 }
 
-/** Fill store `name` with `n` episodes of `dims` (batches of 1000). */
-async function populate(name, n, dims) {
+/** Fill store `name` with `n` episodes of `dims` (batches of 1000; `opts`: extra open options). */
+async function populate(name, n, dims, opts = {}) {
   await Store.deleteStore(name);
-  const s = await Store.open(name, { dims });
+  const s = await Store.open(name, { dims, ...opts });
   const next = rand(7);
   const t0 = performance.now();
   let pure = 0;
@@ -87,7 +91,7 @@ async function populate(name, n, dims) {
   const count = await s.count();
   const stats = s.stats();
   s.close();
-  return { n: count, segments: stats.segments, ms: performance.now() - t0, perSec: n / (pure / 1000) };
+  return { n: count, segments: stats.segments, pages: stats.pages, ms: performance.now() - t0, perSec: n / (pure / 1000) };
 }
 
 /** Cold open: from `Store.open` until every vector is in memory. */

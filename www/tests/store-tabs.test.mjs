@@ -65,14 +65,18 @@ test('two tabs: notices, incremental loads, upgrade elsewhere', async () => {
     // A newer version opens the database in a third tab: A and B close and report it; the
     // upgrade is not blocked.
     const c = await storePage(ctx, url);
-    const up = await c.evaluate(() => new Promise((ok) => {
-      const t0 = performance.now();
-      const r = indexedDB.open('mnemo:tabs', 2);
-      r.onblocked = () => ok({ blocked: true });
-      r.onsuccess = () => { r.result.close(); ok({ ok: true, ms: performance.now() - t0 }); };
-      r.onerror = () => ok({ error: String(r.error) });
-      setTimeout(() => ok({ timeout: true }), 10000);
-    }));
+    const up = await c.evaluate(async () => {
+      // One version past the schema this build wrote.
+      const cur = (await indexedDB.databases()).find((d) => d.name === 'mnemo:tabs').version;
+      return new Promise((ok) => {
+        const t0 = performance.now();
+        const r = indexedDB.open('mnemo:tabs', cur + 1);
+        r.onblocked = () => ok({ blocked: true });
+        r.onsuccess = () => { r.result.close(); ok({ ok: true, ms: performance.now() - t0 }); };
+        r.onerror = () => ok({ error: String(r.error) });
+        setTimeout(() => ok({ timeout: true }), 10000);
+      });
+    });
     assert(up.ok, `upgrade elsewhere: ${JSON.stringify(up)}`);
     for (const [tab, p] of [['A', a], ['B', b]]) {
       await p.waitForFunction(() => window.closedCodes.length > 0, null, { timeout: 5000 });
