@@ -1,0 +1,169 @@
+//! The engine blob: the derived state the store's records alone cannot give quickly at open —
+//! the BM25 index and every episode's importance, tags and record size — as one versioned,
+//! checksummed byte string stored with the store sequence it reflects
+//! ([`crate::store::Store::put_blob`]). Vectors, namespaces and event times are not in it: they
+//! come from the store's packed segments ([`crate::store::Store::load_vectors`]).
+//!
+//! Layout of the payload (varints unless noted): `dims`; the tag dictionary (count, strings);
+//! the rows sorted by id (count; per row the id as a gap from the previous one, importance as
+//! f32, record bytes, tag count and tag indexes); the lexical index's own bytes (length, bytes).
+
+use std::collections::BTreeMap;
+
+use crate::engine::codec::{self, Writer};
+use crate::engine::lexical::LexicalIndex;
+use crate::engine::{DocId, EngineError};
+
+use super::rows::Attrs;
+
+/// The blob's name in the store.
+pub(crate) const BLOB_NAME: &str = "mnemo-engine";
+/// Version of the blob format (also the store blob's `version`).
+pub(crate) const BLOB_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"MNMOENGN";
+const WHAT: &str = "engine blob";
+
+/// The decoded blob.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineBlob {
+    pub dims: usize,
+    pub attrs: BTreeMap<DocId, Attrs>,
+    pub lexical: LexicalIndex,
+}
+
+/// Encode `attrs` (by id) and `lexical`.
+pub(crate) fn encode(
+    dims: usize,
+    attrs: impl Iterator<Item = (DocId, Attrs)>,
+    lexical: &LexicalIndex,
+) -> Vec<u8> {
+    let mut rows: Vec<(DocId, Attrs)> = attrs.collect();
+    rows.sort_unstable_by_key(|r| r.0);
+    let mut dict: BTreeMap<&str, u32> = BTreeMap::new();
+    for (_, a) in &rows {
+        for t in &a.tags {
+            dict.entry(t.as_str()).or_insert(0);
+        }
+    }
+    for (i, v) in dict.values_mut().enumerate() {
+        *v = i as u32;
+    }
+    let mut w = Writer::new();
+    w.varint(dims as u64);
+    w.varint(dict.len() as u64);
+    for t in dict.keys() {
+        w.str(t);
+    }
+    w.varint(rows.len() as u64);
+    let mut prev = 0u64;
+    for (id, a) in &rows {
+        w.varint(id - prev);
+        prev = *id;
+        w.f32(a.importance);
+        w.varint(a.bytes as u64);
+        w.varint(a.tags.len() as u64);
+        for t in &a.tags {
+            w.varint(dict[t.as_str()] as u64);
+        }
+    }
+    let lex = lexical.to_bytes();
+    w.varint(lex.len() as u64);
+    w.bytes(&lex);
+    w.finish(MAGIC, BLOB_VERSION)
+}
+
+/// Decode a blob; malformed bytes are a typed error (`CORRUPT_DATA`), never a panic.
+pub(crate) fn decode(bytes: &[u8]) -> Result<EngineBlob, EngineError> {
+    let mut r = codec::open(WHAT, bytes, MAGIC, BLOB_VERSION)?;
+    let dims = r.u32_max(1 << 20, "dims")? as usize;
+    let n_tags = r.count(1, "tags")?;
+    let mut dict = Vec::with_capacity(n_tags);
+    for _ in 0..n_tags {
+        dict.push(r.str()?.to_string());
+    }
+    let n = r.count(7, "rows")?;
+    let mut attrs = BTreeMap::new();
+    let mut id = 0u64;
+    for i in 0..n {
+        let gap = r.varint()?;
+        if i > 0 && gap == 0 {
+            return Err(r.error("row ids not increasing"));
+        }
+        id = id
+            .checked_add(gap)
+            .ok_or_else(|| r.error("row id overflows"))?;
+        let importance = r.f32()?;
+        if !(0.0..=1.0).contains(&importance) {
+            return Err(r.error(format!("importance {importance} outside [0, 1]")));
+        }
+        let bytes = r.u32_max(u32::MAX as u64, "record bytes")?;
+        let nt = r.count(1, "row tags")?;
+        let mut tags = Vec::with_capacity(nt);
+        for _ in 0..nt {
+            let t = r.u32_max(n_tags.saturating_sub(1) as u64, "tag index")? as usize;
+            if t >= dict.len() {
+                return Err(r.error("tag index out of range"));
+            }
+            tags.push(dict[t].clone());
+        }
+        attrs.insert(
+            id,
+            Attrs {
+                importance,
+                tags,
+                bytes,
+            },
+        );
+    }
+    let len = r.count(1, "lexical bytes")?;
+    let lex = r.take(len)?;
+    r.finish()?;
+    let lexical = LexicalIndex::from_bytes(lex)?;
+    Ok(EngineBlob {
+        dims,
+        attrs,
+        lexical,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_corruption() {
+        let mut lex = LexicalIndex::new();
+        lex.add(3, "a", "hello world").unwrap();
+        lex.add(9, "b", "other words").unwrap();
+        let attrs = vec![
+            (
+                9,
+                Attrs {
+                    importance: 0.25,
+                    tags: vec!["x".into()],
+                    bytes: 40,
+                },
+            ),
+            (
+                3,
+                Attrs {
+                    importance: 1.0,
+                    tags: vec!["y".into(), "x".into()],
+                    bytes: 100,
+                },
+            ),
+        ];
+        let b = encode(8, attrs.clone().into_iter(), &lex);
+        let d = decode(&b).unwrap();
+        assert_eq!(d.dims, 8);
+        assert_eq!(d.attrs.len(), 2);
+        assert_eq!(d.attrs[&3], attrs[1].1);
+        assert_eq!(d.lexical.to_bytes(), lex.to_bytes());
+        for cut in [0, 10, 24, b.len() - 1] {
+            assert!(decode(&b[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut flipped = b.clone();
+        flipped[30] ^= 0x10;
+        assert_eq!(decode(&flipped).unwrap_err().code(), "CORRUPT_DATA");
+    }
+}
