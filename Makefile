@@ -14,7 +14,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
 .PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval \
-  eval-native bench-native bench-attention bench-recurrence bench-store
+  eval-native bench-native bench-peers bench-attention bench-recurrence bench-store
 
 ## Install what is missing (idempotent).
 setup:
@@ -54,13 +54,25 @@ test-browser:
 test-e2e: pkg
 	cd www && node tests/run-all.mjs
 
-## Benchmarks (numbers, never assertions): criterion natively (every bench in benches/, once),
-## then each browser bench page driven headless. Each bench-* target also runs on its own.
-bench: setup bench-native
+## Benchmarks (numbers, never assertions): criterion natively (every bench in benches/, once,
+## summarised into BENCHMARKS.md), the in-browser peers (bench/, headless Chromium, also into
+## BENCHMARKS.md), then each kernel/store browser bench page. Each bench-* target also runs alone.
+## BENCH_SIZES=10000,100000 (default) sets the peer benchmark's sizes; see bench/README.md.
+bench: setup bench-native bench-peers
 	$(MAKE) --no-print-directory BENCH_BROWSER_ONLY=1 bench-attention bench-recurrence bench-store
 
-bench-native:
-	cargo bench
+## criterion benches (benches/*.rs), summarised from target/criterion into BENCHMARKS.md.
+bench-native: setup
+	@start=$$(date +%s); cargo bench && node bench/criterion.mjs --since $$start
+
+## mnemo against voy, Orama, hnswlib-wasm, client-vector-search, PGlite+pgvector and a plain-JS
+## scan, same data, same Chromium. Installs bench/'s npm packages (no install scripts: sharp must
+## not download a binary) when missing or stale.
+bench-peers: setup pkg
+	@if [ ! -f bench/node_modules/.package-lock.json ] || [ bench/package-lock.json -nt bench/node_modules/.package-lock.json ]; then \
+	  echo "[bench] npm ci in bench"; (cd bench && npm ci --no-audit --no-fund --ignore-scripts >/dev/null); \
+	else echo "[bench] npm packages in bench present"; fi
+	cd bench && BENCH_INVOKED_AS="make $(or $(MAKECMDGOALS),bench-peers)" node run.mjs
 
 ## Attention benchmark in headless Chromium (WebGPU on SwiftShader): matmul peak, prefill
 ## GFLOP/s against it, decode latency vs KV length. Natively: `cargo bench --bench attention`.
@@ -77,6 +89,7 @@ bench-recurrence: pkg
 ## cold open of 10k / 100k x 384 from IndexedDB. Writes target/bench-store.json.
 bench-store: pkg
 	cd www && node bench/store-run.mjs
+
 ## Retrieval core on LoCoMo, natively (needs $MNEMO_EVAL_DIR/locomo, default ../shared/eval):
 ## the tables (vector-only, lexical-only, default fusion, fusion + fading context, hashed-ngrams)
 ## beside the baselines, the cross-validation behind the default weights, then BM25 speed/size.
