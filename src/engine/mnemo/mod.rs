@@ -1200,6 +1200,9 @@ impl<B: StoreBackend> Mnemo<B> {
             _ => None,
         };
         for attempt in 0..4 {
+            // One read of the store's state, so another tab's write committed before this call is
+            // seen even if its notice has not arrived yet.
+            self.store.seq().await?;
             let ranked = {
                 let _g = self.lock.lock().await;
                 let mut inner = self.take()?;
