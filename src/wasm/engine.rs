@@ -64,7 +64,7 @@ export interface MnemoOptions {
   /**
    * Default fusion weights; missing fields keep their defaults. Default
    * `{ vector: 0.55, lexical: 0.45, recency: 0, importance: 0.05 }` (chosen on LoCoMo with
-   * MiniLM embeddings), or `{ vector: 0.3, lexical: 0.7, recency: 0, importance: 0.05 }` with the
+   * MiniLM embeddings), or `{ vector: 0.35, lexical: 0.65, recency: 0, importance: 0.05 }` with the
    * `'hashed-ngrams'` embedder.
    */
   weights?: Weights;
