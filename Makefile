@@ -90,6 +90,16 @@ bench-recurrence: pkg
 bench-store: pkg
 	cd www && node bench/store-run.mjs
 
+## LoCoMo retrieval eval through the engine in headless Chromium (IndexedDB, WebGPU/CPU): builds
+## the `eval` variant of the package into target/pkg-eval, serves $MNEMO_EVAL_DIR/locomo (default
+## ../shared/eval) read-only, prints the tables beside the baselines and checks them. Without the
+## data it says so and exits 0.
+eval: setup
+	@if [ -f "$${MNEMO_EVAL_DIR:-../shared/eval}/locomo/turns.jsonl" ]; then \
+	  wasm-pack build --release --target web --mode no-install --out-dir target/pkg-eval --out-name mnemo -- --features eval && \
+	  $(WASM_OPT) -O3 $(WASM_FEATURES) target/pkg-eval/mnemo_bg.wasm -o target/pkg-eval/mnemo_bg.wasm; fi
+	cd www && node scripts/run-eval.mjs
+
 ## Retrieval core on LoCoMo, natively (needs $MNEMO_EVAL_DIR/locomo, default ../shared/eval):
 ## the tables (vector-only, lexical-only, default fusion, fusion + fading context, hashed-ngrams)
 ## beside the baselines, the cross-validation behind the default weights, then BM25 speed/size.

@@ -903,3 +903,201 @@ impl Mnemo {
         core.close().await.map_err(err)
     }
 }
+
+/// LoCoMo evaluation helpers for the browser eval runner (`make eval`, feature `eval`; not in
+/// the npm package): the turn / question parsing and turn times of [`crate::engine::locomo`] and
+/// the metrics and tables of [`crate::engine::eval`], so the browser eval computes exactly what
+/// the native one does.
+#[cfg(feature = "eval")]
+mod locomo_eval {
+    use js_sys::{Array, Float32Array, Float64Array, Object, Uint32Array};
+    use wasm_bindgen::prelude::*;
+
+    use super::set;
+    use crate::engine::eval::{
+        max_abs_diff, metrics, outcome, standard_subsets, table, Metrics, Row,
+    };
+    use crate::engine::locomo::{parse_baselines, Locomo};
+    use crate::engine::DocId;
+
+    /// The parsed LoCoMo files.
+    #[wasm_bindgen]
+    pub struct LocomoEval {
+        data: Locomo,
+        rows: Vec<Row>,
+        baselines: std::collections::BTreeMap<(String, String), Metrics>,
+    }
+
+    fn metrics_js(m: &Metrics) -> JsValue {
+        let o = Object::new();
+        set(&o, "n", &JsValue::from_f64(m.n as f64));
+        set(&o, "any", &Float64Array::from(&m.any[..]).into());
+        set(&o, "all", &Float64Array::from(&m.all[..]).into());
+        set(&o, "mrr", &JsValue::from_f64(m.mrr));
+        o.into()
+    }
+
+    #[wasm_bindgen]
+    impl LocomoEval {
+        /// Parse the four data files and `baseline_results.json`.
+        pub fn parse(
+            turns_jsonl: String,
+            turns_f32: Vec<u8>,
+            questions_jsonl: String,
+            questions_f32: Vec<u8>,
+            baselines_json: String,
+        ) -> Result<LocomoEval, JsValue> {
+            let data = Locomo::parse(&turns_jsonl, &turns_f32, &questions_jsonl, &questions_f32)
+                .map_err(|e| super::err(e.into()))?;
+            let baselines = parse_baselines(&baselines_json).map_err(|e| super::err(e.into()))?;
+            Ok(LocomoEval {
+                data,
+                rows: Vec::new(),
+                baselines,
+            })
+        }
+
+        /// Embedding dimension.
+        pub fn dims(&self) -> usize {
+            self.data.dims
+        }
+
+        /// The turns: `{ conv: Uint32Array, namespace: string[], time: Float64Array, text: string[], role: string[] }`
+        /// (time = session date + order within the session, as the native eval).
+        pub fn turns(&self) -> JsValue {
+            let t = &self.data.turns;
+            let o = Object::new();
+            let conv: Vec<u32> = t.iter().map(|x| x.conv).collect();
+            set(&o, "conv", &Uint32Array::from(conv.as_slice()).into());
+            let time: Vec<f64> = t.iter().map(|x| x.time_ms as f64).collect();
+            set(&o, "time", &Float64Array::from(time.as_slice()).into());
+            let ns: Array = t.iter().map(|x| JsValue::from_str(&x.sample_id)).collect();
+            set(&o, "namespace", &ns);
+            let text: Array = t.iter().map(|x| JsValue::from_str(&x.embed_text)).collect();
+            set(&o, "text", &text);
+            let role: Array = t.iter().map(|x| JsValue::from_str(&x.speaker)).collect();
+            set(&o, "role", &role);
+            o.into()
+        }
+
+        /// Turn embeddings, row-major `[turns, dims]`.
+        #[wasm_bindgen(js_name = turnVectors)]
+        pub fn turn_vectors(&self) -> Float32Array {
+            Float32Array::from(self.data.turn_vectors.as_slice())
+        }
+
+        /// Question embeddings, row-major `[questions, dims]`.
+        #[wasm_bindgen(js_name = questionVectors)]
+        pub fn question_vectors(&self) -> Float32Array {
+            Float32Array::from(self.data.question_vectors.as_slice())
+        }
+
+        /// The questions: `{ conv, category: Uint32Array, text: string[], now: Float64Array }`
+        /// (`now` = the conversation's last turn time, when questions are asked).
+        pub fn questions(&self) -> JsValue {
+            let q = &self.data.questions;
+            let o = Object::new();
+            let conv: Vec<u32> = q.iter().map(|x| x.conv).collect();
+            set(&o, "conv", &Uint32Array::from(conv.as_slice()).into());
+            let cat: Vec<u32> = q.iter().map(|x| x.category as u32).collect();
+            set(&o, "category", &Uint32Array::from(cat.as_slice()).into());
+            let now: Vec<f64> = q
+                .iter()
+                .map(|x| self.data.end_time_ms(x.conv) as f64)
+                .collect();
+            set(&o, "now", &Float64Array::from(now.as_slice()).into());
+            let text: Array = q.iter().map(|x| JsValue::from_str(&x.question)).collect();
+            set(&o, "text", &text);
+            o.into()
+        }
+
+        /// Score one method: `rankings` holds, question after question, the turn rows of its
+        /// full ranking (`offsets[q]..offsets[q + 1]`). Adds a row per standard subset.
+        pub fn score(
+            &mut self,
+            method: String,
+            rankings: Vec<u32>,
+            offsets: Vec<u32>,
+        ) -> Result<(), JsValue> {
+            let n = self.data.questions.len();
+            if offsets.len() != n + 1 || offsets[n] as usize != rankings.len() {
+                return Err(super::invalid("offsets", "one range per question"));
+            }
+            let outcomes: Vec<_> = self
+                .data
+                .questions
+                .iter()
+                .enumerate()
+                .map(|(i, q)| {
+                    let r: Vec<DocId> = rankings[offsets[i] as usize..offsets[i + 1] as usize]
+                        .iter()
+                        .map(|&x| x as DocId)
+                        .collect();
+                    outcome(&r, &q.evidence)
+                })
+                .collect();
+            for s in standard_subsets() {
+                let m = metrics(
+                    outcomes
+                        .iter()
+                        .zip(&self.data.questions)
+                        .filter(|(_, q)| s.contains(q.category))
+                        .map(|(o, _)| o),
+                );
+                self.rows.push(Row {
+                    subset: s.name.clone(),
+                    method: method.clone(),
+                    metrics: m,
+                });
+            }
+            Ok(())
+        }
+
+        /// `{ subset, method, metrics }` of a scored method (or of a baseline: `baseline: cosine`,
+        /// `baseline: bm25`, `baseline: hybrid_rrf`), or `undefined`.
+        pub fn metrics(&self, subset: String, method: String) -> JsValue {
+            if let Some(b) = method.strip_prefix("baseline: ") {
+                return self
+                    .baselines
+                    .get(&(subset, b.to_string()))
+                    .map_or(JsValue::UNDEFINED, metrics_js);
+            }
+            self.rows
+                .iter()
+                .find(|r| r.subset == subset && r.method == method)
+                .map_or(JsValue::UNDEFINED, |r| metrics_js(&r.metrics))
+        }
+
+        /// Largest difference over the nine numbers between a scored method and a baseline.
+        #[wasm_bindgen(js_name = maxDiff)]
+        pub fn max_diff(&self, subset: String, method: String, baseline: String) -> f64 {
+            let a = self
+                .rows
+                .iter()
+                .find(|r| r.subset == subset && r.method == method);
+            let b = self.baselines.get(&(subset.clone(), baseline));
+            match (a, b) {
+                (Some(a), Some(b)) => max_abs_diff(&a.metrics, b),
+                _ => f64::NAN,
+            }
+        }
+
+        /// The markdown table of `subsets` (baselines first, then the scored methods).
+        pub fn table(&self, subsets: Vec<String>) -> String {
+            let mut rows = Vec::new();
+            for s in &subsets {
+                for b in ["cosine", "bm25", "hybrid_rrf"] {
+                    if let Some(m) = self.baselines.get(&(s.clone(), b.to_string())) {
+                        rows.push(Row {
+                            subset: s.clone(),
+                            method: format!("baseline: {b}"),
+                            metrics: *m,
+                        });
+                    }
+                }
+                rows.extend(self.rows.iter().filter(|r| &r.subset == s).cloned());
+            }
+            table(&rows)
+        }
+    }
+}
