@@ -20,11 +20,13 @@ WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable
 setup:
 	@scripts/setup.sh
 
-## Build the npm package (pkg/): wasm-pack (no tool downloads) + wasm-opt from npm binaryen.
+## Build the npm package (pkg/): wasm-pack (no tool downloads) + wasm-opt from npm binaryen, the
+## npm README (pkg-readme/README.md; npm always ships README.md), and the gzipped size.
 pkg: setup
 	wasm-pack build --release --target web --mode no-install --out-dir pkg --out-name mnemo
 	$(WASM_OPT) -O3 $(WASM_FEATURES) pkg/mnemo_bg.wasm -o pkg/mnemo_bg.wasm
-	@printf 'pkg: %s bytes wasm, %s bytes gzipped (wasm + js)\n' \
+	cp pkg-readme/README.md pkg/README.md
+	@printf 'pkg: %s bytes wasm, %s bytes gzipped (wasm + js; target <= 358400)\n' \
 	  "$$(stat -c %s pkg/mnemo_bg.wasm)" "$$(cat pkg/mnemo_bg.wasm pkg/mnemo.js | gzip -9 | wc -c)"
 
 ## The main job: build the package and run the demo in headless Chromium.

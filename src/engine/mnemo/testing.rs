@@ -638,8 +638,8 @@ pub mod cases {
         let (mm, _) = random_memory(&mut rng, DIMS);
         let extra = other.remember(mm).await.unwrap();
         other.forget(extra - 1).await.unwrap();
-        // Do not let `other` persist: drop it without close.
-        drop(other);
+        // `other` goes away without persisting (a closed tab): close its store connection only.
+        other.store().close();
         let m = open_engine(f, name, false, DIMS).await;
         let r = m.load_report();
         assert!(
