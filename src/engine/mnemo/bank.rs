@@ -138,21 +138,85 @@ impl VectorBank {
     }
 }
 
-/// Keep the best `k` of `hits` (score descending, ties by lower id), sorted.
+/// One entry of [`select_top`]'s heap.
+#[derive(Clone, Copy)]
+struct Entry {
+    score: f32,
+    id: DocId,
+    row: Row,
+}
+
+/// Whether `a` ranks below `b` (lower score; equal scores: higher id).
+fn worse(a: &Entry, b: &Entry) -> bool {
+    match a.score.total_cmp(&b.score) {
+        Ordering::Less => true,
+        Ordering::Greater => false,
+        Ordering::Equal => a.id > b.id,
+    }
+}
+
+/// Restore the heap (every parent ranks below its children) downwards from `i`.
+fn sift_down(h: &mut [Entry], mut i: usize) {
+    loop {
+        let (l, r) = (2 * i + 1, 2 * i + 2);
+        let mut m = i;
+        if l < h.len() && worse(&h[l], &h[m]) {
+            m = l;
+        }
+        if r < h.len() && worse(&h[r], &h[m]) {
+            m = r;
+        }
+        if m == i {
+            return;
+        }
+        h.swap(i, m);
+        i = m;
+    }
+}
+
+/// Keep the best `k` of `hits` (score descending, ties by lower id), sorted: a bounded heap
+/// whose root is the worst kept entry, O(n log k), then a heapsort. (Hand-written and not
+/// generic: the wasm build carries one small routine instead of the standard sorts' instances.)
 pub(crate) fn select_top(hits: &mut Vec<(Row, f32)>, k: usize, id_of: &dyn Fn(Row) -> DocId) {
-    let cmp = |a: &(Row, f32), b: &(Row, f32)| -> Ordering {
-        b.1.total_cmp(&a.1)
-            .then_with(|| id_of(a.0).cmp(&id_of(b.0)))
-    };
-    if k == 0 {
-        hits.clear();
-        return;
+    let mut heap: Vec<Entry> = Vec::with_capacity(k.min(hits.len()));
+    for &(row, score) in hits.iter() {
+        if heap.len() < k {
+            heap.push(Entry {
+                score,
+                id: id_of(row),
+                row,
+            });
+            let mut i = heap.len() - 1;
+            while i > 0 {
+                let p = (i - 1) / 2;
+                if worse(&heap[i], &heap[p]) {
+                    heap.swap(i, p);
+                    i = p;
+                } else {
+                    break;
+                }
+            }
+        } else if k > 0 && score.total_cmp(&heap[0].score) != Ordering::Less {
+            let e = Entry {
+                score,
+                id: id_of(row),
+                row,
+            };
+            if worse(&heap[0], &e) {
+                heap[0] = e;
+                sift_down(&mut heap, 0);
+            }
+        }
     }
-    if hits.len() > k {
-        hits.select_nth_unstable_by(k - 1, cmp);
-        hits.truncate(k);
+    // Heapsort: move the worst remaining entry to the end, so the array ends best first.
+    let mut n = heap.len();
+    while n > 1 {
+        heap.swap(0, n - 1);
+        n -= 1;
+        sift_down(&mut heap[..n], 0);
     }
-    hits.sort_unstable_by(cmp);
+    hits.clear();
+    hits.extend(heap.iter().map(|e| (e.row, e.score)));
 }
 
 #[cfg(test)]
@@ -173,5 +237,20 @@ mod tests {
         let mut h = vec![(3, 1.0), (1, 2.0), (2, 1.0), (0, 0.5)];
         select_top(&mut h, 3, &|r| 10 - r as DocId);
         assert_eq!(h, vec![(1, 2.0), (3, 1.0), (2, 1.0)]);
+        // Against a full sort, with many ties.
+        let mut rng = crate::rng::Rng::new(5);
+        for n in [0usize, 1, 7, 100, 1000] {
+            for k in [1usize, 3, 10, 2000] {
+                let v: Vec<(Row, f32)> = (0..n as Row)
+                    .map(|r| (r, (rng.below(20) as f32) * 0.5))
+                    .collect();
+                let mut want = v.clone();
+                want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                want.truncate(k);
+                let mut got = v;
+                select_top(&mut got, k, &|r| r as DocId);
+                assert_eq!(got, want, "n {n} k {k}");
+            }
+        }
     }
 }

@@ -665,7 +665,7 @@ impl<B: StoreBackend> Mnemo<B> {
     fn update_counts(&self, inner: &Inner) {
         self.counts.set((
             inner.rows.live_count(),
-            inner.rows.live_namespaces().len(),
+            inner.rows.live_namespace_count(),
             inner.rows.live_bytes(),
             inner.seq,
         ));

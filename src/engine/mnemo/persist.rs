@@ -37,8 +37,7 @@ pub(crate) fn encode(
     attrs: impl Iterator<Item = (DocId, Attrs)>,
     lexical: &LexicalIndex,
 ) -> Vec<u8> {
-    let mut rows: Vec<(DocId, Attrs)> = attrs.collect();
-    rows.sort_unstable_by_key(|r| r.0);
+    let rows: BTreeMap<DocId, Attrs> = attrs.collect();
     let mut dict: BTreeMap<&str, u32> = BTreeMap::new();
     for (_, a) in &rows {
         for t in &a.tags {

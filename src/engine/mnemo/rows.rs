@@ -148,14 +148,9 @@ impl RowTable {
             v.iter().copied().filter(|&r| self.is_live(r)).collect()
         })
     }
-    /// The namespaces with live rows, by name.
-    pub(crate) fn live_namespaces(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = (0..self.namespaces.len() as u32)
-            .filter(|&n| self.namespace_len(n) > 0)
-            .map(|n| self.namespaces.name(n))
-            .collect();
-        v.sort_unstable();
-        v
+    /// How many namespaces have live rows.
+    pub(crate) fn live_namespace_count(&self) -> usize {
+        self.ns_live.iter().filter(|&&n| n > 0).count()
     }
     pub(crate) fn time(&self, r: Row) -> f64 {
         self.time[r as usize]
