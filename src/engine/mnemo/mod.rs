@@ -728,16 +728,35 @@ impl<B: StoreBackend> Mnemo<B> {
     ) -> Result<Option<(Inner, usize)>> {
         let dims = self.dims();
         let mut inner = Inner::new(dims, self.opts.context)?;
-        let (from_seq, mut attrs) = match blob {
+        let (from_seq, mut attrs, order) = match blob {
             Some((s, b)) => {
                 inner.lexical = b.lexical;
-                (Some(s), b.attrs)
+                (Some(s), b.attrs, b.rows)
             }
-            None => (None, Default::default()),
+            None => (None, Default::default(), Vec::new()),
         };
+        // Rows: the persisted row order first (episodes gone since become holes), then the
+        // episodes the blob does not know, in id order.
+        let mut placed = vec![false; vs.len()];
+        let mut slots: Vec<Option<usize>> = Vec::with_capacity(order.len() + vs.len());
+        for &id in &order {
+            match (id != 0).then(|| vs.ids.binary_search(&id).ok()).flatten() {
+                Some(i) if !placed[i] => {
+                    placed[i] = true;
+                    slots.push(Some(i));
+                }
+                _ => slots.push(None),
+            }
+        }
+        slots.extend((0..vs.len()).filter(|&i| !placed[i]).map(Some));
         let mut missing: Vec<DocId> = Vec::new();
-        let mut search = Vec::with_capacity(vs.vectors.len());
-        for i in 0..vs.len() {
+        let mut search = Vec::with_capacity(slots.len() * dims);
+        for slot in slots {
+            let Some(i) = slot else {
+                inner.rows.push_hole();
+                search.resize(search.len() + dims, 0.0);
+                continue;
+            };
             let id = vs.ids[i];
             let a = attrs.remove(&id).unwrap_or_else(|| {
                 missing.push(id);
@@ -877,14 +896,7 @@ impl<B: StoreBackend> Mnemo<B> {
 
     async fn persist(&self, inner: &mut Inner) -> Result<()> {
         let dims = self.dims();
-        let bytes = persist::encode(
-            dims,
-            inner
-                .rows
-                .live_rows()
-                .map(|r| (inner.rows.id(r), inner.rows.attrs(r))),
-            &inner.lexical,
-        );
+        let bytes = persist::encode(dims, inner.rows.row_order(), &inner.lexical, None);
         self.store
             .put_blob(persist::BLOB_NAME, persist::BLOB_VERSION, inner.seq, &bytes)
             .await?;

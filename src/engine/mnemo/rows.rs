@@ -196,6 +196,24 @@ impl RowTable {
         r
     }
 
+    /// Append a hole (a slot that holds no episode; keeps row numbers as persisted).
+    pub(crate) fn push_hole(&mut self) -> Row {
+        let r = self.ids.len() as Row;
+        self.ids.push(0);
+        self.live.push(false);
+        self.ns.push(0);
+        self.time.push(0.0);
+        self.importance.push(0.0);
+        self.tags.push(Box::new([]));
+        self.bytes.push(0);
+        r
+    }
+
+    /// The episode of every row in row order (`None` for holes), with its attributes.
+    pub(crate) fn row_order(&self) -> impl Iterator<Item = Option<(DocId, Attrs)>> + '_ {
+        (0..self.ids.len() as Row).map(|r| self.is_live(r).then(|| (self.id(r), self.attrs(r))))
+    }
+
     /// Replace the attributes of a live row.
     pub(crate) fn set_attrs(&mut self, r: Row, a: &Attrs) {
         let i = r as usize;
