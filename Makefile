@@ -9,12 +9,16 @@ export WASM_BINDGEN_TEST_TIMEOUT
 # The native GPU tests assert this adapter (Mesa lavapipe in CI). Empty: accept any Vulkan adapter.
 MNEMO_EXPECT_ADAPTER ?= llvmpipe
 export MNEMO_EXPECT_ADAPTER
+# wasm-bindgen-test-runner's timeout (default 20 s) covers a whole browser test binary; the fetch
+# suite (a 100k x 384 bank, a folded dispatch) needs longer on SwiftShader.
+WASM_BINDGEN_TEST_TIMEOUT ?= 300
+export WASM_BINDGEN_TEST_TIMEOUT
 WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
 .PHONY: setup demo serve pkg test test-native test-browser test-e2e lint fmt clean bench eval \
-  eval-native bench-native bench-peers bench-attention bench-recurrence bench-store
+  eval-native bench-native bench-peers bench-attention bench-recurrence bench-store bench-fetch
 
 ## Install what is missing (idempotent).
 setup:
@@ -61,7 +65,7 @@ test-e2e: pkg
 ## BENCHMARKS.md), then each kernel/store browser bench page. Each bench-* target also runs alone.
 ## BENCH_SIZES=10000,100000 (default) sets the peer benchmark's sizes; see bench/README.md.
 bench: setup bench-native bench-peers
-	$(MAKE) --no-print-directory BENCH_BROWSER_ONLY=1 bench-attention bench-recurrence bench-store
+	$(MAKE) --no-print-directory BENCH_BROWSER_ONLY=1 bench-attention bench-recurrence bench-store bench-fetch
 
 ## criterion benches (benches/*.rs), summarised from target/criterion into BENCHMARKS.md.
 bench-native: setup
@@ -108,6 +112,12 @@ eval: setup
 eval-native:
 	cargo run --example eval -- --tune
 	cargo run --release --example eval_lexical_speed
+
+## Flat top-k in the browser (www/bench/fetch.html, headless Chromium, WebGPU on SwiftShader):
+## latency median/p95 and scan bandwidth against a GPU copy kernel and wasm memcpy.
+## Natively: `cargo bench --bench fetch`.
+bench-fetch: pkg
+	cd www && node bench/fetch-run.mjs
 
 fmt:
 	cargo fmt --all

@@ -8,7 +8,15 @@
 const CORE: &[(&str, &str)] = &[("scores", include_str!("../shaders/scores.wgsl"))];
 
 /// Memory fetch: flat top-k, gather, quantised banks.
-const FETCH: &[(&str, &str)] = &[];
+const FETCH: &[(&str, &str)] = &[
+    ("fetch_topk", include_str!("../shaders/fetch_topk.wgsl")),
+    ("fetch_gather", include_str!("../shaders/fetch_gather.wgsl")),
+    (
+        "fetch_scatter",
+        include_str!("../shaders/fetch_scatter.wgsl"),
+    ),
+    ("fetch_copy", include_str!("../shaders/fetch_copy.wgsl")),
+];
 
 /// Hierarchical memory bank and product-key lookup.
 const HIER: &[(&str, &str)] = &[];

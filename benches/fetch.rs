@@ -1,0 +1,246 @@
+//! Flat top-k benchmarks (criterion): query latency (median, p95) of a resident `FlatBank` for
+//! N = 10k, 100k, 1M rows, d = 384, k = 10, B = 1 and 16, each format, GPU and CPU paths; plus
+//! the physical baselines measured on the same adapter / host in the same run: a plain GPU copy
+//! kernel and a host memcpy. Bandwidths count bytes moved: a scan reads the bank once
+//! (`bank bytes / time`); a copy of S bytes reads S and writes S (`2 S / time`, the STREAM
+//! convention).
+//!
+//! `cargo bench --bench fetch` runs everything (the 1M GPU cases are slow on a software adapter);
+//! `MNEMO_BENCH_N=10000,100000` limits the sizes, and criterion's filter selects cases, e.g.
+//! `cargo bench --bench fetch -- gpu/f32`. A summary table is printed at the end.
+
+// Native only (criterion, pollster, lavapipe); the wasm32 build of the bench target is empty.
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use criterion::{criterion_group, Criterion, SamplingMode};
+    use mnemo::kernels::fetch::{BankFormat, FetchPath, FlatBank, FlatBankOptions, GpuCopyBench};
+    use mnemo::rng::Rng;
+
+    const D: usize = 384;
+    const K: usize = 10;
+    const PIECE: usize = 50_000;
+
+    static SUMMARY: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    fn summary(line: String) {
+        println!("{line}");
+        SUMMARY.lock().unwrap().push(line);
+    }
+
+    fn sizes() -> Vec<usize> {
+        std::env::var("MNEMO_BENCH_N")
+            .ok()
+            .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000])
+    }
+
+    /// Normalised random rows (piece `p` of the synthetic bank; equal for every format).
+    fn piece(p: usize, rows: usize) -> Vec<f32> {
+        let mut rng = Rng::new(0xBE7C + p as u64);
+        let mut v: Vec<f32> = (0..rows * D).map(|_| rng.normal()).collect();
+        for r in v.chunks_exact_mut(D) {
+            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            r.iter_mut().for_each(|x| *x /= n);
+        }
+        v
+    }
+
+    const SLOW: Duration = Duration::from_millis(2500);
+    const SLOW_SAMPLES: usize = 5;
+
+    /// Whether criterion's command-line filter (if any) selects benchmark `id`.
+    fn selected(id: &str) -> bool {
+        std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .all(|f| id.contains(&f))
+    }
+
+    fn quantile(sorted: &[f64], q: f64) -> f64 {
+        let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        sorted[i.min(sorted.len() - 1)]
+    }
+
+    fn stats(samples: &mut [f64]) -> (f64, f64) {
+        samples.sort_by(|a, b| a.total_cmp(b));
+        (quantile(samples, 0.5), quantile(samples, 0.95))
+    }
+
+    /// Median seconds of `f` over `reps` runs after one warm-up.
+    fn time_median(reps: usize, mut f: impl FnMut()) -> f64 {
+        f();
+        let mut t: Vec<f64> = (0..reps)
+            .map(|_| {
+                let t0 = Instant::now();
+                f();
+                t0.elapsed().as_secs_f64()
+            })
+            .collect();
+        stats(&mut t).0
+    }
+
+    fn bench_fetch(c: &mut Criterion) {
+        let gpu = pollster::block_on(mnemo::testing::require_gpu());
+        let info = gpu.adapter_info().unwrap();
+        summary(format!(
+            "adapter: {} ({}, {}); host: {} threads available; d = {D}, k = {K}",
+            info.name,
+            info.device_type,
+            info.driver,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        ));
+
+        // Baselines, same run: a GPU copy kernel (4 copies per submission) and a host memcpy.
+        let copy_bytes: u64 = 96 << 20;
+        let cb = GpuCopyBench::new(&gpu, copy_bytes).unwrap();
+        let t_copy = time_median(5, || pollster::block_on(cb.run(4)).unwrap()) / 4.0;
+        let gpu_copy_bw = 2.0 * copy_bytes as f64 / t_copy;
+        summary(format!(
+            "GPU copy kernel: {} MiB in {:.2} ms = {:.2} GB/s (read + write)",
+            copy_bytes >> 20,
+            t_copy * 1e3,
+            gpu_copy_bw / 1e9
+        ));
+        drop(cb);
+        let host_bytes = 256usize << 20;
+        let src = vec![1u8; host_bytes];
+        let mut dst = vec![0u8; host_bytes];
+        let t_memcpy = time_median(5, || {
+            dst.copy_from_slice(std::hint::black_box(&src));
+            std::hint::black_box(&dst);
+        });
+        let memcpy_bw = 2.0 * host_bytes as f64 / t_memcpy;
+        summary(format!(
+            "host memcpy: {} MiB in {:.2} ms = {:.2} GB/s (read + write)",
+            host_bytes >> 20,
+            t_memcpy * 1e3,
+            memcpy_bw / 1e9
+        ));
+        drop((src, dst));
+
+        for n in sizes() {
+            for format in [BankFormat::F32, BankFormat::F16, BankFormat::Int8] {
+                let opts = FlatBankOptions {
+                    format,
+                    capacity: n,
+                    ..FlatBankOptions::default()
+                };
+                let mut bank = FlatBank::new(&gpu, D, opts).unwrap();
+                let t0 = Instant::now();
+                for p in 0..n.div_ceil(PIECE) {
+                    let rows = piece(p, PIECE.min(n - p * PIECE));
+                    pollster::block_on(bank.append(&rows)).unwrap();
+                }
+                let bytes = bank.bank_bytes() as f64;
+                summary(format!(
+                    "bank n={n} {}: {:.1} MB in {} GPU chunk(s), built in {:.1} s",
+                    format.as_str(),
+                    bytes / 1e6,
+                    bank.chunk_count(),
+                    t0.elapsed().as_secs_f64()
+                ));
+                let mut group = c.benchmark_group(format!("fetch/n={n}/{}", format.as_str()));
+                group
+                    .sampling_mode(SamplingMode::Flat)
+                    .sample_size(10)
+                    .warm_up_time(Duration::from_millis(500))
+                    .measurement_time(Duration::from_secs(2));
+                for b in [1usize, 16] {
+                    let mut rng = Rng::new(b as u64);
+                    let q: Vec<f32> = piece(1000 + b, b)
+                        .iter()
+                        .map(|x| x + 0.01 * rng.normal())
+                        .collect();
+                    for path in [FetchPath::Gpu, FetchPath::Cpu] {
+                        let name = if path == FetchPath::Gpu { "gpu" } else { "cpu" };
+                        let mut samples: Vec<f64> = Vec::new();
+                        let id = format!("fetch/n={n}/{}/{name}/b={b}", format.as_str());
+                        if !selected(&id) {
+                            continue;
+                        }
+                        // Calls slower than SLOW (1M rows on a software adapter) are sampled
+                        // SLOW_SAMPLES times outside criterion, which insists on 10 samples.
+                        let t = Instant::now();
+                        std::hint::black_box(
+                            pollster::block_on(bank.topk(&q, K, None, path)).unwrap(),
+                        );
+                        if t.elapsed() > SLOW {
+                            for _ in 0..SLOW_SAMPLES {
+                                let t = Instant::now();
+                                std::hint::black_box(
+                                    pollster::block_on(bank.topk(&q, K, None, path)).unwrap(),
+                                );
+                                samples.push(t.elapsed().as_secs_f64());
+                            }
+                        } else {
+                            group.bench_function(format!("{name}/b={b}"), |bch| {
+                                bch.iter_custom(|iters| {
+                                    let mut total = Duration::ZERO;
+                                    for _ in 0..iters {
+                                        let t = Instant::now();
+                                        let r = pollster::block_on(bank.topk(&q, K, None, path))
+                                            .unwrap();
+                                        let e = t.elapsed();
+                                        std::hint::black_box(r);
+                                        samples.push(e.as_secs_f64());
+                                        total += e;
+                                    }
+                                    total
+                                })
+                            });
+                        }
+                        if samples.is_empty() {
+                            continue;
+                        }
+                        let count = samples.len();
+                        let (med, p95) = stats(&mut samples);
+                        let bw = bytes / med;
+                        let base = if path == FetchPath::Gpu {
+                            format!("{:.0}% of GPU copy", 100.0 * bw / gpu_copy_bw)
+                        } else {
+                            format!("{:.0}% of memcpy", 100.0 * bw / memcpy_bw)
+                        };
+                        summary(format!(
+                            "latency {name} n={n} {} B={b}: median {:.3} ms, p95 {:.3} ms ({count} samples); scan {:.2} GB/s = {base}",
+                            format.as_str(),
+                            med * 1e3,
+                            p95 * 1e3,
+                            bw / 1e9
+                        ));
+                    }
+                    // Kernel throughput with submission and readback amortised (4 top-k per submit).
+                    if selected(&format!("fetch/n={n}/{}/gpu/b={b}", format.as_str())) {
+                        let reps = if bytes > 5e8 { 1 } else { 4 };
+                        let t = time_median(3, || {
+                            pollster::block_on(bank.bench_gpu_scans(&q, K, reps)).unwrap()
+                        }) / reps as f64;
+                        let bw = bytes / t;
+                        summary(format!(
+                            "amortised gpu scan n={n} {} B={b}: {:.3} ms per top-k = {:.2} GB/s = {:.0}% of GPU copy",
+                            format.as_str(),
+                            t * 1e3,
+                            bw / 1e9,
+                            100.0 * bw / gpu_copy_bw
+                        ));
+                    }
+                }
+                group.finish();
+            }
+        }
+        println!("\n==== fetch summary ====");
+        for line in SUMMARY.lock().unwrap().iter() {
+            println!("{line}");
+        }
+    }
+
+    criterion_group!(benches, bench_fetch);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+criterion::criterion_main!(native::benches);
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}

@@ -1,0 +1,371 @@
+// Flat top-k over a memory bank: fused scores + per-workgroup top-k in workgroup memory (entry
+// `scan`), then merge passes that reduce lists of candidates to one global top-k (entry `merge`).
+//
+// Bank layout (see src/kernels/fetch/format.rs): rows are stored in blocks of BR = 8 rows. A
+// block is `BR * (HDR + W)` u32 words: for int8 banks first BR per-row scales (f32 bits, HDR = 1),
+// then the W data words of each row (W a multiple of 4) in slabs of four words per row: slab s of
+// row r is the vec4 at word `block * block_words + HDR * BR + 4 * (s * BR + r)`. One invocation
+// scores one row; consecutive invocations load consecutive vec4s.
+// A data word holds one f32 (FORMAT 0), two f16 (FORMAT 1, `unpack2x16float`) or four int8
+// (FORMAT 2, score multiplied by the row's scale at the end).
+//
+// The dot product accumulates in four lanes (lane t: word t of every slab; for packed formats the
+// low halves then the high halves, bytes 0..3), combined as (l0 + l1) + (l2 + l3): the order of
+// the CPU path. Queries are arranged to match (Layout::arrange_query) and laid out per query
+// group as vec4s `queries[((group * S + s) * PER + e) * QB + slot]` (S = W / 4 slabs, PER values
+// per word), so each thread keeps QB vec4 accumulators for its row.
+//
+// Order: a candidate is better than another when its score is higher, or equal with a lower row
+// id. Every list is sorted best-first; unused slots hold score -inf and id 0xFFFFFFFF.
+
+const WG: u32 = 256u;
+const BR: u32 = 8u;
+const NONE: u32 = 0xFFFFFFFFu;
+const QMAX: u32 = 16u;
+
+override K: u32 = 10u;      // entries written per list
+override K2: u32 = 16u;     // power of two >= K: entries kept per list in workgroup memory
+override QB: u32 = 1u;      // queries per workgroup in `scan` (<= QMAX); 1 in `merge`
+override BEST: u32 = 16u;   // QB * K2
+override FORMAT: u32 = 0u;  // 0 = f32, 1 = f16 pairs, 2 = int8 quads with per-row scale
+
+struct Params {
+    rows: u32,        // scan: rows of this chunk; merge: input lists per query
+    row0: u32,        // scan: global id of the chunk's first row
+    words: u32,       // scan: data words per row (W, a multiple of 4)
+    block_words: u32, // scan: words per block
+    rounds: u32,      // scan: rounds of WG rows per workgroup; merge: input lists per workgroup
+    groups: u32,      // workgroups per query group (scan) or per query (merge)
+    list0: u32,       // scan: index of this chunk's first output list
+    lists: u32,       // output lists per query
+    b: u32,           // queries
+    use_mask: u32,    // scan: 1 when `allow` is a real mask
+    per: u32,         // scan: values per data word (1, 2 or 4)
+    neg_inf: f32,     // -infinity, from the host (WGSL constant expressions cannot be infinite)
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> bank: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> queries: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> live: array<u32>;
+@group(0) @binding(4) var<storage, read> allow: array<u32>;
+@group(0) @binding(5) var<storage, read_write> out_s: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out_i: array<u32>;
+@group(0) @binding(7) var<storage, read> in_s: array<f32>;
+@group(0) @binding(8) var<storage, read> in_i: array<u32>;
+
+var<workgroup> best_s: array<f32, BEST>;
+var<workgroup> best_i: array<u32, BEST>;
+var<workgroup> sc_s: array<f32, WG>;
+var<workgroup> sc_i: array<u32, WG>;
+var<workgroup> counter: atomic<u32>;
+
+fn neg_inf() -> f32 {
+    return p.neg_inf;
+}
+
+// a before b in the result order.
+fn better(as_: f32, ai: u32, bs: f32, bi: u32) -> bool {
+    return as_ > bs || (as_ == bs && ai < bi);
+}
+
+fn init_best(lid: u32) {
+    for (var i = lid; i < BEST; i = i + WG) {
+        best_s[i] = neg_inf();
+        best_i[i] = NONE;
+    }
+}
+
+// Does (s, id) enter list `slot` (better than its current K-th entry)?
+fn wants(slot: u32, s: f32, id: u32) -> bool {
+    let t = slot * K2 + K - 1u;
+    return better(s, id, best_s[t], best_i[t]);
+}
+
+// Offer one candidate per invocation (`ok` false: none) to list `slot`. Workgroup-uniform call;
+// the previous call (or the initialisation) must have ended with a barrier.
+//
+// The wanted candidates are compacted into the scratch; then every candidate and every kept
+// entry computes its rank in the union (entries are totally ordered: ids are unique, and
+// unfilled entries rank by position), and the K2 best are written to their rank. O(n) work per
+// invocation and a constant number of barriers, instead of a sorting network.
+fn offer(slot: u32, s: f32, id: u32, ok: bool, lid: u32) {
+    if (ok && wants(slot, s, id)) {
+        let at = atomicAdd(&counter, 1u);
+        sc_s[at] = s;
+        sc_i[at] = id;
+    }
+    // One barrier in the common case (no candidate: the counter stays 0).
+    let n = workgroupUniformLoad(&counter);
+    if (n == 0u) {
+        return;
+    }
+    let base = slot * K2;
+    var c_s = 0.0;
+    var c_i = NONE;
+    var c_rank = NONE;
+    if (lid < n) {
+        c_s = sc_s[lid];
+        c_i = sc_i[lid];
+        // The kept entries better than the candidate are a prefix of the sorted list.
+        var lo = 0u;
+        var hi = K2;
+        while (lo < hi) {
+            let mid = (lo + hi) / 2u;
+            if (better(best_s[base + mid], best_i[base + mid], c_s, c_i)) {
+                lo = mid + 1u;
+            } else {
+                hi = mid;
+            }
+        }
+        // Count better candidates, stopping once the rank is out of the list.
+        var r = lo;
+        for (var j = 0u; j < n && r < K2; j = j + 1u) {
+            r = r + u32(better(sc_s[j], sc_i[j], c_s, c_i));
+        }
+        c_rank = r;
+    }
+    var e_s = 0.0;
+    var e_i = NONE;
+    var e_rank = NONE;
+    if (lid < K2) {
+        e_s = best_s[base + lid];
+        e_i = best_i[base + lid];
+        var r = lid;
+        for (var j = 0u; j < n; j = j + 1u) {
+            r = r + u32(better(sc_s[j], sc_i[j], e_s, e_i));
+        }
+        e_rank = r;
+    }
+    workgroupBarrier();
+    if (e_rank < K2) {
+        best_s[base + e_rank] = e_s;
+        best_i[base + e_rank] = e_i;
+    }
+    if (c_rank < K2) {
+        best_s[base + c_rank] = c_s;
+        best_i[base + c_rank] = c_i;
+    }
+    if (lid == 0u) {
+        atomicStore(&counter, 0u);
+    }
+    workgroupBarrier();
+}
+
+// Is any candidate of this round wanted by any list? Workgroup-uniform call.
+fn any_wanted(mine: bool, lid: u32) -> bool {
+    if (mine) {
+        atomicStore(&counter, 1u);
+    }
+    if (workgroupUniformLoad(&counter) == 0u) {
+        return false;
+    }
+    if (lid == 0u) {
+        atomicStore(&counter, 0u);
+    }
+    workgroupBarrier();
+    return true;
+}
+
+// One slab's contribution to one query slot's lane accumulators: the word's values (x0: f32 or
+// low halves or byte 0; x1: high halves or byte 1; x2, x3: bytes 2, 3) times the query's lanes.
+fn step(a: vec4<f32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, qo: u32) -> vec4<f32> {
+    var r = a + x0 * queries[qo];
+    if (FORMAT >= 1u) {
+        r = r + x1 * queries[qo + QB];
+    }
+    if (FORMAT == 2u) {
+        r = r + x2 * queries[qo + 2u * QB];
+        r = r + x3 * queries[qo + 3u * QB];
+    }
+    return r;
+}
+
+// The four lanes of a dot product, in the CPU path's order.
+fn fold(a: vec4<f32>) -> f32 {
+    return (a.x + a.y) + (a.z + a.w);
+}
+
+fn row_allowed(g: u32) -> bool {
+    var ok = ((live[g >> 5u] >> (g & 31u)) & 1u) != 0u;
+    if (p.use_mask != 0u) {
+        ok = ok && ((allow[g >> 5u] >> (g & 31u)) & 1u) != 0u;
+    }
+    return ok;
+}
+
+@compute @workgroup_size(WG)
+fn scan(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = wid.x + wid.y * nwg.x;
+    if (group >= p.groups) {
+        return;
+    }
+    let qg = wid.z;
+    let q0 = qg * QB;
+    let nq = min(QB, p.b - q0);
+    init_best(lid);
+    workgroupBarrier();
+    let hdr = select(0u, BR, FORMAT == 2u);
+    let slabs = p.words / 4u;
+    let qbase = qg * slabs * p.per;
+
+    for (var round = 0u; round < p.rounds; round = round + 1u) {
+        let local = (group * p.rounds + round) * WG + lid;
+        let gid = p.row0 + local;
+        var ok = local < p.rows;
+        if (ok) {
+            ok = row_allowed(gid);
+        }
+        // One accumulator variable per query slot, updated by straight-line code guarded by
+        // the constant QB: no private array is indexed in the hot loop (a software rasteriser
+        // would spill it to per-lane memory). `score` is indexed by a runtime slot only in the
+        // selection below.
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        var a4 = vec4<f32>(0.0);
+        var a5 = vec4<f32>(0.0);
+        var a6 = vec4<f32>(0.0);
+        var a7 = vec4<f32>(0.0);
+        var a8 = vec4<f32>(0.0);
+        var a9 = vec4<f32>(0.0);
+        var a10 = vec4<f32>(0.0);
+        var a11 = vec4<f32>(0.0);
+        var a12 = vec4<f32>(0.0);
+        var a13 = vec4<f32>(0.0);
+        var a14 = vec4<f32>(0.0);
+        var a15 = vec4<f32>(0.0);
+        var score: array<f32, QMAX>;
+        if (ok) {
+            let blk = local / BR;
+            let r = local % BR;
+            let base = (blk * p.block_words + hdr) / 4u + r;
+            for (var j = 0u; j < slabs; j = j + 1u) {
+                let x = bank[base + j * BR];
+                let qo = (qbase + j * p.per) * QB;
+                var x0: vec4<f32>;
+                var x1: vec4<f32>;
+                var x2: vec4<f32>;
+                var x3: vec4<f32>;
+                if (FORMAT == 0u) {
+                    x0 = bitcast<vec4<f32>>(x);
+                } else if (FORMAT == 1u) {
+                    let u0 = unpack2x16float(x.x);
+                    let u1 = unpack2x16float(x.y);
+                    let u2 = unpack2x16float(x.z);
+                    let u3 = unpack2x16float(x.w);
+                    x0 = vec4<f32>(u0.x, u1.x, u2.x, u3.x);
+                    x1 = vec4<f32>(u0.y, u1.y, u2.y, u3.y);
+                } else {
+                    let xi = bitcast<vec4<i32>>(x);
+                    x0 = vec4<f32>(extractBits(xi, 0u, 8u));
+                    x1 = vec4<f32>(extractBits(xi, 8u, 8u));
+                    x2 = vec4<f32>(extractBits(xi, 16u, 8u));
+                    x3 = vec4<f32>(extractBits(xi, 24u, 8u));
+                }
+                a0 = step(a0, x0, x1, x2, x3, qo);
+                if (QB > 1u) { a1 = step(a1, x0, x1, x2, x3, qo + 1u); }
+                if (QB > 2u) { a2 = step(a2, x0, x1, x2, x3, qo + 2u); }
+                if (QB > 3u) { a3 = step(a3, x0, x1, x2, x3, qo + 3u); }
+                if (QB > 4u) { a4 = step(a4, x0, x1, x2, x3, qo + 4u); }
+                if (QB > 5u) { a5 = step(a5, x0, x1, x2, x3, qo + 5u); }
+                if (QB > 6u) { a6 = step(a6, x0, x1, x2, x3, qo + 6u); }
+                if (QB > 7u) { a7 = step(a7, x0, x1, x2, x3, qo + 7u); }
+                if (QB > 8u) { a8 = step(a8, x0, x1, x2, x3, qo + 8u); }
+                if (QB > 9u) { a9 = step(a9, x0, x1, x2, x3, qo + 9u); }
+                if (QB > 10u) { a10 = step(a10, x0, x1, x2, x3, qo + 10u); }
+                if (QB > 11u) { a11 = step(a11, x0, x1, x2, x3, qo + 11u); }
+                if (QB > 12u) { a12 = step(a12, x0, x1, x2, x3, qo + 12u); }
+                if (QB > 13u) { a13 = step(a13, x0, x1, x2, x3, qo + 13u); }
+                if (QB > 14u) { a14 = step(a14, x0, x1, x2, x3, qo + 14u); }
+                if (QB > 15u) { a15 = step(a15, x0, x1, x2, x3, qo + 15u); }
+            }
+            var scale = 1.0;
+            if (FORMAT == 2u) {
+                scale = bitcast<f32>(bank[(blk * p.block_words) / 4u + r / 4u][r % 4u]);
+            }
+            score[0] = fold(a0) * scale;
+            if (QB > 1u) { score[1] = fold(a1) * scale; }
+            if (QB > 2u) { score[2] = fold(a2) * scale; }
+            if (QB > 3u) { score[3] = fold(a3) * scale; }
+            if (QB > 4u) { score[4] = fold(a4) * scale; }
+            if (QB > 5u) { score[5] = fold(a5) * scale; }
+            if (QB > 6u) { score[6] = fold(a6) * scale; }
+            if (QB > 7u) { score[7] = fold(a7) * scale; }
+            if (QB > 8u) { score[8] = fold(a8) * scale; }
+            if (QB > 9u) { score[9] = fold(a9) * scale; }
+            if (QB > 10u) { score[10] = fold(a10) * scale; }
+            if (QB > 11u) { score[11] = fold(a11) * scale; }
+            if (QB > 12u) { score[12] = fold(a12) * scale; }
+            if (QB > 13u) { score[13] = fold(a13) * scale; }
+            if (QB > 14u) { score[14] = fold(a14) * scale; }
+            if (QB > 15u) { score[15] = fold(a15) * scale; }
+        }
+        if (QB == 1u) {
+            offer(0u, score[0], gid, ok, lid);
+        } else {
+            // Cheap common case: nothing in this round beats any list's K-th entry.
+            var mine = false;
+            if (ok) {
+                for (var s = 0u; s < nq; s = s + 1u) {
+                    mine = mine || wants(s, score[s], gid);
+                }
+            }
+            if (any_wanted(mine, lid)) {
+                for (var s = 0u; s < nq; s = s + 1u) {
+                    offer(s, score[s], gid, ok, lid);
+                }
+            }
+        }
+    }
+    workgroupBarrier();
+    for (var s = 0u; s < nq; s = s + 1u) {
+        let out = ((q0 + s) * p.lists + p.list0 + group) * K;
+        for (var i = lid; i < K; i = i + WG) {
+            out_s[out + i] = best_s[s * K2 + i];
+            out_i[out + i] = best_i[s * K2 + i];
+        }
+    }
+}
+
+// Reduce `p.rounds` consecutive input lists (of K entries each) of one query to one list.
+@compute @workgroup_size(WG)
+fn merge(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let linear = wid.x + wid.y * nwg.x;
+    if (linear >= p.groups * p.b) {
+        return;
+    }
+    let q = linear / p.groups;
+    let g = linear % p.groups;
+    let first = g * p.rounds;
+    let nl = min(p.rounds, p.rows - first);
+    let count = nl * K;
+    let base = (q * p.rows + first) * K;
+    init_best(lid);
+    workgroupBarrier();
+    for (var c0 = 0u; c0 < count; c0 = c0 + WG) {
+        let c = c0 + lid;
+        var s = neg_inf();
+        var id = NONE;
+        if (c < count) {
+            s = in_s[base + c];
+            id = in_i[base + c];
+        }
+        offer(0u, s, id, id != NONE, lid);
+    }
+    workgroupBarrier();
+    let out = (q * p.lists + g) * K;
+    for (var i = lid; i < K; i = i + WG) {
+        out_s[out + i] = best_s[i];
+        out_i[out + i] = best_i[i];
+    }
+}
