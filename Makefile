@@ -25,11 +25,13 @@ WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable
 setup:
 	@scripts/setup.sh
 
-## Build the npm package (pkg/): wasm-pack (no tool downloads) + wasm-opt from npm binaryen.
+## Build the npm package (pkg/): wasm-pack (no tool downloads) + wasm-opt from npm binaryen, the
+## npm README (pkg-readme/README.md; npm always ships README.md), and the gzipped size.
 pkg: setup
 	wasm-pack build --release --target web --mode no-install --out-dir pkg --out-name mnemo
 	$(WASM_OPT) -O3 $(WASM_FEATURES) pkg/mnemo_bg.wasm -o pkg/mnemo_bg.wasm
-	@printf 'pkg: %s bytes wasm, %s bytes gzipped (wasm + js)\n' \
+	cp pkg-readme/README.md pkg/README.md
+	@printf 'pkg: %s bytes wasm, %s bytes gzipped (wasm + js; target <= 358400)\n' \
 	  "$$(stat -c %s pkg/mnemo_bg.wasm)" "$$(cat pkg/mnemo_bg.wasm pkg/mnemo.js | gzip -9 | wc -c)"
 
 ## The main job: build the package and run the demo in headless Chromium.
@@ -94,6 +96,16 @@ bench-recurrence: pkg
 ## cold open of 10k / 100k x 384 from IndexedDB. Writes target/bench-store.json.
 bench-store: pkg
 	cd www && node bench/store-run.mjs
+
+## LoCoMo retrieval eval through the engine in headless Chromium (IndexedDB, WebGPU/CPU): builds
+## the `eval` variant of the package into target/pkg-eval, serves $MNEMO_EVAL_DIR/locomo (default
+## ../shared/eval) read-only, prints the tables beside the baselines and checks them. Without the
+## data it says so and exits 0.
+eval: setup
+	@if [ -f "$${MNEMO_EVAL_DIR:-../shared/eval}/locomo/turns.jsonl" ]; then \
+	  wasm-pack build --release --target web --mode no-install --out-dir target/pkg-eval --out-name mnemo -- --features eval && \
+	  $(WASM_OPT) -O3 $(WASM_FEATURES) target/pkg-eval/mnemo_bg.wasm -o target/pkg-eval/mnemo_bg.wasm; fi
+	cd www && node scripts/run-eval.mjs
 
 ## Retrieval core on LoCoMo, natively (needs $MNEMO_EVAL_DIR/locomo, default ../shared/eval):
 ## the tables (vector-only, lexical-only, default fusion, fusion + fading context, hashed-ngrams)

@@ -1,77 +1,153 @@
-// The demo page's script. Loads the wasm package from /pkg and runs the kernel smoke test:
-// scores of B queries against an N x d bank on WebGPU and on the CPU path, compared element by
-// element. `window.mnemoDemo` exposes the runs for the headless driver (scripts/run-demo.mjs).
-import init, { Kernels, version } from './pkg/mnemo.js';
+// The notebook (index.html): an offline chat memory on mnemo. Messages are remembered with the
+// built-in 'hashed-ngrams' embedder (no model download; lexical quality) unless the page is opened
+// with ?embedder=none; the recall panel shows what is retrieved for the message being typed, with
+// each hit's score parts. `window.notebook` exposes the same actions for the headless driver
+// (scripts/run-demo.mjs) and the Playwright test (tests/demo.test.mjs).
+import init, { Mnemo, version } from './pkg/mnemo.js';
 
-function rand(seed) {
-  // mulberry32: a seeded generator so every run scores the same data.
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+const NAME = new URLSearchParams(location.search).get('store') || 'mnemo-notebook';
+const DIMS = 384;
+const NAMESPACE = 'notebook';
+const K = 5;
+
+const $ = (id) => document.getElementById(id);
+let mem = null;
+let weights = null;
+let recallSeq = 0;
+
+function fmtTime(t) {
+  return new Date(t).toISOString().replace('T', ' ').slice(0, 16);
 }
 
-function randomMatrix(rows, dims, next) {
-  const m = new Float32Array(rows * dims);
-  for (let i = 0; i < m.length; i++) m[i] = next() * 2 - 1;
-  return m;
+function esc(s) {
+  return String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 }
 
-async function timeIt(fn, reps) {
-  const times = [];
-  let out;
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    out = await fn();
-    times.push(performance.now() - t0);
+async function open() {
+  mem = await Mnemo.open(NAME, { dims: DIMS, embedder: 'hashed-ngrams' });
+  // The engine's defaults for this embedder (reported in the status line and used for the bars).
+  weights = { vector: 0.35, lexical: 0.65, recency: 0, importance: 0.05 };
+  mem.onChange(() => { renderMessages(); });
+}
+
+function status(extra = '') {
+  const s = mem.stats();
+  const a = s.adapter ? `${s.adapter.name || 'unnamed adapter'} (${s.adapter.device_type})` : 'no WebGPU adapter';
+  $('status').textContent = `mnemo ${version()} · ${s.count} memories · ${(s.bytesOnDisk / 1024).toFixed(1)} KiB on disk · ` +
+    `last search: ${s.backend}/${s.index} · GPU: ${s.gpu ? a : 'none'}${extra ? ` · ${extra}` : ''}`;
+}
+
+/** Every remembered message, oldest first (a recall ranked by time). */
+async function messages() {
+  const s = mem.stats();
+  if (s.count === 0) return [];
+  const hits = await mem.recall({ k: Math.min(10000, s.count), namespace: NAMESPACE, weights: { vector: 0, lexical: 0, recency: 1, importance: 0 }, halfLife: 1e15 });
+  return hits.sort((a, b) => a.time - b.time || a.id - b.id);
+}
+
+async function renderMessages() {
+  const list = await messages();
+  $('messages').innerHTML = list.map((h) => `<li class="msg ${esc(h.role)}" data-id="${h.id}">` +
+    `<span class="who">${esc(h.role)}</span> <span class="when">${fmtTime(h.time)}</span>` +
+    `<button class="forget" title="forget this memory" data-id="${h.id}">×</button><div class="text">${esc(h.text)}</div></li>`).join('');
+  $('messages').scrollTop = $('messages').scrollHeight;
+  status();
+}
+
+function bars(parts) {
+  return ['vector', 'lexical', 'recency', 'importance'].map((p) => {
+    const w = (weights[p] ?? 0) * parts[p];
+    return `<span class="part ${p}" style="width:${(w * 100).toFixed(1)}%" title="${p}: part ${parts[p].toFixed(3)} × weight ${weights[p]}"></span>`;
+  }).join('');
+}
+
+/** Recall for `text`; returns { hits, ms } and renders the panel. */
+async function recall(text, k = K) {
+  const seq = ++recallSeq;
+  if (!text.trim()) {
+    $('recall-query').textContent = 'Type to see what is recalled.';
+    $('hits').innerHTML = '';
+    return { hits: [], ms: 0 };
   }
-  times.sort((a, b) => a - b);
-  return { out, median: times[Math.floor(times.length / 2)] };
+  const t0 = performance.now();
+  const hits = await mem.recall({ text, k, namespace: NAMESPACE });
+  const ms = performance.now() - t0;
+  if (seq !== recallSeq) return { hits, ms }; // a newer keystroke won
+  $('recall-query').textContent = `“${text}” — ${hits.length} hits in ${ms.toFixed(1)} ms (${mem.stats().backend})`;
+  $('hits').innerHTML = hits.map((h) => `<li class="hit"><div class="score">${h.score.toFixed(3)}</div>` +
+    `<div class="bars">${bars(h.parts)}</div>` +
+    `<div class="text"><span class="who">${esc(h.role)}</span> ${esc(h.text)}</div>` +
+    `<div class="parts">vector ${h.parts.vector.toFixed(2)} · lexical ${h.parts.lexical.toFixed(2)} · recency ${h.parts.recency.toFixed(2)} · importance ${h.parts.importance.toFixed(2)}</div></li>`).join('');
+  status();
+  return { hits, ms };
 }
 
-/** The kernel smoke run: returns a plain object describing what ran and how it compared. */
-export async function smoke({ n = 10000, dims = 384, queries = 4, reps = 5 } = {}) {
-  const next = rand(42);
-  const bank = randomMatrix(n, dims, next);
-  const q = randomMatrix(queries, dims, next);
-  const gpu = await Kernels.create({ prefer: 'webgpu' });
-  const cpu = await Kernels.create({ prefer: 'cpu' });
-  const g = await timeIt(() => gpu.scores(bank, dims, q), reps);
-  const c = await timeIt(() => cpu.scores(bank, dims, q), reps);
-  let maxAbs = 0;
-  let worst = -1;
-  for (let i = 0; i < c.out.length; i++) {
-    const d = Math.abs(g.out[i] - c.out[i]);
-    if (d > maxAbs) { maxAbs = d; worst = i; }
-  }
-  return {
-    version: version(),
-    shape: { n, dims, queries },
-    backend: gpu.backend(),
-    adapter: gpu.adapterInfo() ?? null,
-    fallbackReason: gpu.fallbackReason() ?? null,
-    cpuBackend: cpu.backend(),
-    maxAbsDiff: maxAbs,
-    worstIndex: worst,
-    agree: maxAbs <= 1e-3,
-    medianMs: { gpu: g.median, cpu: c.median },
-    sample: Array.from(g.out.slice(0, 3)),
-  };
+/** Remember a message; returns { id, ms }. */
+async function remember(text, role = 'user', time = Date.now()) {
+  const t0 = performance.now();
+  const id = await mem.remember({ text, role, time, namespace: NAMESPACE });
+  const ms = performance.now() - t0;
+  await renderMessages();
+  return { id, ms };
+}
+
+/** Remember the sample conversation shipped with the demo (one batch). */
+async function loadSample() {
+  const sample = await (await fetch('data/sample-conversation.json')).json();
+  const t0 = performance.now();
+  const ids = await mem.rememberMany(sample.messages.map((m) => ({ text: m.text, role: m.role, time: Date.parse(m.time), namespace: NAMESPACE })));
+  const ms = performance.now() - t0;
+  await renderMessages();
+  return { ids, ms, questions: sample.questions, messages: sample.messages.length };
+}
+
+async function reset() {
+  await mem.close();
+  await Mnemo.destroy(NAME);
+  await open();
+  await renderMessages();
+  await recall('');
 }
 
 await init();
-window.mnemoDemo = { smoke, ready: true };
+const tOpen = performance.now();
+await open();
+const openMs = performance.now() - tOpen;
+await renderMessages();
+status(`opened in ${openMs.toFixed(0)} ms`);
 
-const out = document.getElementById('smoke-out');
-document.getElementById('run-smoke').addEventListener('click', async () => {
-  out.textContent = 'running…';
-  try {
-    out.textContent = JSON.stringify(await smoke(), null, 2);
-  } catch (e) {
-    out.textContent = `${e.code ?? 'ERROR'}: ${e.message}`;
+let typing = null;
+$('message').addEventListener('input', () => {
+  clearTimeout(typing);
+  typing = setTimeout(() => recall($('message').value), 120);
+});
+$('composer').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const text = $('message').value;
+  if (!text.trim()) return;
+  await recall(text); // what was recalled for it, before it joins the memory
+  await remember(text, $('role').value);
+  $('message').value = '';
+});
+$('messages').addEventListener('click', async (e) => {
+  const id = e.target?.dataset?.id;
+  if (e.target.classList.contains('forget') && id) {
+    await mem.forget(Number(id));
+    await renderMessages();
   }
 });
+$('load-sample').addEventListener('click', () => loadSample());
+$('reset').addEventListener('click', () => reset());
+
+window.notebook = {
+  ready: true,
+  openMs,
+  version: version(),
+  remember,
+  recall,
+  loadSample,
+  reset,
+  stats: () => mem.stats(),
+  messages: async () => (await messages()).map((h) => ({ id: h.id, role: h.role, text: h.text, time: h.time })),
+  weights: () => ({ ...weights }),
+};

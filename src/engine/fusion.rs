@@ -205,13 +205,14 @@ pub fn by_score_then_id(a: &Hit, b: &Hit) -> Ordering {
 
 /// Ranks (1-based) of `values` among themselves, descending, ties by lower id. `None` values
 /// get no rank.
-fn ranks(cands: &[Candidate], value: impl Fn(&Candidate) -> Option<f64>) -> Vec<Option<usize>> {
-    let mut order: Vec<(usize, f64)> = cands
+/// (Not generic over the value, so the wasm build carries one instance of its sort.)
+fn ranks(cands: &[Candidate], values: &[Option<f64>]) -> Vec<Option<usize>> {
+    let mut order: Vec<(usize, f64)> = values
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| value(c).map(|v| (i, v)))
+        .filter_map(|(i, v)| v.map(|v| (i, v)))
         .collect();
-    order.sort_by(|a, b| b.1.total_cmp(&a.1).then(cands[a.0].id.cmp(&cands[b.0].id)));
+    order.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(cands[a.0].id.cmp(&cands[b.0].id)));
     let mut out = vec![None; cands.len()];
     for (r, (i, _)) in order.into_iter().enumerate() {
         out[i] = Some(r + 1);
@@ -230,7 +231,7 @@ fn min_max(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 pub fn vector_parts(cands: &[Candidate], norm: VectorNorm) -> Vec<f64> {
     let range = min_max(cands.iter().filter_map(|c| c.cosine));
     match norm {
-        VectorNorm::Rank(c) => ranks(cands, |x| x.cosine)
+        VectorNorm::Rank(c) => ranks(cands, &cands.iter().map(|x| x.cosine).collect::<Vec<_>>())
             .into_iter()
             .map(|r| r.map_or(0.0, |r| (c + 1.0) / (c + r as f64)))
             .collect(),
@@ -257,7 +258,7 @@ pub fn vector_parts(cands: &[Candidate], norm: VectorNorm) -> Vec<f64> {
 pub fn lexical_parts(cands: &[Candidate], norm: LexicalNorm) -> Vec<f64> {
     let range = min_max(cands.iter().filter_map(|c| c.bm25));
     match norm {
-        LexicalNorm::Rank(c) => ranks(cands, |x| x.bm25)
+        LexicalNorm::Rank(c) => ranks(cands, &cands.iter().map(|x| x.bm25).collect::<Vec<_>>())
             .into_iter()
             .map(|r| r.map_or(0.0, |r| (c + 1.0) / (c + r as f64)))
             .collect(),
@@ -325,7 +326,7 @@ pub fn fuse(cands: &[Candidate], cfg: &FusionConfig) -> Result<Vec<Hit>, EngineE
             }
         })
         .collect();
-    hits.sort_by(by_score_then_id);
+    hits.sort_unstable_by(by_score_then_id);
     Ok(hits)
 }
 

@@ -612,13 +612,14 @@ impl LexicalIndex {
     /// hashing any posting.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Canonical term numbering: live terms sorted by string.
-        let mut live: Vec<(&str, u32)> = self
-            .vocab
-            .ids
-            .iter()
-            .map(|(s, &id)| (s.as_ref(), id))
+        // (The sorts below use a few element types only — `&str` and `(u64, u64)` — so that the
+        // wasm build carries few instances of the sort code.)
+        let mut strings: Vec<&str> = self.vocab.ids.keys().map(|s| s.as_ref()).collect();
+        strings.sort_unstable();
+        let live: Vec<(&str, u32)> = strings
+            .into_iter()
+            .map(|s| (s, self.vocab.ids[s]))
             .collect();
-        live.sort_unstable();
         let mut canon = vec![u32::MAX; self.vocab.strings.len()];
         for (i, &(_, id)) in live.iter().enumerate() {
             canon[id as usize] = i as u32;
@@ -637,12 +638,12 @@ impl LexicalIndex {
             let ns = &self.namespaces[self.ns_ids[name] as usize];
             w.str(name);
             // Canonical slots: live documents by ascending id.
-            let mut order: Vec<(DocId, u32)> = ns
+            let mut order: Vec<(DocId, u64)> = ns
                 .slots
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| s.live)
-                .map(|(i, s)| (s.id, i as u32))
+                .map(|(i, s)| (s.id, i as u64))
                 .collect();
             order.sort_unstable();
             let mut slot_of = vec![u32::MAX; ns.slots.len()];
@@ -655,31 +656,34 @@ impl LexicalIndex {
                 w.varint(if i == 0 { id } else { id - prev });
                 prev = id;
             }
-            let mut lists: Vec<(u32, &Postings)> = ns
+            let by_term: Vec<&Postings> = ns.postings.values().collect();
+            let mut lists: Vec<(u64, u64)> = ns
                 .postings
-                .iter()
-                .map(|(&t, p)| (canon[t as usize], p))
+                .keys()
+                .enumerate()
+                .map(|(i, &t)| (canon[t as usize] as u64, i as u64))
                 .collect();
-            lists.sort_unstable_by_key(|&(t, _)| t);
+            lists.sort_unstable();
             w.varint(lists.len() as u64);
-            let mut prev_t = 0u32;
-            let mut entries: Vec<(u32, u32)> = Vec::new();
-            for (i, (t, p)) in lists.into_iter().enumerate() {
+            let mut prev_t = 0u64;
+            let mut entries: Vec<(u64, u64)> = Vec::new();
+            for (i, (t, pi)) in lists.into_iter().enumerate() {
+                let p = by_term[pi as usize];
                 entries.clear();
                 entries.extend(
                     p.list
                         .iter()
                         .filter(|&&(s, _)| ns.slots[s as usize].live)
-                        .map(|&(s, tf)| (slot_of[s as usize], tf)),
+                        .map(|&(s, tf)| (slot_of[s as usize] as u64, tf as u64)),
                 );
                 entries.sort_unstable();
-                w.varint(if i == 0 { t } else { t - prev_t } as u64);
+                w.varint(if i == 0 { t } else { t - prev_t });
                 prev_t = t;
                 w.varint(entries.len() as u64);
-                let mut prev_s = 0u32;
+                let mut prev_s = 0u64;
                 for (j, &(slot, tf)) in entries.iter().enumerate() {
-                    w.varint(if j == 0 { slot } else { slot - prev_s } as u64);
-                    w.varint(tf as u64);
+                    w.varint(if j == 0 { slot } else { slot - prev_s });
+                    w.varint(tf);
                     prev_s = slot;
                 }
             }

@@ -6,6 +6,8 @@
 //! - [`fusion`] and [`recency`]: fusion of vector, lexical, recency and importance parts;
 //! - [`fading`]: the per-namespace fading-context state (a linear recurrence);
 //! - [`recall`]: the CPU recall pipeline tying them together over an in-memory corpus;
+//! - [`mnemo`]: the memory engine [`Mnemo`] over the episodic store (remember / recall /
+//!   forget, persisted derived indexes, other tabs' writes, the memory-fetch kernels);
 //! - [`eval`] and [`locomo`]: retrieval metrics and the LoCoMo evaluation pipeline (pure
 //!   functions over bytes, reusable from wasm).
 
@@ -17,6 +19,7 @@ pub mod fading;
 pub mod fusion;
 pub mod lexical;
 pub mod locomo;
+pub mod mnemo;
 pub mod recall;
 pub mod recency;
 pub mod tokenize;
@@ -30,3 +33,4 @@ pub use error::EngineError;
 pub use embed::HashedNgrams;
 pub use fusion::{fuse, Candidate, FusionConfig, Hit, Parts, Weights};
 pub use lexical::{Allow, Bm25Params, LexHit, LexicalIndex, LexicalQuery};
+pub use mnemo::{Memory, Mnemo, MnemoError, MnemoOptions, RecallHit, RecallQuery};

@@ -37,3 +37,27 @@ impl From<JsError2> for JsValue {
 pub fn invalid_input(message: impl AsRef<str>) -> JsValue {
     to_js_error("INVALID_INPUT", message.as_ref())
 }
+
+/// A JS `Error` for a retrieval-core error (`code` from [`crate::engine::EngineError::code`]).
+impl From<crate::engine::EngineError> for JsError2 {
+    fn from(e: crate::engine::EngineError) -> Self {
+        JsError2(to_js_error(e.code(), &e.to_string()))
+    }
+}
+
+/// A JS `Error` for an engine error: `code` from [`crate::engine::MnemoError::code`] (the store's,
+/// the retrieval core's or the kernels' code when it wraps one of theirs) and, for validation
+/// errors, `field` naming the offending input (e.g. `episodes[2].embedding`).
+pub fn mnemo_error(e: &crate::engine::MnemoError) -> JsValue {
+    let v = to_js_error(e.code(), &e.to_string());
+    if let Some(f) = e.field() {
+        let _ = js_sys::Reflect::set(&v, &JsValue::from_str("field"), &JsValue::from_str(f));
+    }
+    v
+}
+
+impl From<crate::engine::MnemoError> for JsError2 {
+    fn from(e: crate::engine::MnemoError) -> Self {
+        JsError2(mnemo_error(&e))
+    }
+}

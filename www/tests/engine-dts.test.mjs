@@ -1,0 +1,60 @@
+// The generated TypeScript declarations (pkg/mnemo.d.ts) carry the engine's public contract:
+// the Mnemo class with typed signatures (no `any`), and every option / result interface with a
+// doc comment on each property.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test, run, assert } from './harness.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dts = fs.readFileSync(path.resolve(here, '../../pkg/mnemo.d.ts'), 'utf8');
+
+function block(kind, name) {
+  const start = dts.indexOf(`export ${kind} ${name}`);
+  assert(start >= 0, `export ${kind} ${name} is in mnemo.d.ts`);
+  let depth = 0;
+  for (let i = dts.indexOf('{', start); i < dts.length; i++) {
+    if (dts[i] === '{') depth++;
+    if (dts[i] === '}' && --depth === 0) return dts.slice(start, i + 1);
+  }
+  throw new Error(`unterminated ${name}`);
+}
+
+test('Mnemo class signatures are typed', () => {
+  const c = block('class', 'Mnemo');
+  const want = [
+    'static open(name: string, options?: MnemoOptions | null): Promise<Mnemo>;',
+    'static import(name: string, bytes: Uint8Array, options?: MnemoOptions | null): Promise<Mnemo>;',
+    'static destroy(name: string): Promise<void>;',
+    'remember(memory: MemoryInput): Promise<number>;',
+    'rememberMany(memories: MemoryInput[]): Promise<number[]>;',
+    'recall(query: RecallOptions): Promise<RecallHit[]>;',
+    'update(id: number, patch: MemoryPatch): Promise<void>;',
+    'forget(id: number): Promise<void>;',
+    'forgetNamespace(namespace: string): Promise<number>;',
+    'export(): Promise<Uint8Array>;',
+    'stats(): MnemoStats;',
+    'close(): Promise<void>;',
+  ];
+  for (const w of want) assert(c.includes(w), `Mnemo declares ${w}`);
+  assert(!/\bany\b/.test(c), 'no `any` in the Mnemo class');
+});
+
+test('option and result interfaces are documented', () => {
+  const ifaces = ['MnemoOptions', 'ContextOptions', 'Weights', 'MemoryInput', 'MemoryPatch', 'RecallOptions', 'ScoreParts', 'RecallHit', 'MnemoStats', 'ImportResult'];
+  for (const name of ifaces) {
+    const b = block('interface', name);
+    const props = [...b.matchAll(/^\s+(\w+)\??:/gm)].map((m) => m[1]);
+    assert(props.length > 0, `${name} has properties`);
+    for (const p of props) {
+      const re = new RegExp(`\\*/\\s*\\n\\s*${p}\\??:`);
+      assert(re.test(b), `${name}.${p} has a doc comment`);
+    }
+  }
+  for (const [iface, prop] of [['RecallHit', 'parts: ScoreParts'], ['MnemoStats', "backend: 'webgpu' | 'cpu'"], ['MemoryInput', 'embedding?: Float32Array'], ['RecallOptions', 'namespace?: string | string[]']]) {
+    assert(block('interface', iface).includes(prop), `${iface} has ${prop}`);
+  }
+  assert(/export type Embedder = 'hashed-ngrams' \| \(\(texts: string\[\]\) => Promise<Float32Array\[\]>/.test(dts), 'Embedder type');
+});
+
+await run('engine-dts.test.mjs');
