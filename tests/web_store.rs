@@ -2,65 +2,20 @@
 //! (`tests/store_contract.rs`), and the model-based test with reopens between steps.
 #![cfg(target_arch = "wasm32")]
 
-use mnemo::store::idb::{simulate_upgrade, write_legacy, IdbBackend};
-use mnemo::store::testing::{contract, model_run, Factory, LegacyFixture, ModelConfig};
-use mnemo::store::StoreError;
-use wasm_bindgen::JsValue;
+use mnemo::store::idb::IdbBackend;
+use mnemo::store::testing::{contract, model_run, Factory, IdbFactory, ModelConfig};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-struct IdbFactory;
-
-async fn sleep_ms(ms: i32) {
-    let p = js_sys::Promise::new(&mut |resolve, _| {
-        let f: js_sys::Function =
-            js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
-                .unwrap()
-                .into();
-        f.call2(&JsValue::NULL, &resolve, &JsValue::from(ms))
-            .unwrap();
-    });
-    wasm_bindgen_futures::JsFuture::from(p).await.unwrap();
-}
-
-impl Factory for IdbFactory {
-    type B = IdbBackend;
-    async fn fresh(&self, name: &str) -> IdbBackend {
-        IdbBackend::delete_database(name)
-            .await
-            .expect("delete database");
-        IdbBackend::open(name).await.expect("open database")
-    }
-    async fn connect(&self, name: &str) -> Result<IdbBackend, StoreError> {
-        IdbBackend::open(name).await
-    }
-    async fn upgrade_elsewhere(&self, name: &str, version: u32) {
-        simulate_upgrade(name, version)
-            .await
-            .expect("upgrade elsewhere");
-    }
-    async fn settle(&self) {
-        sleep_ms(20).await;
-    }
-    async fn raw_bytes(&self, name: &str) -> Vec<Vec<u8>> {
-        let b = IdbBackend::open(name).await.expect("open for dump");
-        let out = b.raw_dump().await.expect("raw dump");
-        mnemo::store::Backend::close(&b);
-        out
-    }
-    async fn install_legacy(&self, name: &str, fx: &LegacyFixture) {
-        write_legacy(name, &fx.header, &fx.state, &fx.episodes, &fx.segments)
-            .await
-            .expect("write the legacy fixture");
-    }
-}
+/// The IndexedDB factory, waiting 20 ms to settle.
+const FACTORY: IdbFactory = IdbFactory(20);
 
 macro_rules! web_case {
     ($name:ident) => {
         #[wasm_bindgen_test]
         async fn $name() {
-            contract::$name(&IdbFactory).await;
+            contract::$name(&FACTORY).await;
         }
     };
 }
@@ -71,7 +26,7 @@ mnemo::store_contract_cases!(web_case);
 async fn model_based_indexeddb_with_reopens() {
     let t0 = js_sys::Date::now();
     model_run(
-        &IdbFactory,
+        &FACTORY,
         "model",
         ModelConfig {
             seed: 7,
@@ -105,7 +60,7 @@ async fn js_vector_sink_matches_the_wasm_load() {
         .collect();
     // Legacy segments (ArrayBuffer values), then new ones (Blob values) after the upgrade.
     let fx = legacy_fixture(dims, 16, &eps[..100], &[3, 50]);
-    IdbFactory.install_legacy("sink", &fx).await;
+    FACTORY.install_legacy("sink", &fx).await;
     let s = Store::open(
         IdbBackend::open("sink").await.unwrap(),
         OpenOptions::default(),

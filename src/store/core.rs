@@ -1098,6 +1098,41 @@ impl<B: Backend> Store<B> {
         Err(StoreError::Conflict(MAX_ATTEMPTS))
     }
 
+    /// The records of several episodes without their vectors (text, role, times, metadata,
+    /// tags), aligned with `ids` (`None` where missing): one read of the pages holding them and no
+    /// segment reads, for callers that keep the vectors elsewhere (the engine's recall).
+    pub async fn get_records(&self, ids: &[u64]) -> Result<Vec<Option<EpisodeRecord>>> {
+        self.check_open()?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let st = self.state.borrow().clone();
+            let res = self
+                .read(&ReadRequest {
+                    pages: keys_of(ids, |id| st.page_of(id).map(|i| st.pages[i].lo)),
+                    ..Default::default()
+                })
+                .await?;
+            if state_seq(res.state.as_deref()) != st.seq {
+                *self.state.borrow_mut() = decode_state(&res)?;
+                continue;
+            }
+            let views = page_views(&res)?;
+            return ids
+                .iter()
+                .map(|&id| {
+                    st.page_of(id)
+                        .and_then(|i| views.get(&st.pages[i].lo))
+                        .and_then(|v| v.find(id).map(|r| v.record(r)))
+                        .map(|b| decode_record(b).map_err(|e| e.corrupt(format!("episode {id}"))))
+                        .transpose()
+                })
+                .collect();
+        }
+        Err(StoreError::Conflict(MAX_ATTEMPTS))
+    }
+
     /// Episodes of a namespace within an event-time range, in `[time, id]` order.
     ///
     /// The index lists the pages holding the namespace with the time span of its rows there;

@@ -374,6 +374,11 @@ pub mod contract {
         assert_eq!(many[0].as_ref().unwrap().id, id2);
         assert!(many[1].is_none());
         assert_eq!(many[2].as_ref().unwrap().id, id);
+        let recs = s.get_records(&[id2, 77, id]).await.unwrap();
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[0].as_ref().unwrap().text, "defaults");
+        assert!(recs[1].is_none());
+        assert_eq!(recs[2].as_ref().unwrap().id, id);
         // The longest text accepted.
         let big = "x".repeat(MAX_TEXT_BYTES);
         let id3 = s
@@ -1450,6 +1455,15 @@ async fn full_check<B: Backend>(s: &Store<B>, m: &Model, step: usize) {
             .unwrap_or_else(|| panic!("step {step}: episode {} missing", e.id));
         assert!(same(g, e), "step {step}: {g:?} != {e:?}");
     }
+    let recs = s.get_records(&ids).await.unwrap();
+    for (r, g) in recs.iter().zip(&got) {
+        let (r, g) = (r.as_ref().unwrap(), g.as_ref().unwrap());
+        assert_eq!(
+            (r.id, &r.text, &r.metadata),
+            (g.id, &g.text, &g.metadata),
+            "step {step}"
+        );
+    }
     s.check_integrity()
         .await
         .unwrap_or_else(|e| panic!("step {step}: {e}"));
@@ -1705,4 +1719,63 @@ pub fn log(line: &str) {
     web_sys::console::log_1(&line.into());
     #[cfg(not(target_arch = "wasm32"))]
     eprintln!("{line}");
+}
+
+/// The IndexedDB [`Factory`] of the browser suites (`tests/web_store.rs`, `tests/web_engine.rs`);
+/// its field is how long [`Factory::settle`] waits, in milliseconds, for cross-tab notices.
+#[cfg(target_arch = "wasm32")]
+pub struct IdbFactory(pub i32);
+
+#[cfg(target_arch = "wasm32")]
+impl Factory for IdbFactory {
+    type B = super::idb::IdbBackend;
+    async fn fresh(&self, name: &str) -> Self::B {
+        super::idb::IdbBackend::delete_database(name)
+            .await
+            .expect("delete database");
+        super::idb::IdbBackend::open(name)
+            .await
+            .expect("open database")
+    }
+    async fn connect(&self, name: &str) -> Result<Self::B> {
+        super::idb::IdbBackend::open(name).await
+    }
+    async fn upgrade_elsewhere(&self, name: &str, version: u32) {
+        super::idb::simulate_upgrade(name, version)
+            .await
+            .expect("upgrade elsewhere");
+    }
+    async fn settle(&self) {
+        let ms = self.0;
+        let p = js_sys::Promise::new(&mut |resolve, _| {
+            let f: js_sys::Function = js_sys::Reflect::get(
+                &js_sys::global(),
+                &wasm_bindgen::JsValue::from_str("setTimeout"),
+            )
+            .expect("setTimeout")
+            .into();
+            f.call2(
+                &wasm_bindgen::JsValue::NULL,
+                &resolve,
+                &wasm_bindgen::JsValue::from(ms),
+            )
+            .expect("setTimeout call");
+        });
+        wasm_bindgen_futures::JsFuture::from(p)
+            .await
+            .expect("timer");
+    }
+    async fn raw_bytes(&self, name: &str) -> Vec<Vec<u8>> {
+        let b = super::idb::IdbBackend::open(name)
+            .await
+            .expect("open for dump");
+        let out = b.raw_dump().await.expect("raw dump");
+        Backend::close(&b);
+        out
+    }
+    async fn install_legacy(&self, name: &str, fx: &LegacyFixture) {
+        super::idb::write_legacy(name, &fx.header, &fx.state, &fx.episodes, &fx.segments)
+            .await
+            .expect("write the legacy fixture");
+    }
 }

@@ -56,8 +56,7 @@ use crate::engine::recall::dot_f64;
 use crate::engine::recency::{Recency, DEFAULT_HALF_LIFE_MS};
 use crate::engine::DocId;
 use crate::gpu::AdapterSummary;
-use crate::store::backend::{Backend as StoreBackend, ReadRequest};
-use crate::store::codec::decode_record;
+use crate::store::backend::Backend as StoreBackend;
 use crate::store::episode::{norm_time, now_ms, validate_new, validate_patch, DEFAULT_IMPORTANCE};
 use crate::store::{
     Durability, Episode, ImportReport, Metadata, NewEpisode, OpenOptions, Patch, Store, StoreError,
@@ -1249,40 +1248,23 @@ impl<B: StoreBackend> Mnemo<B> {
 
     /// The records (text, role, metadata, tags) of `ids`, `None` where an episode is gone.
     ///
-    /// One read-only transaction of the episode records alone: `Store::get_many` would also read
-    /// every vector segment holding a hit (about 2 MiB each), which dominated recall latency on
-    /// IndexedDB. Uses the store's public backend trait and record codec; if the store gains a
-    /// records-only read, this becomes a call to it.
+    /// Records only (`Store::get_records`): `Store::get_many` would also read every vector
+    /// segment holding a hit, which dominated recall latency on IndexedDB.
     async fn fetch_payloads(&self, ids: &[DocId]) -> Result<Vec<Option<HitPayload>>> {
-        let res = self
+        Ok(self
             .store
-            .backend()
-            .read(&ReadRequest {
-                episodes: ids.to_vec(),
-                ..Default::default()
+            .get_records(ids)
+            .await?
+            .into_iter()
+            .map(|r| {
+                r.map(|r| HitPayload {
+                    text: r.text,
+                    role: r.role,
+                    meta: r.metadata,
+                    tags: r.tags,
+                })
             })
-            .await?;
-        if res.episodes.len() != ids.len() {
-            return Err(StoreError::corrupt("episodes", "a read returned the wrong count").into());
-        }
-        res.episodes
-            .iter()
-            .zip(ids)
-            .map(|(b, id)| {
-                b.as_ref()
-                    .map(|b| {
-                        decode_record(b)
-                            .map(|r| HitPayload {
-                                text: r.text,
-                                role: r.role,
-                                meta: r.metadata,
-                                tags: r.tags,
-                            })
-                            .map_err(|e| e.corrupt(format!("episode {id}")).into())
-                    })
-                    .transpose()
-            })
-            .collect()
+            .collect())
     }
 
     /// Rank under the lock: candidates, exact re-scoring, fusion, threshold check.
