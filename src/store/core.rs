@@ -490,6 +490,29 @@ impl<B: Backend> Store<B> {
         self.backend.read(req).await
     }
 
+    /// A read in the snapshot of `st`, naming segments as `st`'s directory describes them (`None`:
+    /// the store moved on; the caller retries). Another connection may have rewritten a segment
+    /// since `st`, so a segment the backend finds inconsistent with that directory is corruption
+    /// only if the state has not moved.
+    async fn read_in(&self, st: &State, req: &ReadRequest) -> Result<Option<ReadResult>> {
+        let res = match self.read(req).await {
+            Ok(r) => r,
+            Err(e @ StoreError::Corrupt { .. }) => {
+                let now = self.read(&ReadRequest::default()).await?;
+                if state_seq(now.state.as_deref()) == st.seq {
+                    return Err(e);
+                }
+                now
+            }
+            Err(e) => return Err(e),
+        };
+        if state_seq(res.state.as_deref()) != st.seq {
+            *self.state.borrow_mut() = decode_state(&res)?;
+            return Ok(None);
+        }
+        Ok(Some(res))
+    }
+
     /// Re-read the state record into the cache.
     async fn refresh(&self) -> Result<State> {
         let res = self.read(&ReadRequest::default()).await?;
@@ -787,17 +810,19 @@ impl<B: Backend> Store<B> {
         if pages.is_empty() && segment_tails.is_empty() {
             return Ok(Some(ReadResult::default()));
         }
-        let res = self
-            .read(&ReadRequest {
-                pages,
-                segment_tails,
-                ..Default::default()
-            })
-            .await?;
-        if state_seq(res.state.as_deref()) != st.seq {
-            *self.state.borrow_mut() = decode_state(&res)?;
+        let Some(res) = self
+            .read_in(
+                st,
+                &ReadRequest {
+                    pages,
+                    segment_tails,
+                    ..Default::default()
+                },
+            )
+            .await?
+        else {
             return Ok(None);
-        }
+        };
         Ok(Some(res))
     }
 
@@ -1060,17 +1085,14 @@ impl<B: Backend> Store<B> {
         }
         'attempt: for _ in 0..MAX_ATTEMPTS {
             let st = self.state.borrow().clone();
-            let res = self
-                .read(&ReadRequest {
-                    pages: keys_of(ids, |id| st.page_of(id).map(|i| st.pages[i].lo)),
-                    segment_tails: self.tails_for(&st, ids),
-                    ..Default::default()
-                })
-                .await?;
-            if state_seq(res.state.as_deref()) != st.seq {
-                *self.state.borrow_mut() = decode_state(&res)?;
+            let req = ReadRequest {
+                pages: keys_of(ids, |id| st.page_of(id).map(|i| st.pages[i].lo)),
+                segment_tails: self.tails_for(&st, ids),
+                ..Default::default()
+            };
+            let Some(res) = self.read_in(&st, &req).await? else {
                 continue;
-            }
+            };
             let views = page_views(&res)?;
             let mut recs = Vec::with_capacity(ids.len());
             for &id in ids {

@@ -299,6 +299,7 @@ macro_rules! store_contract_cases {
         $m!(blobs_persist);
         $m!(aborted_commit_leaves_nothing);
         $m!(concurrent_connections_interleave);
+        $m!(stale_directories_retry);
         $m!(concurrent_calls_queue);
         $m!(close_and_destroy);
         $m!(upgrade_elsewhere_closes_and_schema_too_new);
@@ -1179,6 +1180,51 @@ pub mod contract {
         assert_eq!(a.count(Some("a")).await.unwrap(), 90);
         assert_eq!(b.count(Some("b")).await.unwrap(), 90);
         a.check_integrity().await.unwrap();
+    }
+
+    /// A connection whose segment directory is stale (the other connection rewrote segments
+    /// since) retries its reads and writes instead of reporting corruption.
+    pub async fn stale_directories_retry<F: Factory>(f: &F) {
+        let name = "c-stale";
+        let a = open(f, name).await;
+        let b = reopen(f, name).await;
+        let mut rng = Rng::new(23);
+        let mut want: BTreeMap<u64, Vec<f32>> = BTreeMap::new();
+        for round in 0..40 {
+            // Singles from `a`: the tail segments merge and are rewritten under the same keys.
+            let e = episode(&mut rng, "s", &format!("a{round}"), DIMS);
+            let id = a.put(e.clone()).await.unwrap();
+            want.insert(id, e.embedding);
+            // And deletes from `a`: segments are rewritten shorter under the same keys.
+            if round % 2 == 1 {
+                let keys: Vec<u64> = want.keys().copied().collect();
+                let gone = keys[rng.below(keys.len())];
+                a.delete(gone).await.unwrap();
+                want.remove(&gone);
+            }
+            let ids: Vec<u64> = want.keys().copied().collect();
+            let got = b
+                .get_many(&ids)
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: get_many on b: {e}"));
+            for (g, id) in got.iter().zip(&ids) {
+                let g = g
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("round {round}: {id} missing on b"));
+                assert_eq!(g.embedding, want[id], "round {round}: vector of {id} on b");
+            }
+            if round % 3 == 0 {
+                let e = episode(&mut rng, "s", &format!("b{round}"), DIMS);
+                let id = b
+                    .put(e.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("round {round}: put on b: {e}"));
+                want.insert(id, e.embedding);
+            }
+        }
+        assert_eq!(a.count(None).await.unwrap(), want.len() as u64);
+        a.check_integrity().await.unwrap();
+        b.check_integrity().await.unwrap();
     }
 
     /// Concurrent calls on one connection queue and all land.
