@@ -1,21 +1,42 @@
-//! The engine's vector bank: every live episode's *search vector* by row, and the vector
-//! candidates of a recall — the top `depth` rows by dot product among the allowed rows.
+//! The engine's vector bank: every episode's *search vector* by row, held in a memory-fetch
+//! [`FlatBank`] (f32, so scores are exact f32 dot products; on the GPU when the engine has one,
+//! always with its CPU mirror), and the vector candidates of a recall — the top `depth` rows by
+//! dot product among the allowed rows, the recall's filter passed as the kernel's allow-mask.
 //!
 //! Search vectors: an embedding whose L2 norm is within 1e-3 of 1 is kept as given (so scores of
 //! normalised embeddings are bit-for-bit plain dot products, as the baselines compute); any other
 //! is divided by its norm (a zero vector stays zero). The store keeps the embedding as given.
 //!
-//! Paths (see [`VectorPath`]): an exact CPU scan over the allowed rows; and the memory-fetch
-//! kernels (flat GPU top-k, hierarchical index) once they are wired in.
+//! Rows: bank row `r` is the engine's row `r` ([`super::rows`]); a removed row is masked out of
+//! the bank's live bitset (and is never in a recall's allow-mask either).
+//!
+//! Paths (see [`VectorPath`], chosen per query by [`VectorBank::search`]):
+//! - [`VectorPath::CpuFlat`]: the fetch kernel's CPU path (blocked layout, SIMD-friendly scan,
+//!   masked blocks skipped); for `depth` above the kernel's [`MAX_K`] the same scores are
+//!   streamed into a bounded heap ([`select_top`]) instead — still exact;
+//! - [`VectorPath::GpuFlat`]: the fetch kernel's GPU top-k (`depth ≤ MAX_K`) when the policy
+//!   allows it (see [`AUTO_GPU_MIN_BYTES`]).
+//!
+//! Both are exact up to the last bits of an f32 dot product (a GPU may fuse multiply-add); the
+//! engine re-scores every candidate in f64, so the ranking does not depend on the path.
 
 use std::cmp::Ordering;
 
-use crate::compute::Backend;
+use crate::compute::{Backend, Compute};
 use crate::engine::DocId;
-use crate::kernels::cpu::dot;
+use crate::kernels::fetch::{BankFormat, FetchPath, FlatBank, FlatBankOptions, MAX_K, NO_ID};
 
 use super::error::Result;
 use super::rows::{Allowed, Row};
+use super::FetchPolicy;
+
+/// [`FetchPolicy::Auto`] runs a query's flat top-k on the GPU only when the engine's GPU is a
+/// hardware adapter and the allowed rows hold at least this many bytes (rows × dims × 4), i.e.
+/// when the CPU scan they would cost is longer than a WebGPU submission + readback (the CPU path
+/// scans ~1-2 ms per 16 MiB on the machines measured; a readback costs milliseconds). Software
+/// adapters (lavapipe, SwiftShader) always lose to the CPU path: measured through the engine,
+/// see README ("Memory engine", vector path).
+pub const AUTO_GPU_MIN_BYTES: usize = 16 << 20;
 
 /// The search vector of an embedding (see the module documentation).
 pub(crate) fn search_vector(v: &[f32]) -> Vec<f32> {
@@ -33,7 +54,7 @@ pub(crate) fn search_vector(v: &[f32]) -> Vec<f32> {
 /// How the vector candidates of a recall were found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VectorPath {
-    /// Exact scan of the allowed rows on the CPU.
+    /// No vector search ran (a lexical-only or filter-only recall).
     CpuExact,
     /// Exact flat top-k on the GPU (memory-fetch kernel, allow-mask).
     GpuFlat,
@@ -73,68 +94,142 @@ pub(crate) struct Candidates {
 }
 
 /// The bank.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct VectorBank {
     dims: usize,
-    data: Vec<f32>,
+    flat: FlatBank,
+    /// The GPU is a software adapter (lavapipe, SwiftShader): `Auto` never picks it.
+    software: bool,
 }
 
 impl VectorBank {
-    pub(crate) fn new(dims: usize) -> Self {
-        VectorBank {
+    /// An empty bank on `compute`'s device (if any) with a CPU mirror.
+    pub(crate) fn new(compute: &Compute, dims: usize) -> Result<Self> {
+        let flat = FlatBank::new(
+            compute,
             dims,
-            data: Vec::new(),
-        }
+            FlatBankOptions {
+                format: BankFormat::F32,
+                cpu_mirror: true,
+                auto_gpu_min_bytes: AUTO_GPU_MIN_BYTES,
+                ..FlatBankOptions::default()
+            },
+        )?;
+        let software = compute
+            .adapter_info()
+            .is_some_and(|a| a.device_type == "cpu");
+        Ok(VectorBank {
+            dims,
+            flat,
+            software,
+        })
     }
 
     /// Rows, holes included.
     pub(crate) fn len(&self) -> usize {
-        self.data.len() / self.dims
+        self.flat.len()
     }
 
-    /// The search vector of row `r`.
-    pub(crate) fn row(&self, r: Row) -> &[f32] {
-        let i = r as usize * self.dims;
-        &self.data[i..i + self.dims]
+    /// The search vector of row `r` (a copy from the CPU mirror: the exact f32 values).
+    pub(crate) fn row(&self, r: Row) -> Vec<f32> {
+        self.flat
+            .row(r as usize)
+            .unwrap_or_else(|| vec![0.0; self.dims])
     }
 
-    /// Append search vectors (row-major); they get the next rows.
+    /// Append search vectors (row-major); they get the next rows (uploads only these rows).
     pub(crate) async fn append(&mut self, rows: &[f32]) -> Result<()> {
-        self.data.extend_from_slice(rows);
+        self.flat.append(rows).await?;
         Ok(())
     }
 
     /// Replace row `r`'s search vector.
     pub(crate) async fn set_row(&mut self, r: Row, v: &[f32]) -> Result<()> {
-        let i = r as usize * self.dims;
-        self.data[i..i + self.dims].copy_from_slice(v);
+        self.flat.set_row(r as usize, v).await?;
         Ok(())
     }
 
-    /// Row `r` was removed (its slot is never returned again: the allow-set excludes it).
+    /// Row `r` was removed: it is masked out of the bank (and of every allow-set).
     pub(crate) fn remove(&mut self, r: Row) {
-        let i = r as usize * self.dims;
-        self.data[i..i + self.dims].fill(0.0);
+        let _ = self.flat.remove(r as usize);
     }
 
-    /// The `depth` best allowed rows for `q` (a search vector), best first.
+    /// Where `policy` runs a flat top-k over `allowed_rows` rows.
+    pub(crate) fn choose(&self, policy: FetchPolicy, allowed_rows: usize) -> FetchPath {
+        if !self.flat.has_gpu() {
+            return FetchPath::Cpu;
+        }
+        match policy {
+            FetchPolicy::Cpu => FetchPath::Cpu,
+            FetchPolicy::Gpu => FetchPath::Gpu,
+            FetchPolicy::Auto => {
+                if !self.software && allowed_rows * self.dims * 4 >= AUTO_GPU_MIN_BYTES {
+                    FetchPath::Gpu
+                } else {
+                    FetchPath::Cpu
+                }
+            }
+        }
+    }
+
+    /// The `depth` best allowed rows for `q` (a search vector), best first (ties by lower id),
+    /// on the path `policy` picks (see the module documentation).
     pub(crate) async fn search(
         &self,
         q: &[f32],
         depth: usize,
         allowed: &Allowed,
+        policy: FetchPolicy,
         id_of: &dyn Fn(Row) -> DocId,
     ) -> Result<Candidates> {
-        let mut hits: Vec<(Row, f32)> = allowed
-            .rows
-            .iter()
-            .map(|&r| (r, dot(q, self.row(r))))
-            .collect();
+        let depth = depth.min(allowed.len());
+        if depth == 0 {
+            return Ok(Candidates {
+                hits: Vec::new(),
+                path: VectorPath::CpuFlat,
+            });
+        }
+        let mask = Some(&allowed.mask[..]);
+        let mut hits: Vec<(Row, f32)>;
+        let path;
+        if depth > MAX_K {
+            // Deeper than the kernel's k: every allowed row's score (the CPU path's sums) into a
+            // bounded heap.
+            hits = Vec::with_capacity(allowed.len());
+            self.flat
+                .for_each_score_cpu(q, mask, |r, s| hits.push((r, s)))?;
+            path = VectorPath::CpuFlat;
+        } else {
+            let want = self.choose(policy, allowed.len());
+            let res = match want {
+                FetchPath::Gpu => match self.flat.topk_gpu(q, depth, mask).await {
+                    Ok(r) => Ok((r, VectorPath::GpuFlat)),
+                    // Auto never fails over a GPU fault: the CPU mirror answers.
+                    Err(_) if policy == FetchPolicy::Auto => self
+                        .flat
+                        .topk_cpu(q, depth, mask)
+                        .map(|r| (r, VectorPath::CpuFlat)),
+                    Err(e) => Err(e),
+                },
+                _ => self
+                    .flat
+                    .topk_cpu(q, depth, mask)
+                    .map(|r| (r, VectorPath::CpuFlat)),
+            };
+            let (r, p) = res?;
+            hits = r
+                .ids_of(0)
+                .iter()
+                .zip(r.scores_of(0))
+                .filter(|(&i, _)| i != NO_ID)
+                .map(|(&i, &s)| (i, s))
+                .collect();
+            path = p;
+        }
+        // Ties by lower id (the kernel breaks them by lower row; rows are in id order except
+        // after an out-of-order insert).
         select_top(&mut hits, depth, id_of);
-        Ok(Candidates {
-            hits,
-            path: VectorPath::CpuExact,
-        })
+        Ok(Candidates { hits, path })
     }
 }
 

@@ -408,10 +408,10 @@ fn record_bytes(
 }
 
 impl Inner {
-    fn new(dims: usize, ctx: ContextConfig) -> Result<Self> {
+    fn new(compute: &Compute, dims: usize, ctx: ContextConfig) -> Result<Self> {
         Ok(Inner {
             rows: RowTable::default(),
-            bank: VectorBank::new(dims),
+            bank: VectorBank::new(compute, dims)?,
             lexical: LexicalIndex::new(),
             contexts: Contexts::new(dims, ctx)?,
             seq: 0,
@@ -455,13 +455,13 @@ impl Inner {
 
     /// Rebuild the row table and the bank without holes once removed rows outnumber live ones
     /// (and at least 1,024): rows are renumbered in order, so id order is kept.
-    async fn maybe_compact(&mut self, dims: usize) -> Result<()> {
+    async fn maybe_compact(&mut self, compute: &Compute, dims: usize) -> Result<()> {
         let holes = self.rows.len() - self.rows.live_count();
         if holes < 1024 || holes < self.rows.live_count() {
             return Ok(());
         }
         let mut rows = RowTable::default();
-        let mut bank = VectorBank::new(dims);
+        let mut bank = VectorBank::new(compute, dims)?;
         let mut search = Vec::with_capacity(self.rows.live_count() * dims);
         for r in self.rows.live_rows() {
             rows.push(
@@ -470,7 +470,7 @@ impl Inner {
                 self.rows.time(r),
                 &self.rows.attrs(r),
             );
-            search.extend_from_slice(self.bank.row(r));
+            search.extend_from_slice(&self.bank.row(r));
         }
         bank.append(&search).await?;
         self.rows = rows;
@@ -726,7 +726,7 @@ impl<B: StoreBackend> Mnemo<B> {
         blob: Option<(u64, persist::EngineBlob)>,
     ) -> Result<Option<(Inner, usize)>> {
         let dims = self.dims();
-        let mut inner = Inner::new(dims, self.opts.context)?;
+        let mut inner = Inner::new(&self.compute, dims, self.opts.context)?;
         let (from_seq, mut attrs, order) = match blob {
             Some((s, b)) => {
                 inner.lexical = b.lexical;
@@ -779,6 +779,11 @@ impl<B: StoreBackend> Mnemo<B> {
         }
         inner.bank.append(&search).await?;
         drop(search);
+        for r in 0..inner.rows.len() as Row {
+            if !inner.rows.is_live(r) {
+                inner.bank.remove(r);
+            }
+        }
         // Episodes in the blob but not in the vectors were deleted since.
         for (id, _) in attrs {
             inner.lexical.remove(id);
@@ -910,7 +915,7 @@ impl<B: StoreBackend> Mnemo<B> {
     /// of the episodes (at least 1,024). A failed persist is not an error of the write that
     /// triggered it (the blob is derived; it is retried later).
     async fn maybe_persist(&self, inner: &mut Inner) {
-        let _ = inner.maybe_compact(self.dims()).await;
+        let _ = inner.maybe_compact(&self.compute, self.dims()).await;
         let live = inner.rows.live_count();
         if inner.dirty_ops >= 256 || inner.dirty_rows >= (live / 4).max(1024) {
             let _ = self.persist(inner).await;
@@ -1340,7 +1345,13 @@ impl<B: StoreBackend> Mnemo<B> {
             let mut path_exact = true;
             if use_vec {
                 let c = bank
-                    .search(qv.as_deref().expect("use_vec"), depth, &allowed, &id_of)
+                    .search(
+                        qv.as_deref().expect("use_vec"),
+                        depth,
+                        &allowed,
+                        q.fetch.unwrap_or(self.opts.fetch),
+                        &id_of,
+                    )
                     .await?;
                 self.last_path.set(c.path);
                 path_exact = c.path.exact();
@@ -1382,7 +1393,7 @@ impl<B: StoreBackend> Mnemo<B> {
                     Candidate {
                         id,
                         cosine: if use_vec {
-                            qv.as_deref().map(|v| dot_f64(v, bank.row(r)))
+                            qv.as_deref().map(|v| dot_f64(v, &bank.row(r)))
                         } else {
                             None
                         },

@@ -19,7 +19,9 @@ use crate::rng::Rng;
 use crate::store::testing::Factory;
 use crate::store::{Metadata, Patch};
 
-use super::{EmbedderKind, Filter, Memory, Mnemo, MnemoOptions, RecallHit, RecallQuery};
+use super::{
+    EmbedderKind, FetchPolicy, Filter, Memory, Mnemo, MnemoOptions, RecallHit, RecallQuery,
+};
 
 const WORDS: [&str; 24] = [
     "apple", "river", "cello", "lease", "flat", "dog", "peanut", "flight", "sister", "teacher",
@@ -235,6 +237,14 @@ fn random_query(rng: &mut Rng, model: &BTreeMap<DocId, ModelEpisode>, dims: usiz
     if rng.below(2) == 0 {
         q.depth = Some(1 + rng.below(4));
     }
+    // From `k` (already random), not a new draw: the random sequences of the model test stay
+    // those it has always run.
+    q.fetch = match q.k % 4 {
+        0 => None,
+        1 => Some(FetchPolicy::Auto),
+        2 => Some(FetchPolicy::Gpu),
+        _ => Some(FetchPolicy::Cpu),
+    };
     q.weights = match rng.below(6) {
         0 => Some(Weights {
             vector: 1.0,
@@ -260,6 +270,16 @@ fn random_query(rng: &mut Rng, model: &BTreeMap<DocId, ModelEpisode>, dims: usiz
 }
 
 async fn open_engine<F: Factory>(f: &F, name: &str, fresh: bool, dims: usize) -> Mnemo<F::B> {
+    open_engine_on(f, name, fresh, dims, Compute::cpu()).await
+}
+
+async fn open_engine_on<F: Factory>(
+    f: &F,
+    name: &str,
+    fresh: bool,
+    dims: usize,
+    compute: Compute,
+) -> Mnemo<F::B> {
     let b = if fresh {
         f.fresh(name).await
     } else {
@@ -267,7 +287,7 @@ async fn open_engine<F: Factory>(f: &F, name: &str, fresh: bool, dims: usize) ->
     };
     Mnemo::open(
         b,
-        Compute::cpu(),
+        compute,
         MnemoOptions {
             dims: Some(dims),
             ..Default::default()
@@ -279,10 +299,16 @@ async fn open_engine<F: Factory>(f: &F, name: &str, fresh: bool, dims: usize) ->
 
 /// Seeded random operations from two connections, every recall against the oracle.
 pub async fn model_run<F: Factory>(f: &F, name: &str, cfg: EngineModelConfig) {
+    model_run_on(f, name, cfg, Compute::cpu()).await
+}
+
+/// [`model_run`] with engines on `compute` (a GPU `Compute` exercises the GPU flat top-k: the
+/// random queries ask for `backend` auto / webgpu / cpu).
+pub async fn model_run_on<F: Factory>(f: &F, name: &str, cfg: EngineModelConfig, compute: Compute) {
     let dims = cfg.dims;
     let mut rng = Rng::new(cfg.seed);
-    let mut a = open_engine(f, name, true, dims).await;
-    let b = open_engine(f, name, false, dims).await;
+    let mut a = open_engine_on(f, name, true, dims, compute.clone()).await;
+    let b = open_engine_on(f, name, false, dims, compute.clone()).await;
     let weights = a.weights();
     let half_life = MnemoOptions::default().half_life_ms;
     let mut model: BTreeMap<DocId, ModelEpisode> = BTreeMap::new();
@@ -390,7 +416,7 @@ pub async fn model_run<F: Factory>(f: &F, name: &str, cfg: EngineModelConfig) {
         }
         if cfg.reopen_every > 0 && step % cfg.reopen_every == cfg.reopen_every - 1 {
             a.close().await.expect("close");
-            a = open_engine(f, name, false, dims).await;
+            a = open_engine_on(f, name, false, dims, compute.clone()).await;
             let r = a.load_report();
             assert_eq!(r.episodes, model.len(), "{ctx}: episodes after reopen");
         }
@@ -551,6 +577,37 @@ pub mod cases {
         let hits = m.recall(&q).await.unwrap();
         assert!(hits.iter().all(|h| h.id != ids[1]));
         assert_eq!(m.stats().count, 6);
+        m.destroy().await.unwrap();
+    }
+
+    /// Candidate lists deeper than the fetch kernel's k limit (256): `k = 80` asks for 400
+    /// vector candidates, answered by the CPU path's full scan into a bounded heap; every result
+    /// equals the brute-force oracle, with and without filters, after deletions.
+    pub async fn deep_candidates<F: Factory>(f: &F) {
+        let dims = 8;
+        let m = open_engine(f, "eng-deep", true, dims).await;
+        let mut rng = Rng::new(77);
+        let mut model = BTreeMap::new();
+        let (ms, mes): (Vec<_>, Vec<_>) = (0..700).map(|_| random_memory(&mut rng, dims)).unzip();
+        let ids = m.remember_many(ms).await.expect("rememberMany");
+        for (id, me) in ids.iter().zip(mes) {
+            model.insert(*id, me);
+        }
+        for &id in ids.iter().step_by(7) {
+            m.forget(id).await.expect("forget");
+            model.remove(&id);
+        }
+        let weights = m.weights();
+        let half_life = MnemoOptions::default().half_life_ms;
+        for t in 0..12 {
+            let mut q = random_query(&mut rng, &model, dims);
+            q.k = 60 + rng.below(60);
+            q.depth = if t % 2 == 0 { None } else { Some(300) };
+            let got = m.recall(&q).await.expect("recall");
+            let want = oracle_recall(&model, &q, weights, half_life);
+            assert_same(&got, &want, &format!("deep query {t} {q:?}"));
+            assert_eq!(m.stats().backend.as_str(), "cpu");
+        }
         m.destroy().await.unwrap();
     }
 
@@ -790,5 +847,6 @@ macro_rules! engine_cases {
         $m!(persistence_and_replay);
         $m!(export_import_and_tabs);
         $m!(fading_context);
+        $m!(deep_candidates);
     };
 }
