@@ -12,6 +12,7 @@ use mnemo::compute::Compute;
 use mnemo::engine::fusion::Weights;
 use mnemo::engine::mnemo::testing::{model_run_on, unit, EngineModelConfig};
 use mnemo::engine::mnemo::{FetchPolicy, Filter, Memory, Mnemo, MnemoOptions, RecallQuery};
+use mnemo::kernels::hier::synth::{clustered, Clustered};
 use mnemo::rng::Rng;
 use mnemo::store::testing::{Factory, MemoryFactory};
 
@@ -20,16 +21,19 @@ fn gpu() -> &'static Compute {
     GPU.get_or_init(|| pollster::block_on(mnemo::testing::require_gpu()))
 }
 
-async fn engine(
-    f: &MemoryFactory,
-    name: &str,
-    dims: usize,
-) -> Mnemo<<MemoryFactory as Factory>::B> {
+type Engine = Mnemo<<MemoryFactory as Factory>::B>;
+
+async fn engine(f: &MemoryFactory, name: &str, dims: usize) -> Engine {
+    engine_on(f.fresh(name).await, dims, usize::MAX).await
+}
+
+async fn engine_on(b: <MemoryFactory as Factory>::B, dims: usize, index_min_rows: usize) -> Engine {
     Mnemo::open(
-        f.fresh(name).await,
+        b,
         gpu().clone(),
         MnemoOptions {
             dims: Some(dims),
+            index_min_rows,
             ..Default::default()
         },
     )
@@ -163,9 +167,38 @@ fn gpu_and_cpu_paths_give_the_same_hits() {
     });
 }
 
-/// The measured crossover: median latency of a vector-only recall (k = 10, payload off: the
-/// candidate search dominates) on the CPU path and on the GPU path, for growing stores.
-/// `cargo test --release --test engine_gpu crossover -- --nocapture` prints the table.
+/// Median latency (ms) of vector-only recalls (k = 10, payload off: the candidate search
+/// dominates) of `qs` on `policy`, the first call excluded (warm-up).
+async fn median_ms(m: &Engine, qs: &[Vec<f32>], policy: FetchPolicy) -> f64 {
+    let mut times = Vec::new();
+    for (i, e) in qs.iter().enumerate() {
+        let q = RecallQuery {
+            embedding: Some(e.clone()),
+            k: 10,
+            payload: false,
+            fetch: Some(policy),
+            weights: Some(Weights {
+                vector: 1.0,
+                lexical: 0.0,
+                recency: 0.0,
+                importance: 0.0,
+            }),
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        m.recall(&q).await.expect("recall");
+        if i > 0 {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// The measured crossovers: recall latency on the CPU flat path, the GPU flat path and the
+/// hierarchical index (forced on), for growing stores of clustered synthetic 384-d vectors.
+/// `cargo test --release --test engine_gpu crossover -- --nocapture` prints the table
+/// (`MNEMO_CROSSOVER_SIZES=1000,4000,16000,64000` for other sizes).
 #[test]
 fn crossover_cpu_vs_gpu() {
     pollster::block_on(async {
@@ -179,57 +212,41 @@ fn crossover_cpu_vs_gpu() {
             .map(|a| format!("{} ({})", a.name, a.device_type))
             .unwrap_or_default();
         println!("engine recall, k = 10, d = {dims}, adapter {adapter}");
-        println!("| N | bank MiB | CPU median ms | GPU median ms | GPU / CPU |");
-        println!("|---|---|---|---|---|");
-        let mut rng = Rng::new(5);
+        println!(
+            "| N | bank MiB | CPU flat ms | GPU flat ms | GPU / CPU | hierarchical ms | \
+             CPU flat / hierarchical |"
+        );
+        println!("|---|---|---|---|---|---|---|");
         for &n in &sizes {
+            let (bank, qbank) = clustered(&Clustered::new(n, dims, 9), 9);
+            let qs: Vec<Vec<f32>> = qbank.chunks_exact(dims).map(|q| q.to_vec()).collect();
             let f = MemoryFactory::default();
-            let m = engine(&f, "crossover", dims).await;
+            // The index on (min rows 0): `cpu` searches it, `webgpu` scans on the GPU.
+            let m = engine_on(f.fresh("crossover").await, dims, 0).await;
             for start in (0..n).step_by(2000) {
                 let items: Vec<Memory> = (start..(start + 2000).min(n))
                     .map(|i| {
                         Memory::new("c", format!("turn {i}"))
-                            .with_embedding(unit(&mut rng, dims))
+                            .with_embedding(bank[i * dims..(i + 1) * dims].to_vec())
                             .at(i as f64)
                     })
                     .collect();
                 m.remember_many(items).await.expect("rememberMany");
             }
-            let mut med = |policy: FetchPolicy| {
-                let qs: Vec<Vec<f32>> = (0..7).map(|_| unit(&mut rng, dims)).collect();
-                let m = &m;
-                async move {
-                    let mut times = Vec::new();
-                    for (i, e) in qs.into_iter().enumerate() {
-                        let q = RecallQuery {
-                            embedding: Some(e),
-                            k: 10,
-                            payload: false,
-                            fetch: Some(policy),
-                            weights: Some(Weights {
-                                vector: 1.0,
-                                lexical: 0.0,
-                                recency: 0.0,
-                                importance: 0.0,
-                            }),
-                            ..Default::default()
-                        };
-                        let t0 = Instant::now();
-                        m.recall(&q).await.expect("recall");
-                        if i > 0 {
-                            times.push(t0.elapsed().as_secs_f64() * 1e3);
-                        }
-                    }
-                    times.sort_by(f64::total_cmp);
-                    times[times.len() / 2]
-                }
-            };
-            let cpu = med(FetchPolicy::Cpu).await;
-            let gpu_ms = med(FetchPolicy::Gpu).await;
+            let hier = median_ms(&m, &qs, FetchPolicy::Cpu).await;
+            assert_eq!(m.stats().path.as_str(), "hierarchical");
+            let gpu_ms = median_ms(&m, &qs, FetchPolicy::Gpu).await;
+            assert_eq!(m.stats().backend.as_str(), "webgpu");
+            m.close().await.unwrap();
+            // The same store without the index: the exact CPU scan.
+            let m = engine_on(f.connect("crossover").await.unwrap(), dims, usize::MAX).await;
+            let cpu = median_ms(&m, &qs, FetchPolicy::Cpu).await;
+            assert_eq!(m.stats().path.as_str(), "flat");
             println!(
-                "| {n} | {:.1} | {cpu:.2} | {gpu_ms:.2} | {:.1}x |",
+                "| {n} | {:.1} | {cpu:.2} | {gpu_ms:.2} | {:.1}x | {hier:.3} | {:.1}x |",
                 (n * dims * 4) as f64 / (1 << 20) as f64,
-                gpu_ms / cpu
+                gpu_ms / cpu,
+                cpu / hier
             );
             m.destroy().await.unwrap();
         }
