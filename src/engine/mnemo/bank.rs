@@ -241,7 +241,15 @@ impl VectorBank {
     /// Append search vectors (row-major) of new live episodes; they get the next rows (uploads
     /// only these rows) and join the index, if there is one.
     pub(crate) async fn append(&mut self, rows: &[f32]) -> Result<()> {
-        let range = self.flat.append(rows).await?;
+        let range = match self.flat.append(rows).await {
+            Ok(r) => r,
+            Err(_) if self.flat.has_gpu() => {
+                // The GPU failed (e.g. device lost): keep serving from the CPU mirror.
+                self.degrade_to_cpu();
+                self.flat.append_cpu(rows)?
+            }
+            Err(e) => return Err(e.into()),
+        };
         if let Some(h) = self.hier.as_mut() {
             let ids: Vec<Row> = range.map(|r| r as Row).collect();
             if h.insert(&ids, rows).is_err() {
@@ -253,13 +261,36 @@ impl VectorBank {
 
     /// Replace row `r`'s search vector.
     pub(crate) async fn set_row(&mut self, r: Row, v: &[f32]) -> Result<()> {
-        self.flat.set_row(r as usize, v).await?;
+        match self.flat.set_row(r as usize, v).await {
+            Ok(()) => {}
+            Err(_) if self.flat.has_gpu() => {
+                self.degrade_to_cpu();
+                self.flat.set_row(r as usize, v).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         if let Some(h) = self.hier.as_mut() {
             if h.contains(r) && (h.remove(&[r]).is_err() || h.insert(&[r], v).is_err()) {
                 self.hier = None;
             }
         }
         Ok(())
+    }
+
+    /// Replace the bank by a CPU-only copy of its mirror (after a GPU failure: a write of the
+    /// store has committed, so the indexes must follow it without the GPU).
+    fn degrade_to_cpu(&mut self) {
+        let n = self.flat.len();
+        let mut all = Vec::with_capacity(n * self.dims);
+        for i in 0..n {
+            all.extend(self.flat.row(i).unwrap_or_else(|| vec![0.0; self.dims]));
+        }
+        let mut cpu = FlatBank::new_cpu(self.dims, BankFormat::F32, n);
+        let _ = cpu.append_cpu(&all);
+        for i in (0..n).filter(|&i| !self.flat.is_live(i)) {
+            let _ = cpu.remove(i);
+        }
+        self.flat = cpu;
     }
 
     /// Row `r` was removed: it is masked out of the bank (and of every allow-set).

@@ -314,6 +314,7 @@ pub async fn model_run_on<F: Factory>(f: &F, name: &str, cfg: EngineModelConfig,
     let mut model: BTreeMap<DocId, ModelEpisode> = BTreeMap::new();
     let mut recalls = 0usize;
     let mut nonempty = 0usize;
+    let mut gpu_recalls = 0usize;
     for step in 0..cfg.steps {
         let op = rng.below(100);
         let who = if rng.below(5) == 0 { &b } else { &a };
@@ -405,6 +406,9 @@ pub async fn model_run_on<F: Factory>(f: &F, name: &str, cfg: EngineModelConfig,
             if !got.is_empty() {
                 nonempty += 1;
             }
+            if reader.stats().backend == crate::compute::Backend::Gpu {
+                gpu_recalls += 1;
+            }
             for h in &got {
                 let m = &model[&h.id];
                 let p = h.payload.as_ref().expect("payload");
@@ -427,6 +431,9 @@ pub async fn model_run_on<F: Factory>(f: &F, name: &str, cfg: EngineModelConfig,
         }
     }
     assert!(recalls > cfg.steps / 5, "few recalls checked: {recalls}");
+    if compute.gpu_context().is_some() {
+        assert!(gpu_recalls > 0, "no recall ran on the GPU");
+    }
     assert!(
         nonempty * 3 > recalls * 2,
         "few non-empty recalls: {nonempty} of {recalls}"
