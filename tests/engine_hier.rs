@@ -231,6 +231,32 @@ fn hierarchical_path_on_clustered_data() {
         );
         assert!(reopened >= 0.99);
         assert_eq!(m.stats().count, eps.len());
+        // Large k: every hit is there (the index when its leaves hold enough rows, else the flat
+        // path: depth 5k over 1,024).
+        for (k, ns) in [
+            (150usize, None),
+            (150, Some("ns1")),
+            (300, None),
+            (1900, Some("ns2")),
+        ] {
+            let h = m
+                .recall(&RecallQuery {
+                    embedding: Some(qs[0].clone()),
+                    k,
+                    weights: Some(VECTOR_ONLY),
+                    payload: false,
+                    filter: Filter {
+                        namespaces: ns.map(|n: &str| vec![n.to_string()]),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let avail = eps.values().filter(|e| ns.is_none_or(|n| e.0 == n)).count();
+            assert_eq!(h.len(), k.min(avail), "k {k} {ns:?}");
+            println!("k {k} {ns:?}: path {:?}", m.stats().path);
+        }
         m.destroy().await.unwrap();
     });
 }

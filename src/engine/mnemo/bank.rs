@@ -46,6 +46,10 @@ pub const AUTO_GPU_MIN_BYTES: usize = 16 << 20;
 /// the index costs a second copy of the vectors and an approximate answer.
 pub const HIER_MIN_ROWS: usize = 20_000;
 
+/// The deepest candidate list the hierarchical index is asked for (deeper lists — `k` over about
+/// 200 — use the exact flat path).
+const HIER_MAX_DEPTH: usize = 1024;
+
 /// The beam the engine searches the index with, for an index of `leaves` leaves: a twelfth of the
 /// leaves, at least 24 (all of them when fewer). Chosen for recall@10 >= 0.99 against the exact
 /// scan: 24 of LoCoMo's 56 leaves gives 0.995 (the kernel's default 8 gives 0.961); at 1M
@@ -341,10 +345,13 @@ impl VectorBank {
         let mask = Some(&allowed.mask[..]);
         let mut hits: Vec<(Row, f32)>;
         let path;
-        let hier = self
-            .hier
-            .as_ref()
-            .filter(|_| policy != FetchPolicy::Gpu && allowed.len() >= self.hier_min_rows);
+        let hier = self.hier.as_ref().filter(|_| {
+            policy != FetchPolicy::Gpu
+                && allowed.len() >= self.hier_min_rows
+                && depth <= HIER_MAX_DEPTH
+        });
+        // The index answers when its probed leaves hold `depth` allowed rows; otherwise (a very
+        // deep list) the flat path does.
         let found = hier.and_then(|h| {
             let beam = engine_beam(h.stats().leaves);
             let o = SearchOptions {
@@ -352,7 +359,9 @@ impl VectorBank {
                 beam: Some(beam),
                 mask,
             };
-            h.search(q, &o).ok()
+            h.search(q, &o)
+                .ok()
+                .filter(|r| r.ids.iter().filter(|&&i| i != NO_ID).count() >= depth)
         });
         if let Some(r) = found {
             hits = r

@@ -498,8 +498,17 @@ impl Inner {
 
     /// Build (or drop) the hierarchical index as the live row count asks.
     fn ensure_index(&mut self) {
-        let live: Vec<Row> = self.rows.live_rows().collect();
-        self.bank.ensure_index(&live);
+        let (n, min) = (self.rows.live_count(), self.bank.hier_min_rows());
+        let wanted = if self.bank.has_index() {
+            n < min / 2
+        } else {
+            n > 0 && n >= min
+        };
+        if wanted {
+            // Only then the O(rows) list of live rows.
+            let live: Vec<Row> = self.rows.live_rows().collect();
+            self.bank.ensure_index(&live);
+        }
     }
 
     /// Make the indexes hold `eps` as they are now (insert new ones, refresh known ones).
