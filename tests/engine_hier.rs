@@ -371,5 +371,64 @@ fn hierarchical_path_on_locomo() {
         assert!(all >= 0.99, "unfiltered recall@10 {all}");
         assert!(per_conv >= 0.99, "per-conversation recall@10 {per_conv}");
         m.destroy().await.unwrap();
+
+        // The default engine at this size: the exact flat path, the exact-cosine ids in order.
+        let m = open(
+            &f,
+            "flat-locomo",
+            true,
+            d,
+            mnemo::engine::mnemo::HIER_MIN_ROWS,
+        )
+        .await;
+        let items: Vec<Memory> = bank
+            .chunks_exact(d)
+            .zip(&tconv)
+            .enumerate()
+            .map(|(i, (v, c))| {
+                Memory::new(format!("conv-{c}"), format!("turn {i}"))
+                    .with_embedding(v.to_vec())
+                    .at(i as f64)
+            })
+            .collect();
+        let ids = m.remember_many(items).await.expect("rememberMany");
+        let eps: BTreeMap<DocId, (String, Vec<f32>)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                (
+                    *id,
+                    (
+                        format!("conv-{}", tconv[i]),
+                        bank[i * d..(i + 1) * d].to_vec(),
+                    ),
+                )
+            })
+            .collect();
+        for (i, q) in qs.iter().enumerate() {
+            let ns = format!("conv-{}", qconv[i]);
+            let hits = m
+                .recall(&RecallQuery {
+                    embedding: Some(q.clone()),
+                    k: 10,
+                    weights: Some(VECTOR_ONLY),
+                    payload: false,
+                    filter: Filter {
+                        namespaces: Some(vec![ns.clone()]),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(m.stats().path, VectorPath::CpuFlat);
+            let got: Vec<DocId> = hits.iter().map(|h| h.id).collect();
+            assert_eq!(got, exact_top10(&eps, q, Some(&ns)), "question {i}");
+        }
+        println!(
+            "flat path: all {} questions give the exact-cosine top-10 ids in order",
+            qs.len()
+        );
+        m.destroy().await.unwrap();
     });
 }
