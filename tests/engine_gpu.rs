@@ -252,3 +252,75 @@ fn crossover_cpu_vs_gpu() {
         }
     });
 }
+
+/// A lost device never breaks the engine: writes degrade the bank to its CPU mirror, recalls
+/// answer on the CPU (same hits as before), and an engine opens on a lost device.
+#[test]
+fn device_lost_degrades_to_the_cpu() {
+    pollster::block_on(async {
+        let own = Compute::gpu().await.expect("a GPU adapter (lavapipe)");
+        let f = MemoryFactory::default();
+        let dims = 16;
+        let open = |b| {
+            let own = own.clone();
+            async move {
+                Mnemo::open(
+                    b,
+                    own,
+                    MnemoOptions {
+                        dims: Some(dims),
+                        ..Default::default()
+                    },
+                )
+                .await
+            }
+        };
+        let m = open(f.fresh("lost").await).await.expect("open");
+        let mut rng = Rng::new(8);
+        let items: Vec<Memory> = (0..300)
+            .map(|i| Memory::new("a", format!("t{i}")).with_embedding(unit(&mut rng, dims)))
+            .collect();
+        let ids = m.remember_many(items).await.unwrap();
+        let q = RecallQuery {
+            embedding: Some(unit(&mut rng, dims)),
+            payload: false,
+            ..Default::default()
+        };
+        let gpu_q = RecallQuery {
+            fetch: Some(FetchPolicy::Gpu),
+            ..q.clone()
+        };
+        let before = m.recall(&gpu_q).await.unwrap();
+        assert_eq!(m.stats().backend.as_str(), "webgpu");
+        own.gpu_context().unwrap().destroy();
+        // `auto` answers on the CPU mirror.
+        let after = m.recall(&q).await.unwrap();
+        assert_eq!(
+            after.iter().map(|h| h.id).collect::<Vec<_>>(),
+            before.iter().map(|h| h.id).collect::<Vec<_>>()
+        );
+        // An explicit `webgpu` recall reports the lost device (nothing changed).
+        assert_eq!(
+            m.recall(&gpu_q).await.unwrap_err().code(),
+            "GPU_DEVICE_LOST"
+        );
+        // Writes go on; the bank continues on the CPU and so does `webgpu`.
+        m.forget(ids[0]).await.unwrap();
+        m.remember(Memory::new("a", "new").with_embedding(unit(&mut rng, dims)))
+            .await
+            .unwrap();
+        let hits = m.recall(&gpu_q).await.unwrap();
+        assert_eq!(m.stats().backend.as_str(), "cpu");
+        assert!(hits.iter().all(|h| h.id != ids[0]));
+        assert_eq!(m.stats().count, 300);
+        m.close().await.unwrap();
+        // Reopening on the lost device works too.
+        let m = open(f.connect("lost").await.unwrap())
+            .await
+            .expect("reopen");
+        let hits = m.recall(&gpu_q).await.unwrap();
+        assert!(!hits.is_empty() && hits.iter().all(|h| h.id != ids[0]));
+        assert_eq!(m.stats().count, 300);
+        m.destroy().await.unwrap();
+    });
+}

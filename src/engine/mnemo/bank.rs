@@ -130,16 +130,20 @@ pub(crate) struct VectorBank {
 impl VectorBank {
     /// An empty bank on `compute`'s device (if any) with a CPU mirror.
     pub(crate) fn new(compute: &Compute, dims: usize, hier_min_rows: usize) -> Result<Self> {
-        let flat = FlatBank::new(
-            compute,
-            dims,
-            FlatBankOptions {
-                format: BankFormat::F32,
-                cpu_mirror: true,
-                auto_gpu_min_bytes: AUTO_GPU_MIN_BYTES,
-                ..FlatBankOptions::default()
-            },
-        )?;
+        let opts = FlatBankOptions {
+            format: BankFormat::F32,
+            cpu_mirror: true,
+            auto_gpu_min_bytes: AUTO_GPU_MIN_BYTES,
+            ..FlatBankOptions::default()
+        };
+        let flat = match FlatBank::new(compute, dims, opts) {
+            Ok(f) => f,
+            // A GPU that cannot hold the bank (e.g. lost) must not keep the engine from opening.
+            Err(_) if compute.gpu_context().is_some() && dims > 0 => {
+                FlatBank::new_cpu(dims, BankFormat::F32, 0)
+            }
+            Err(e) => return Err(e.into()),
+        };
         let software = compute
             .adapter_info()
             .is_some_and(|a| a.device_type == "cpu");
