@@ -722,6 +722,118 @@ pub mod cases {
         m.destroy().await.unwrap();
     }
 
+    /// The hierarchical index (threshold lowered to 300 rows): recalls take the hierarchical path
+    /// with high recall@10 against the exact cosine top-10, forgotten episodes never come back,
+    /// and a reopen loads the index from the engine blob (with another connection's writes
+    /// replayed into it).
+    pub async fn hierarchical_index<F: Factory>(f: &F) {
+        use crate::kernels::hier::synth::{clustered, Clustered};
+        let (dims, n) = (16, 900);
+        let name = "eng-hier";
+        let open = |fresh: bool| async move {
+            let b = if fresh {
+                f.fresh(name).await
+            } else {
+                f.connect(name).await.expect("connect")
+            };
+            Mnemo::open(
+                b,
+                Compute::cpu(),
+                MnemoOptions {
+                    dims: Some(dims),
+                    index_min_rows: 300,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("open engine")
+        };
+        let (bank, qbank) = clustered(&Clustered::new(n + 50, dims, 5), 40);
+        let m = open(true).await;
+        let items: Vec<Memory> = (0..n)
+            .map(|i| {
+                mem(
+                    ["a", "b"][i % 2],
+                    "words",
+                    bank[i * dims..(i + 1) * dims].to_vec(),
+                    i as f64,
+                )
+            })
+            .collect();
+        let ids = m.remember_many(items).await.expect("rememberMany");
+        let mut live: BTreeMap<DocId, Vec<f32>> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, bank[i * dims..(i + 1) * dims].to_vec()))
+            .collect();
+        let gone: Vec<DocId> = ids.iter().copied().step_by(5).collect();
+        m.forget_many(&gone).await.expect("forget");
+        for id in &gone {
+            live.remove(id);
+        }
+        hier_check(&m, &live, &gone, &qbank, dims, "fresh").await;
+        m.close().await.unwrap();
+        // Another connection writes while this one is closed: the reopen replays it into the
+        // loaded index.
+        let other = open(false).await;
+        assert!(other.load_report().index_from_blob);
+        let v = bank[n * dims..(n + 1) * dims].to_vec();
+        let id = other
+            .remember(mem("a", "new", v.clone(), 1e6))
+            .await
+            .unwrap();
+        live.insert(id, v);
+        other.store().close();
+        let m = open(false).await;
+        let r = m.load_report();
+        assert!(r.from_blob && r.index_from_blob && r.index, "{r:?}");
+        hier_check(&m, &live, &gone, &qbank, dims, "reopened").await;
+        m.destroy().await.unwrap();
+    }
+
+    /// Vector-only recalls of `qbank` take the hierarchical path, never return `gone`, and
+    /// reach recall@10 >= 0.95 against the exact cosine top-10 of `live`.
+    async fn hier_check<B: crate::store::backend::Backend>(
+        m: &Mnemo<B>,
+        live: &BTreeMap<DocId, Vec<f32>>,
+        gone: &[DocId],
+        qbank: &[f32],
+        dims: usize,
+        what: &str,
+    ) {
+        let vector_only = Weights {
+            vector: 1.0,
+            lexical: 0.0,
+            recency: 0.0,
+            importance: 0.0,
+        };
+        let mut found = 0usize;
+        let qs: Vec<&[f32]> = qbank.chunks_exact(dims).collect();
+        for q in &qs {
+            let hits = m
+                .recall(&RecallQuery {
+                    embedding: Some(q.to_vec()),
+                    weights: Some(vector_only),
+                    payload: false,
+                    ..Default::default()
+                })
+                .await
+                .expect("recall");
+            assert_eq!(m.stats().path.as_str(), "hierarchical", "{what}");
+            assert!(hits.iter().all(|h| !gone.contains(&h.id)), "{what}");
+            let mut exact: Vec<(f64, DocId)> =
+                live.iter().map(|(id, v)| (dot_f64(q, v), *id)).collect();
+            exact.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            found += exact
+                .iter()
+                .take(10)
+                .filter(|(_, id)| hits.iter().any(|h| h.id == *id))
+                .count();
+        }
+        let recall = found as f64 / (10 * qs.len()) as f64;
+        assert!(recall >= 0.95, "{what}: recall@10 {recall}");
+    }
+
     /// Export, import into another store, same results; a second tab's write is recalled here.
     pub async fn export_import_and_tabs<F: Factory>(f: &F) {
         let mut rng = Rng::new(11);
@@ -855,5 +967,6 @@ macro_rules! engine_cases {
         $m!(export_import_and_tabs);
         $m!(fading_context);
         $m!(deep_candidates);
+        $m!(hierarchical_index);
     };
 }
