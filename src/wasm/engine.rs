@@ -56,9 +56,12 @@ export interface MnemoOptions {
   /** `'webgpu'` (default): use WebGPU when an adapter exists; `'cpu'`: never acquire a GPU. */
   prefer?: 'webgpu' | 'cpu';
   /**
-   * Which path answers vector search: `'auto'` (default: chosen per query by the store's size —
-   * a WebGPU readback costs milliseconds, so small stores stay on the CPU), `'webgpu'` (the GPU
-   * whenever there is one) or `'cpu'`. `stats().backend` says what ran last.
+   * Which path answers vector search: `'auto'` (default: per query — the hierarchical index when
+   * the filter allows at least 20,000 episodes, else the exact flat top-k, on WebGPU only for a
+   * hardware adapter and at least 16 MiB of allowed vectors: a WebGPU readback costs
+   * milliseconds, so small stores stay on the CPU), `'webgpu'` (the exact flat top-k on the GPU
+   * whenever there is one) or `'cpu'` (never the GPU). `stats().backend` / `stats().index` say
+   * what ran last.
    */
   backend?: 'auto' | 'webgpu' | 'cpu';
   /**
@@ -196,7 +199,7 @@ export interface MnemoStats {
   namespaces: number;
   /** Where the last recall's vector search ran. */
   backend: 'webgpu' | 'cpu';
-  /** How it found its candidates: `'exact'` (CPU scan), `'flat'` (memory-fetch top-k), `'hierarchical'` (k-means tree index). */
+  /** How the last recall found its vector candidates: `'flat'` (exact memory-fetch top-k), `'hierarchical'` (k-means tree index, approximate, large stores), `'exact'` (no vector search ran). */
   index: 'exact' | 'flat' | 'hierarchical';
   /** Whether a WebGPU device is available to the engine. */
   gpu: boolean;

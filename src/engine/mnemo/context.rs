@@ -69,7 +69,7 @@ impl ContextConfig {
 }
 
 /// Lists a namespace's live `(id, search vector)` rows in id order (called only when needed).
-pub(crate) type RowsFn<'a> = Box<dyn FnOnce() -> Vec<(DocId, &'a [f32])> + 'a>;
+pub(crate) type RowsFn<'a> = Box<dyn FnOnce() -> Vec<(DocId, Vec<f32>)> + 'a>;
 
 struct NsState {
     state: RecurrentState,
@@ -150,10 +150,10 @@ impl Contexts {
 
     /// The readout of namespace `ns`, recomputing it first if dirty from `rows` (its live
     /// episodes in id order, as `(id, vector)`).
-    fn readout<'a>(
+    fn readout(
         &mut self,
         ns: u32,
-        rows: impl FnOnce() -> Vec<(DocId, &'a [f32])>,
+        rows: impl FnOnce() -> Vec<(DocId, Vec<f32>)>,
     ) -> Result<Vec<f32>> {
         let need = self.per_ns.get(&ns).is_none_or(|s| s.dirty);
         if need {
@@ -245,10 +245,10 @@ mod tests {
         }
         // Dirty: recomputed from the rows in one multi-token call, same result.
         c.invalidate(0);
-        let rows: Vec<(DocId, &[f32])> = vecs
+        let rows: Vec<(DocId, Vec<f32>)> = vecs
             .iter()
             .enumerate()
-            .map(|(i, v)| (i as DocId + 1, v.as_slice()))
+            .map(|(i, v)| (i as DocId + 1, v.clone()))
             .collect();
         let again = c.mix_query(&q, vec![(0, Box::new(move || rows))]).unwrap();
         for (a, b) in again.iter().zip(&want) {

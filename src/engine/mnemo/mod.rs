@@ -3,8 +3,10 @@
 //! The store ([`crate::store::Store`]) is the source of truth; the engine keeps derived,
 //! in-memory indexes of it and never anything the store could not rebuild:
 //! - the **row table** (`rows`): id, namespace, event time, importance, tags per live episode;
-//! - the **vector bank** (`bank`): every episode's search vector, searched by the memory-fetch
-//!   path chosen per query (exact scan, GPU flat top-k, hierarchical index);
+//! - the **vector bank** (`bank`): every episode's search vector in a memory-fetch `FlatBank`
+//!   (f32; GPU + CPU mirror), searched per query by the exact flat top-k on the CPU or the GPU,
+//!   or — for stores of at least [`HIER_MIN_ROWS`] episodes — by the hierarchical index
+//!   (`HierIndex`, ids = rows, kept incrementally and persisted in the engine blob);
 //! - the **BM25 index** ([`crate::engine::lexical`]), statistics per namespace;
 //! - the **fading context** per namespace (`context`, the recurrence kernel's state).
 //!
@@ -18,11 +20,16 @@
 //! - **Deleted episodes never come back.** A delete removes the row from the allow-set, the bank
 //!   and the BM25 index before the call resolves; a recall that races another tab's delete
 //!   fetches its hits' records and, if one is gone, catches up and ranks again.
-//! - **Deterministic.** For a given store state, recall's result does not depend on the history
-//!   of the indexes or on the path: candidates are re-scored exactly (f64 cosine of the stored
-//!   vectors, BM25), ties go to the lower id, and with exact vector candidates the candidate cut
-//!   is verified with the threshold-algorithm bound (see [`crate::engine::recall`]).
-//! - **Persisted derived state is consistent.** The engine blob (BM25 + attributes) is written
+//! - **Deterministic.** With the exact flat paths (CPU or GPU), for a given store state, recall's
+//!   result does not depend on the history of the indexes or on the path: candidates are
+//!   re-scored exactly (f64 cosine of the stored vectors, BM25), ties go to the lower id, and the
+//!   candidate cut is verified with the threshold-algorithm bound (see
+//!   [`crate::engine::recall`]). The hierarchical path (large stores) is approximate
+//!   (recall@10 >= 0.99 against exact on the data measured) and claims no exactness
+//!   ([`VectorPath::exact`] is false: no deepening, no bound); its answer is deterministic for a
+//!   given index, and the index's shape depends on the order of the writes that built it.
+//! - **Persisted derived state is consistent.** The engine blob (BM25 + attributes + the
+//!   hierarchical index's structure, whose vectors are the bank rows) is written
 //!   with the sequence it reflects; open loads it and applies `changes_since(blob.seq)` instead of
 //!   rebuilding, and rebuilds from the records when the blob is missing, stale beyond the change
 //!   log, corrupt, or disagrees with the vectors.
@@ -40,7 +47,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-pub use bank::VectorPath;
+pub use bank::{engine_beam, VectorPath, AUTO_GPU_MIN_BYTES, HIER_MIN_ROWS};
 pub use context::ContextConfig;
 pub use error::{MnemoError, Result};
 pub use rows::Filter;
@@ -141,6 +148,9 @@ pub struct MnemoOptions {
     pub half_life_ms: f64,
     /// Fading-context settings.
     pub context: ContextConfig,
+    /// Keep the hierarchical index once the store holds this many live episodes, and search it
+    /// for recalls whose filter allows this many (default [`HIER_MIN_ROWS`]; `usize::MAX`: never).
+    pub index_min_rows: usize,
 }
 
 impl Default for MnemoOptions {
@@ -153,6 +163,7 @@ impl Default for MnemoOptions {
             weights: None,
             half_life_ms: DEFAULT_HALF_LIFE_MS,
             context: ContextConfig::default(),
+            index_min_rows: HIER_MIN_ROWS,
         }
     }
 }
@@ -318,6 +329,10 @@ pub struct LoadReport {
     pub refetched: usize,
     /// Episodes loaded.
     pub episodes: usize,
+    /// The hierarchical index was loaded from the blob (not rebuilt).
+    pub index_from_blob: bool,
+    /// The hierarchical index is present after the load.
+    pub index: bool,
 }
 
 /// The in-memory indexes.
@@ -408,10 +423,10 @@ fn record_bytes(
 }
 
 impl Inner {
-    fn new(dims: usize, ctx: ContextConfig) -> Result<Self> {
+    fn new(compute: &Compute, dims: usize, ctx: ContextConfig, index_min: usize) -> Result<Self> {
         Ok(Inner {
             rows: RowTable::default(),
-            bank: VectorBank::new(dims),
+            bank: VectorBank::new(compute, dims, index_min)?,
             lexical: LexicalIndex::new(),
             contexts: Contexts::new(dims, ctx)?,
             seq: 0,
@@ -455,13 +470,13 @@ impl Inner {
 
     /// Rebuild the row table and the bank without holes once removed rows outnumber live ones
     /// (and at least 1,024): rows are renumbered in order, so id order is kept.
-    async fn maybe_compact(&mut self, dims: usize) -> Result<()> {
+    async fn maybe_compact(&mut self, compute: &Compute, dims: usize) -> Result<()> {
         let holes = self.rows.len() - self.rows.live_count();
         if holes < 1024 || holes < self.rows.live_count() {
             return Ok(());
         }
         let mut rows = RowTable::default();
-        let mut bank = VectorBank::new(dims);
+        let mut bank = VectorBank::new(compute, dims, self.bank.hier_min_rows())?;
         let mut search = Vec::with_capacity(self.rows.live_count() * dims);
         for r in self.rows.live_rows() {
             rows.push(
@@ -470,14 +485,30 @@ impl Inner {
                 self.rows.time(r),
                 &self.rows.attrs(r),
             );
-            search.extend_from_slice(self.bank.row(r));
+            search.extend_from_slice(&self.bank.row(r));
         }
         bank.append(&search).await?;
         self.rows = rows;
         self.bank = bank;
+        self.ensure_index();
         // Namespace numbers changed: every fading state is recomputed at its next use.
         self.contexts = Contexts::new(dims, self.contexts.config())?;
         Ok(())
+    }
+
+    /// Build (or drop) the hierarchical index as the live row count asks.
+    fn ensure_index(&mut self) {
+        let (n, min) = (self.rows.live_count(), self.bank.hier_min_rows());
+        let wanted = if self.bank.has_index() {
+            n < min / 2
+        } else {
+            n > 0 && n >= min
+        };
+        if wanted {
+            // Only then the O(rows) list of live rows.
+            let live: Vec<Row> = self.rows.live_rows().collect();
+            self.bank.ensure_index(&live);
+        }
     }
 
     /// Make the indexes hold `eps` as they are now (insert new ones, refresh known ones).
@@ -726,13 +757,18 @@ impl<B: StoreBackend> Mnemo<B> {
         blob: Option<(u64, persist::EngineBlob)>,
     ) -> Result<Option<(Inner, usize)>> {
         let dims = self.dims();
-        let mut inner = Inner::new(dims, self.opts.context)?;
-        let (from_seq, mut attrs, order) = match blob {
+        let mut inner = Inner::new(
+            &self.compute,
+            dims,
+            self.opts.context,
+            self.opts.index_min_rows,
+        )?;
+        let (from_seq, mut attrs, order, index) = match blob {
             Some((s, b)) => {
                 inner.lexical = b.lexical;
-                (Some(s), b.attrs, b.rows)
+                (Some(s), b.attrs, b.rows, b.index)
             }
-            None => (None, Default::default(), Vec::new()),
+            None => (None, Default::default(), Vec::new(), None),
         };
         // Rows: the persisted row order first (episodes gone since become holes), then the
         // episodes the blob does not know, in id order.
@@ -778,7 +814,17 @@ impl<B: StoreBackend> Mnemo<B> {
             search.extend_from_slice(&s);
         }
         inner.bank.append(&search).await?;
+        // The persisted index (row ids = the blob's rows, kept above), vectors from the bank.
+        let index_from_blob = match &index {
+            Some(b) if self.opts.index_min_rows != usize::MAX => inner.bank.load_index(b, &search),
+            _ => false,
+        };
         drop(search);
+        for r in 0..inner.rows.len() as Row {
+            if !inner.rows.is_live(r) {
+                inner.bank.remove(r);
+            }
+        }
         // Episodes in the blob but not in the vectors were deleted since.
         for (id, _) in attrs {
             inner.lexical.remove(id);
@@ -800,6 +846,14 @@ impl<B: StoreBackend> Mnemo<B> {
                 want.dedup();
                 replayed = want.len();
                 self.refetch(&mut inner, &want).await?;
+                // The index holds the blob's rows: drop the rows gone since, add the new ones,
+                // re-route the changed ones.
+                let live: Vec<Row> = inner.rows.live_rows().collect();
+                let moved: Vec<Row> = want
+                    .iter()
+                    .filter_map(|&id| inner.rows.row_of(id))
+                    .collect();
+                inner.bank.reconcile_index(&live, &moved);
                 inner.seq = inner.seq.max(ch.seq);
                 if inner.lexical.len() != inner.rows.live_count() {
                     rebuild = true;
@@ -807,6 +861,8 @@ impl<B: StoreBackend> Mnemo<B> {
             }
         }
         if rebuild {
+            // The change log does not cover the blob's index either: built afresh below.
+            inner.bank.drop_index();
             inner.lexical = LexicalIndex::new();
             let ids: Vec<DocId> = inner.rows.live_rows().map(|r| inner.rows.id(r)).collect();
             replayed = ids.len().max(1);
@@ -815,7 +871,11 @@ impl<B: StoreBackend> Mnemo<B> {
                 return Ok(None);
             }
         }
+        let index_from_blob = index_from_blob && inner.bank.has_index();
+        inner.ensure_index();
         self.load_report.set(LoadReport {
+            index_from_blob,
+            index: inner.bank.has_index(),
             from_blob: !rebuild,
             refetched: if rebuild {
                 inner.rows.live_count()
@@ -895,7 +955,13 @@ impl<B: StoreBackend> Mnemo<B> {
 
     async fn persist(&self, inner: &mut Inner) -> Result<()> {
         let dims = self.dims();
-        let bytes = persist::encode(dims, inner.rows.row_order(), &inner.lexical, None);
+        let index = inner.bank.index_bytes();
+        let bytes = persist::encode(
+            dims,
+            inner.rows.row_order(),
+            &inner.lexical,
+            index.as_deref(),
+        );
         self.store
             .put_blob(persist::BLOB_NAME, persist::BLOB_VERSION, inner.seq, &bytes)
             .await?;
@@ -910,7 +976,8 @@ impl<B: StoreBackend> Mnemo<B> {
     /// of the episodes (at least 1,024). A failed persist is not an error of the write that
     /// triggered it (the blob is derived; it is retried later).
     async fn maybe_persist(&self, inner: &mut Inner) {
-        let _ = inner.maybe_compact(self.dims()).await;
+        let _ = inner.maybe_compact(&self.compute, self.dims()).await;
+        inner.ensure_index();
         let live = inner.rows.live_count();
         if inner.dirty_ops >= 256 || inner.dirty_rows >= (live / 4).max(1024) {
             let _ = self.persist(inner).await;
@@ -1340,7 +1407,13 @@ impl<B: StoreBackend> Mnemo<B> {
             let mut path_exact = true;
             if use_vec {
                 let c = bank
-                    .search(qv.as_deref().expect("use_vec"), depth, &allowed, &id_of)
+                    .search(
+                        qv.as_deref().expect("use_vec"),
+                        depth,
+                        &allowed,
+                        q.fetch.unwrap_or(self.opts.fetch),
+                        &id_of,
+                    )
                     .await?;
                 self.last_path.set(c.path);
                 path_exact = c.path.exact();
@@ -1382,7 +1455,7 @@ impl<B: StoreBackend> Mnemo<B> {
                     Candidate {
                         id,
                         cosine: if use_vec {
-                            qv.as_deref().map(|v| dot_f64(v, bank.row(r)))
+                            qv.as_deref().map(|v| dot_f64(v, &bank.row(r)))
                         } else {
                             None
                         },

@@ -35,7 +35,6 @@ pub(crate) struct EngineBlob {
     pub attrs: BTreeMap<DocId, Attrs>,
     pub lexical: LexicalIndex,
     /// The persisted vector index over the rows, if any.
-    #[allow(dead_code)] // read once the hierarchical index is wired in
     pub index: Option<Vec<u8>>,
 }
 

@@ -19,7 +19,9 @@ use crate::rng::Rng;
 use crate::store::testing::Factory;
 use crate::store::{Metadata, Patch};
 
-use super::{EmbedderKind, Filter, Memory, Mnemo, MnemoOptions, RecallHit, RecallQuery};
+use super::{
+    EmbedderKind, FetchPolicy, Filter, Memory, Mnemo, MnemoOptions, RecallHit, RecallQuery,
+};
 
 const WORDS: [&str; 24] = [
     "apple", "river", "cello", "lease", "flat", "dog", "peanut", "flight", "sister", "teacher",
@@ -235,6 +237,14 @@ fn random_query(rng: &mut Rng, model: &BTreeMap<DocId, ModelEpisode>, dims: usiz
     if rng.below(2) == 0 {
         q.depth = Some(1 + rng.below(4));
     }
+    // From `k` (already random), not a new draw: the random sequences of the model test stay
+    // those it has always run.
+    q.fetch = match q.k % 4 {
+        0 => None,
+        1 => Some(FetchPolicy::Auto),
+        2 => Some(FetchPolicy::Gpu),
+        _ => Some(FetchPolicy::Cpu),
+    };
     q.weights = match rng.below(6) {
         0 => Some(Weights {
             vector: 1.0,
@@ -260,6 +270,16 @@ fn random_query(rng: &mut Rng, model: &BTreeMap<DocId, ModelEpisode>, dims: usiz
 }
 
 async fn open_engine<F: Factory>(f: &F, name: &str, fresh: bool, dims: usize) -> Mnemo<F::B> {
+    open_engine_on(f, name, fresh, dims, Compute::cpu()).await
+}
+
+async fn open_engine_on<F: Factory>(
+    f: &F,
+    name: &str,
+    fresh: bool,
+    dims: usize,
+    compute: Compute,
+) -> Mnemo<F::B> {
     let b = if fresh {
         f.fresh(name).await
     } else {
@@ -267,7 +287,7 @@ async fn open_engine<F: Factory>(f: &F, name: &str, fresh: bool, dims: usize) ->
     };
     Mnemo::open(
         b,
-        Compute::cpu(),
+        compute,
         MnemoOptions {
             dims: Some(dims),
             ..Default::default()
@@ -279,15 +299,22 @@ async fn open_engine<F: Factory>(f: &F, name: &str, fresh: bool, dims: usize) ->
 
 /// Seeded random operations from two connections, every recall against the oracle.
 pub async fn model_run<F: Factory>(f: &F, name: &str, cfg: EngineModelConfig) {
+    model_run_on(f, name, cfg, Compute::cpu()).await
+}
+
+/// [`model_run`] with engines on `compute` (a GPU `Compute` exercises the GPU flat top-k: the
+/// random queries ask for `backend` auto / webgpu / cpu).
+pub async fn model_run_on<F: Factory>(f: &F, name: &str, cfg: EngineModelConfig, compute: Compute) {
     let dims = cfg.dims;
     let mut rng = Rng::new(cfg.seed);
-    let mut a = open_engine(f, name, true, dims).await;
-    let b = open_engine(f, name, false, dims).await;
+    let mut a = open_engine_on(f, name, true, dims, compute.clone()).await;
+    let b = open_engine_on(f, name, false, dims, compute.clone()).await;
     let weights = a.weights();
     let half_life = MnemoOptions::default().half_life_ms;
     let mut model: BTreeMap<DocId, ModelEpisode> = BTreeMap::new();
     let mut recalls = 0usize;
     let mut nonempty = 0usize;
+    let mut gpu_recalls = 0usize;
     for step in 0..cfg.steps {
         let op = rng.below(100);
         let who = if rng.below(5) == 0 { &b } else { &a };
@@ -379,6 +406,9 @@ pub async fn model_run<F: Factory>(f: &F, name: &str, cfg: EngineModelConfig) {
             if !got.is_empty() {
                 nonempty += 1;
             }
+            if reader.stats().backend == crate::compute::Backend::Gpu {
+                gpu_recalls += 1;
+            }
             for h in &got {
                 let m = &model[&h.id];
                 let p = h.payload.as_ref().expect("payload");
@@ -390,7 +420,7 @@ pub async fn model_run<F: Factory>(f: &F, name: &str, cfg: EngineModelConfig) {
         }
         if cfg.reopen_every > 0 && step % cfg.reopen_every == cfg.reopen_every - 1 {
             a.close().await.expect("close");
-            a = open_engine(f, name, false, dims).await;
+            a = open_engine_on(f, name, false, dims, compute.clone()).await;
             let r = a.load_report();
             assert_eq!(r.episodes, model.len(), "{ctx}: episodes after reopen");
         }
@@ -401,6 +431,9 @@ pub async fn model_run<F: Factory>(f: &F, name: &str, cfg: EngineModelConfig) {
         }
     }
     assert!(recalls > cfg.steps / 5, "few recalls checked: {recalls}");
+    if compute.gpu_context().is_some() {
+        assert!(gpu_recalls > 0, "no recall ran on the GPU");
+    }
     assert!(
         nonempty * 3 > recalls * 2,
         "few non-empty recalls: {nonempty} of {recalls}"
@@ -554,6 +587,37 @@ pub mod cases {
         m.destroy().await.unwrap();
     }
 
+    /// Candidate lists deeper than the fetch kernel's k limit (256): `k = 80` asks for 400
+    /// vector candidates, answered by the CPU path's full scan into a bounded heap; every result
+    /// equals the brute-force oracle, with and without filters, after deletions.
+    pub async fn deep_candidates<F: Factory>(f: &F) {
+        let dims = 8;
+        let m = open_engine(f, "eng-deep", true, dims).await;
+        let mut rng = Rng::new(77);
+        let mut model = BTreeMap::new();
+        let (ms, mes): (Vec<_>, Vec<_>) = (0..700).map(|_| random_memory(&mut rng, dims)).unzip();
+        let ids = m.remember_many(ms).await.expect("rememberMany");
+        for (id, me) in ids.iter().zip(mes) {
+            model.insert(*id, me);
+        }
+        for &id in ids.iter().step_by(7) {
+            m.forget(id).await.expect("forget");
+            model.remove(&id);
+        }
+        let weights = m.weights();
+        let half_life = MnemoOptions::default().half_life_ms;
+        for t in 0..12 {
+            let mut q = random_query(&mut rng, &model, dims);
+            q.k = 60 + rng.below(60);
+            q.depth = if t % 2 == 0 { None } else { Some(300) };
+            let got = m.recall(&q).await.expect("recall");
+            let want = oracle_recall(&model, &q, weights, half_life);
+            assert_same(&got, &want, &format!("deep query {t} {q:?}"));
+            assert_eq!(m.stats().backend.as_str(), "cpu");
+        }
+        m.destroy().await.unwrap();
+    }
+
     /// The built-in hashed-ngrams embedder: text-only remember and recall.
     pub async fn hashed_embedder<F: Factory>(f: &F) {
         let b = f.fresh("eng-hashed").await;
@@ -656,6 +720,118 @@ pub mod cases {
         }
         rebuilt.close().await.unwrap();
         m.destroy().await.unwrap();
+    }
+
+    /// The hierarchical index (threshold lowered to 300 rows): recalls take the hierarchical path
+    /// with high recall@10 against the exact cosine top-10, forgotten episodes never come back,
+    /// and a reopen loads the index from the engine blob (with another connection's writes
+    /// replayed into it).
+    pub async fn hierarchical_index<F: Factory>(f: &F) {
+        use crate::kernels::hier::synth::{clustered, Clustered};
+        let (dims, n) = (16, 900);
+        let name = "eng-hier";
+        let open = |fresh: bool| async move {
+            let b = if fresh {
+                f.fresh(name).await
+            } else {
+                f.connect(name).await.expect("connect")
+            };
+            Mnemo::open(
+                b,
+                Compute::cpu(),
+                MnemoOptions {
+                    dims: Some(dims),
+                    index_min_rows: 300,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("open engine")
+        };
+        let (bank, qbank) = clustered(&Clustered::new(n + 50, dims, 5), 40);
+        let m = open(true).await;
+        let items: Vec<Memory> = (0..n)
+            .map(|i| {
+                mem(
+                    ["a", "b"][i % 2],
+                    "words",
+                    bank[i * dims..(i + 1) * dims].to_vec(),
+                    i as f64,
+                )
+            })
+            .collect();
+        let ids = m.remember_many(items).await.expect("rememberMany");
+        let mut live: BTreeMap<DocId, Vec<f32>> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, bank[i * dims..(i + 1) * dims].to_vec()))
+            .collect();
+        let gone: Vec<DocId> = ids.iter().copied().step_by(5).collect();
+        m.forget_many(&gone).await.expect("forget");
+        for id in &gone {
+            live.remove(id);
+        }
+        hier_check(&m, &live, &gone, &qbank, dims, "fresh").await;
+        m.close().await.unwrap();
+        // Another connection writes while this one is closed: the reopen replays it into the
+        // loaded index.
+        let other = open(false).await;
+        assert!(other.load_report().index_from_blob);
+        let v = bank[n * dims..(n + 1) * dims].to_vec();
+        let id = other
+            .remember(mem("a", "new", v.clone(), 1e6))
+            .await
+            .unwrap();
+        live.insert(id, v);
+        other.store().close();
+        let m = open(false).await;
+        let r = m.load_report();
+        assert!(r.from_blob && r.index_from_blob && r.index, "{r:?}");
+        hier_check(&m, &live, &gone, &qbank, dims, "reopened").await;
+        m.destroy().await.unwrap();
+    }
+
+    /// Vector-only recalls of `qbank` take the hierarchical path, never return `gone`, and
+    /// reach recall@10 >= 0.95 against the exact cosine top-10 of `live`.
+    async fn hier_check<B: crate::store::backend::Backend>(
+        m: &Mnemo<B>,
+        live: &BTreeMap<DocId, Vec<f32>>,
+        gone: &[DocId],
+        qbank: &[f32],
+        dims: usize,
+        what: &str,
+    ) {
+        let vector_only = Weights {
+            vector: 1.0,
+            lexical: 0.0,
+            recency: 0.0,
+            importance: 0.0,
+        };
+        let mut found = 0usize;
+        let qs: Vec<&[f32]> = qbank.chunks_exact(dims).collect();
+        for q in &qs {
+            let hits = m
+                .recall(&RecallQuery {
+                    embedding: Some(q.to_vec()),
+                    weights: Some(vector_only),
+                    payload: false,
+                    ..Default::default()
+                })
+                .await
+                .expect("recall");
+            assert_eq!(m.stats().path.as_str(), "hierarchical", "{what}");
+            assert!(hits.iter().all(|h| !gone.contains(&h.id)), "{what}");
+            let mut exact: Vec<(f64, DocId)> =
+                live.iter().map(|(id, v)| (dot_f64(q, v), *id)).collect();
+            exact.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            found += exact
+                .iter()
+                .take(10)
+                .filter(|(_, id)| hits.iter().any(|h| h.id == *id))
+                .count();
+        }
+        let recall = found as f64 / (10 * qs.len()) as f64;
+        assert!(recall >= 0.95, "{what}: recall@10 {recall}");
     }
 
     /// Export, import into another store, same results; a second tab's write is recalled here.
@@ -790,5 +966,7 @@ macro_rules! engine_cases {
         $m!(persistence_and_replay);
         $m!(export_import_and_tabs);
         $m!(fading_context);
+        $m!(deep_candidates);
+        $m!(hierarchical_index);
     };
 }

@@ -550,6 +550,48 @@ impl FlatBank {
         ))
     }
 
+    /// Every allowed row's score for one query (`[dims]`) on the CPU path, visited in row order
+    /// as `visit(row, score)`: the scores [`topk_cpu`](FlatBank::topk_cpu) ranks, without its
+    /// `k ≤ MAX_K` limit (crate-internal: the memory engine's deep candidate lists).
+    pub(crate) fn for_each_score_cpu(
+        &self,
+        query: &[f32],
+        mask: Option<&[u32]>,
+        mut visit: impl FnMut(u32, f32),
+    ) -> Result<(), KernelError> {
+        let b = check_query(self.layout.dims, self.n, query, 1, mask)?;
+        if b != 1 {
+            return Err(KernelError::InvalidArgument {
+                name: "queries",
+                reason: format!("exactly one query is expected, got {b}"),
+            });
+        }
+        self.resolve(FetchPath::Cpu)?;
+        let words = self.mirror.as_deref().unwrap_or(&[]);
+        let qp = cpu::arrange_queries(&self.layout, query);
+        let bw = self.layout.block_words();
+        let mut scores = [0.0f32; BLOCK_ROWS];
+        for blk in 0..self.n.div_ceil(BLOCK_ROWS) {
+            let mut bits = cpu::block_bits(&self.live, mask, blk, self.n);
+            if bits == 0 {
+                continue;
+            }
+            cpu::score_block(
+                &self.layout,
+                &words[blk * bw..(blk + 1) * bw],
+                &qp,
+                &mut scores,
+            );
+            let row0 = (blk * BLOCK_ROWS) as u32;
+            while bits != 0 {
+                let r = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                visit(row0 + r as u32, scores[r]);
+            }
+        }
+        Ok(())
+    }
+
     /// [`topk`](FlatBank::topk) on the GPU (one submission and one readback per 64 queries).
     pub async fn topk_gpu(
         &self,
