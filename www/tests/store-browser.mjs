@@ -1,5 +1,6 @@
 // Helpers of the store's Playwright tests: a Chromium we spawn ourselves (so we know its process
 // group and can SIGKILL it), connected over CDP, on a given profile directory.
+import fs from 'node:fs';
 import { spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS } from '../scripts/browser.mjs';
@@ -32,10 +33,20 @@ export async function spawnChromium(userDataDir) {
     browser,
     context,
     pid: child.pid,
-    /** SIGKILL Chromium's whole process group and wait for the main process to exit. */
+    /**
+     * SIGKILL Chromium's whole process group and wait until every process of it is gone: a
+     * child still in an uninterruptible write (the storage service in fsync, on a loaded machine)
+     * would otherwise hold the profile's IndexedDB files while the next browser opens them, which
+     * a real restart never does (and which once made the next browser start with an empty store).
+     */
     async kill() {
       try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
       await exited;
+      for (const t0 = Date.now(); Date.now() - t0 < 30000;) {
+        if (liveInGroup(child.pid) === 0) return;
+        await new Promise((ok) => setTimeout(ok, 20));
+      }
+      throw new Error(`chromium process group ${child.pid} still running 30 s after SIGKILL`);
     },
     /** Close gracefully. */
     async close() {
@@ -44,6 +55,20 @@ export async function spawnChromium(userDataDir) {
       await exited;
     },
   };
+}
+
+/** Processes of process group `pgid` that are still running (zombies, already dead, not counted). */
+function liveInGroup(pgid) {
+  let n = 0;
+  for (const pid of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    let stat;
+    try { stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch { continue; }
+    // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so split after it.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(f[2]) === pgid && f[0] !== 'Z' && f[0] !== 'X') n++;
+  }
+  return n;
 }
 
 /** Open the store test page in `context` and wait for its helpers. */

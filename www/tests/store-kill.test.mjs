@@ -38,7 +38,7 @@ test(`${ROUNDS} rounds of SIGKILL during batch writes lose no acknowledged batch
         assert(v.count === v.rows, `round ${round}: count ${v.count} != rows ${v.rows}`);
         const present = new Set(v.complete);
         const lost = [...acked].filter((k) => !present.has(k));
-        assert(lost.length === 0, `round ${round}: acknowledged batches lost: ${lost}`);
+        assert(lost.length === 0, `round ${round}: acknowledged batches lost: ${lost.length} of ${acked.size} (${lost.slice(0, 10)}...); stored ${v.rows} rows; databases ${v.dbs}; profile ${profile}`);
         committedUnacked += v.complete.filter((k) => !acked.has(k)).length;
         for (const k of v.complete) acked.add(k); // committed: count it from now on
         next = v.complete.length ? v.complete[v.complete.length - 1] + 1 : 0;

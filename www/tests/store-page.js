@@ -104,7 +104,8 @@ async function verifyBatches(name, size, dims) {
   const partial = [];
   for (const [k, n] of counts) (n === size ? complete : partial).push(n === size ? k : [k, n]);
   complete.sort((a, b) => a - b);
-  return { complete, partial, bad, rows: v.ids.length, count: await s.count() };
+  const dbs = (await indexedDB.databases()).map((d) => `${d.name}@${d.version}`);
+  return { complete, partial, bad, rows: v.ids.length, count: await s.count(), dbs };
 }
 
 await init();
