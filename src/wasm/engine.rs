@@ -57,7 +57,7 @@ export interface MnemoOptions {
   prefer?: 'webgpu' | 'cpu';
   /**
    * Which path answers vector search: `'auto'` (default: per query — the hierarchical index when
-   * the filter allows at least 20,000 episodes, else the exact flat top-k, on WebGPU only for a
+   * the filter allows at least 250,000 episodes, else the exact flat top-k, on WebGPU only for a
    * hardware adapter and at least 16 MiB of allowed vectors: a WebGPU readback costs
    * milliseconds, so small stores stay on the CPU), `'webgpu'` (the exact flat top-k on the GPU
    * whenever there is one) or `'cpu'` (never the GPU). `stats().backend` / `stats().index` say
