@@ -52,12 +52,20 @@ export function loadResults(dir) {
     .sort((a, b) => b.started.localeCompare(a.started));
 }
 
-/** For each dataset, the newest document that has it: [{ doc, dataset, results }]. */
+/**
+ * For each dataset, the newest result of every run id (library) over all documents, so that
+ * re-running one library updates its row only: [{ doc (the newest), older (other documents
+ * contributing rows), dataset, results }].
+ */
 function newestPerDataset(docs) {
   const seen = new Map();
   for (const doc of docs) {
     for (const ds of doc.datasets) {
-      if (!seen.has(ds.name)) seen.set(ds.name, { doc, dataset: ds, results: doc.results.filter((r) => r.dataset === ds.name) });
+      if (!seen.has(ds.name)) seen.set(ds.name, { doc, older: [], dataset: ds, results: [] });
+      const e = seen.get(ds.name);
+      const fresh = doc.results.filter((r) => r.dataset === ds.name && !e.results.some((x) => x.run === r.run));
+      if (fresh.length && doc !== e.doc) e.older.push({ doc, runs: fresh.map((r) => r.run) });
+      e.results.push(...fresh);
     }
   }
   const order = (n) => (n === 'locomo' ? -1 : Number(n.split('-')[1]) || 0);
@@ -79,7 +87,7 @@ const isMnemo = (r) => r.run.startsWith('mnemo');
 const bundleBytes = (r) => Object.values(r.bytes || {}).reduce((a, v) => a + v.gzip, 0);
 
 /** The markdown of one dataset's table (+ its footnotes). */
-function renderDataset({ doc, dataset, results }) {
+function renderDataset({ doc, older, dataset, results }) {
   const notes = [];
   const note = (text) => {
     let i = notes.indexOf(text);
@@ -90,6 +98,7 @@ function renderDataset({ doc, dataset, results }) {
   lines.push(`### ${dataset.name}: ${dataset.description} (n = ${fmtInt(dataset.n)}, d = ${dataset.dims})`);
   lines.push('');
   lines.push(`Run ${doc.started.slice(0, 16).replace('T', ' ')} UTC with \`${doc.command}\` (\`bench/results/${doc.file}\`); load average at its end ${doc.machine.loadAverageAtEnd.join(' / ')} on ${doc.machine.cores} cores.`);
+  for (const o of older) lines.push(`Rows of ${o.runs.join(', ')}: from the earlier run ${o.doc.started.slice(0, 16).replace('T', ' ')} UTC with \`${o.doc.command}\` (\`bench/results/${o.doc.file}\`; load average at its end ${o.doc.machine.loadAverageAtEnd.join(' / ')}).`);
   lines.push('');
   lines.push('| library | query setting | insert (vectors/s) | query median (ms) | query p95 (ms) | recall@10 | reopen → first answer (ms) | delete (ms/item) | peak JS heap (MB) | renderer peak RSS (MB) | bundle (kB gzip) |');
   lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
