@@ -8,14 +8,21 @@
 //!   hidden 384, 12 heads, FFN 1536, exact GELU, LayerNorm, mean pooling over the attention mask,
 //!   L2 normalisation), batched.
 //!
-//! The GPU path (WGSL GEMM/LayerNorm/GELU + the attention kernel) and the engine hook-up
-//! (`embedder: { model: 'all-MiniLM-L6-v2', weights }`) are not built yet.
+//! - [`gpu`]: the GPU path on WGSL kernels (dense layer with bias and fused GELU, LayerNorm with
+//!   fused residual, the attention prefill kernel with a key padding mask), checked against the
+//!   CPU reference.
+//!
+//! The engine hook-up (`embedder: { model: 'all-MiniLM-L6-v2', weights }`) is not built yet.
 
+pub mod gpu;
 pub mod model;
 pub mod safetensors;
 pub mod tokenizer;
 
 use thiserror::Error;
+
+use crate::gpu::GpuError;
+use crate::kernels::KernelError;
 
 pub use model::{MiniLm, MiniLmConfig};
 pub use tokenizer::WordPiece;
@@ -64,6 +71,12 @@ pub enum EncoderError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A kernel of the GPU path rejected its input or failed.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// The GPU failed while running the encoder.
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
 }
 
 impl EncoderError {
@@ -75,6 +88,8 @@ impl EncoderError {
             EncoderError::MissingTensor { .. } => "ENCODER_MISSING_TENSOR",
             EncoderError::TensorMismatch { .. } => "ENCODER_TENSOR_MISMATCH",
             EncoderError::BadInput { .. } => "INVALID_INPUT",
+            EncoderError::Kernel(e) => e.code(),
+            EncoderError::Gpu(e) => e.code(),
         }
     }
 }
