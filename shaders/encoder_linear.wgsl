@@ -100,3 +100,45 @@ fn linear(
         }
     }
 }
+
+// The same dense layer with the weights pre-transposed, w[K, N], and no workgroup memory: one
+// invocation per 4 x 4 block of Y, reading a vec4 of W per k (adjacent invocations read adjacent
+// columns) and broadcasting X. Faster on CPU-backed adapters (lavapipe, SwiftShader), where
+// barriers are expensive and the caches do the staging. N must be a multiple of 4.
+@compute @workgroup_size(64)
+fn linear_t(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let cols4 = dims.n / 4u;
+    let groups_n = (cols4 + 63u) / 64u;
+    let g = wid.x + wid.y * nwg.x;
+    let r0 = (g / groups_n) * 4u;
+    let c4 = (g % groups_n) * 64u + lid;
+    if (r0 >= dims.m || c4 >= cols4) {
+        return;
+    }
+    let c = c4 * 4u;
+    var acc: array<vec4<f32>, 4>;
+    let rows = min(4u, dims.m - r0);
+    for (var k = 0u; k < dims.k; k++) {
+        let wv = vec4<f32>(w[k * dims.n + c], w[k * dims.n + c + 1u], w[k * dims.n + c + 2u], w[k * dims.n + c + 3u]);
+        for (var u = 0u; u < 4u; u++) {
+            let rr = min(r0 + u, dims.m - 1u);
+            acc[u] = fma(vec4<f32>(x[rr * dims.k + k]), wv, acc[u]);
+        }
+    }
+    let bv = vec4<f32>(bias[c], bias[c + 1u], bias[c + 2u], bias[c + 3u]);
+    for (var u = 0u; u < rows; u++) {
+        var o = acc[u] + bv;
+        if (GELU != 0u) {
+            o = 0.5 * o * (1.0 + vec4<f32>(erf(o.x * 0.70710678), erf(o.y * 0.70710678), erf(o.z * 0.70710678), erf(o.w * 0.70710678)));
+        }
+        let base = (r0 + u) * dims.n + c;
+        y[base] = o.x;
+        y[base + 1u] = o.y;
+        y[base + 2u] = o.z;
+        y[base + 3u] = o.w;
+    }
+}

@@ -1,7 +1,9 @@
 //! The text encoder's GPU path: host code of its WGSL kernels over [`GpuContext`], and the
 //! whole-model forward pass on them.
 //!
-//! - [`linear_gpu`]: `shaders/encoder_linear.wgsl`, `y = x Wᵀ + b` (optionally GELU);
+//! - [`linear_gpu`]: `shaders/encoder_linear.wgsl`, `y = x Wᵀ + b` (optionally GELU), 64 × 64
+//!   tiles staged in workgroup memory; [`linear_t_gpu`]: the same from `Wᵀ` without workgroup
+//!   memory;
 //! - [`layer_norm_gpu`]: `shaders/encoder_layernorm.wgsl`, `LayerNorm(x [+ residual])`;
 //! - attention: the prefill kernel of [`crate::kernels::attention`], one call per sequence of the
 //!   padded batch with its key padding mask.
@@ -10,7 +12,7 @@
 //! attention and mean pooling restricted by the mask. This first version makes one round trip per
 //! kernel call (activations go back to the host between kernels): correct, not yet fast.
 
-use super::model::{mean_pool_normalize, MiniLm};
+use super::model::{mean_pool_normalize, Linear, MiniLm};
 use super::EncoderError;
 use crate::gpu::{fold_workgroups, GpuContext, GpuError, PipelineKey};
 use crate::kernels::attention::{attention_gpu, AttentionArgs};
@@ -167,6 +169,72 @@ pub async fn linear_gpu(
     Ok(out?)
 }
 
+/// The same dense layer with `wt` = `wᵀ` (`[k, n]`, `n` a multiple of 4), on the
+/// workgroup-memory-free entry point `linear_t` (faster on CPU-backed adapters).
+#[allow(clippy::too_many_arguments)]
+pub async fn linear_t_gpu(
+    ctx: &GpuContext,
+    x: &[f32],
+    wt: &[f32],
+    bias: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    gelu: bool,
+) -> Result<Vec<f32>, EncoderError> {
+    if m == 0 || n == 0 || k == 0 || !n.is_multiple_of(4) {
+        return Err(KernelError::InvalidArgument {
+            name: "m, n, k",
+            reason: format!("must all be at least 1 and n a multiple of 4, got {m}, {n}, {k}"),
+        }
+        .into());
+    }
+    if x.len() != m * k {
+        return Err(shape("x", format!("m * k = {}", m * k), x.len()));
+    }
+    if wt.len() != n * k {
+        return Err(shape("wt", format!("k * n = {}", n * k), wt.len()));
+    }
+    if bias.len() != n {
+        return Err(shape("bias", format!("n = {n}"), bias.len()));
+    }
+    check_finite("x", x)?;
+    ctx.check_alive()?;
+    ctx.check_binding("encoder linear x", (x.len() * 4) as u64)?;
+    ctx.check_binding("encoder linear w", (wt.len() * 4) as u64)?;
+    ctx.check_binding("encoder linear y", (m * n * 4) as u64)?;
+    let groups_n = (n / 4).div_ceil(64);
+    let g = groups("encoder linear workgroups", m.div_ceil(4) * groups_n)?;
+    let scope = ctx.error_scope();
+    let dims = ctx.uniform(
+        "encoder linear dims",
+        &LinearDims {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            tiles_n: groups_n as u32,
+        },
+    );
+    let xb = ctx.upload("encoder linear x", x);
+    let wb = ctx.upload("encoder linear w", wt);
+    let bb = ctx.upload("encoder linear bias", bias);
+    let y = ctx.storage("encoder linear y", (m * n * 4) as u64)?;
+    let key =
+        PipelineKey::new("encoder_linear", "linear_t").with_constant("GELU", gelu as u32 as f64);
+    let out = run(
+        ctx,
+        key,
+        "encoder linear",
+        &[&dims, &xb, &wb, &bb, &y],
+        g,
+        &y,
+        m * n,
+    )
+    .await;
+    scope.finish("encoder linear").await?;
+    Ok(out?)
+}
+
 /// `LayerNorm(x + residual)` per row of `gamma.len()` values (residual optional), on the GPU.
 pub async fn layer_norm_gpu(
     ctx: &GpuContext,
@@ -241,6 +309,24 @@ pub async fn layer_norm_gpu(
     Ok(out?)
 }
 
+/// One dense layer of the model on the GPU (`linear_t` from the transposed weights when
+/// `transposed`).
+async fn dense(
+    ctx: &GpuContext,
+    x: &[f32],
+    lin: &Linear,
+    rows: usize,
+    transposed: bool,
+    gelu: bool,
+) -> Result<Vec<f32>, EncoderError> {
+    if transposed {
+        let wt = lin.transposed();
+        linear_t_gpu(ctx, x, &wt, &lin.bias, rows, lin.n, lin.k, gelu).await
+    } else {
+        linear_gpu(ctx, x, &lin.weight, &lin.bias, rows, lin.n, lin.k, gelu).await
+    }
+}
+
 /// The sentence embeddings of a batch of id sequences on the GPU: `[batch.len(), hidden]`, each
 /// row L2-normalised. The batch is padded to its longest sequence with `[PAD]` (id 0) and a key
 /// padding mask.
@@ -268,13 +354,14 @@ pub async fn embed_ids_gpu(
         }
     }
     let mut x = layer_norm_gpu(ctx, &x, None, &model.emb_ln.0, &model.emb_ln.1, c.eps).await?;
+    // Dense layers: transposed weights for `linear_t` on CPU-backed adapters.
+    let transposed = ctx.adapter_info().device_type == "cpu";
     let masks: Vec<Vec<u8>> = batch
         .iter()
         .map(|ids| (0..l).map(|i| (i < ids.len()) as u8).collect())
         .collect();
     for layer in &model.layers {
-        let q = &layer.qkv;
-        let qkv = linear_gpu(ctx, &x, &q.weight, &q.bias, rows, q.n, q.k, false).await?;
+        let qkv = dense(ctx, &x, &layer.qkv, rows, transposed, false).await?;
         // Split [rows, 3h] into q, k, v, each [rows, heads, d].
         let mut parts = [
             vec![0.0f32; rows * h],
@@ -301,13 +388,10 @@ pub async fn embed_ids_gpu(
             };
             ctxv.extend(attention_gpu(ctx, &args).await?);
         }
-        let o = &layer.attn_out;
-        let a = linear_gpu(ctx, &ctxv, &o.weight, &o.bias, rows, o.n, o.k, false).await?;
+        let a = dense(ctx, &ctxv, &layer.attn_out, rows, transposed, false).await?;
         let a = layer_norm_gpu(ctx, &a, Some(&x), &layer.ln1.0, &layer.ln1.1, c.eps).await?;
-        let fi = &layer.ffn_in;
-        let up = linear_gpu(ctx, &a, &fi.weight, &fi.bias, rows, fi.n, fi.k, true).await?;
-        let fo = &layer.ffn_out;
-        let down = linear_gpu(ctx, &up, &fo.weight, &fo.bias, rows, fo.n, fo.k, false).await?;
+        let up = dense(ctx, &a, &layer.ffn_in, rows, transposed, true).await?;
+        let down = dense(ctx, &up, &layer.ffn_out, rows, transposed, false).await?;
         x = layer_norm_gpu(ctx, &down, Some(&a), &layer.ln2.0, &layer.ln2.1, c.eps).await?;
     }
     // Mean pooling over the mask: keep each sequence's own rows, then pool.

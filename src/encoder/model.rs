@@ -91,6 +91,17 @@ impl Linear {
         }
     }
 
+    /// The weights transposed, `[k, n]` row-major.
+    pub fn transposed(&self) -> Vec<f32> {
+        let mut t = vec![0.0f32; self.n * self.k];
+        for (c, row) in self.weight.chunks_exact(self.k).enumerate() {
+            for (kk, &w) in row.iter().enumerate() {
+                t[kk * self.n + c] = w;
+            }
+        }
+        t
+    }
+
     /// `y[m, n] = x[m, k] · Wᵀ + b` for `m = x.len() / k` rows.
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
         let (k, n) = (self.k, self.n);
