@@ -142,17 +142,11 @@ fn minilm_file(name: &str) -> Vec<u8> {
 /// LoCoMo turns; `MNEMO_ENCODER_GPU_ALL=1` checks all 231.
 #[test]
 fn gpu_embeddings_match_sentence_transformers() {
-    use mnemo::encoder::gpu::embed_ids_gpu;
-    use mnemo::encoder::{MiniLm, MiniLmConfig, WordPiece};
+    use mnemo::encoder::TextEncoder;
     const D: usize = 384;
     let ctx = gpu().gpu_context().unwrap();
     let vocab = String::from_utf8(minilm_file("vocab.txt")).unwrap();
-    let tok = WordPiece::from_vocab(&vocab).unwrap();
-    let model = MiniLm::from_safetensors(
-        &minilm_file("model.safetensors"),
-        MiniLmConfig::ALL_MINILM_L6_V2,
-    )
-    .unwrap();
+    let enc = TextEncoder::all_minilm_l6_v2(&vocab, &minilm_file("model.safetensors")).unwrap();
     let dir = std::env::var_os("MNEMO_EVAL_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
@@ -179,26 +173,19 @@ fn gpu_embeddings_match_sentence_transformers() {
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
     assert_eq!(want.len(), texts.len() * D);
-    let ids: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t)).collect();
     let all = std::env::var("MNEMO_ENCODER_GPU_ALL").is_ok_and(|v| v == "1");
-    let mut order: Vec<usize> = (0..ids.len())
+    let order: Vec<usize> = (0..texts.len())
         .filter(|&i| all || !(25..=27).contains(&i) && i < 41)
         .collect();
-    order.sort_by_key(|&i| ids[i].len());
+    let subset: Vec<&str> = order.iter().map(|&i| texts[i].as_str()).collect();
     let t = std::time::Instant::now();
-    let mut got = vec![0.0f32; want.len()];
-    for chunk in order.chunks(32) {
-        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-        let out = pollster::block_on(embed_ids_gpu(ctx, &model, &batch)).unwrap();
-        for (&i, row) in chunk.iter().zip(out.chunks_exact(D)) {
-            got[i * D..(i + 1) * D].copy_from_slice(row);
-        }
-    }
+    // TextEncoder::embed on the GPU: batches of 32 by length, each padded with a key mask.
+    let out = pollster::block_on(enc.embed(gpu(), &subset)).unwrap();
     let secs = t.elapsed().as_secs_f64();
     let mut worst = (f32::INFINITY, 0);
     let mut failures = Vec::new();
-    for &i in &order {
-        let (g, w) = (&got[i * D..(i + 1) * D], &want[i * D..(i + 1) * D]);
+    for (j, &i) in order.iter().enumerate() {
+        let (g, w) = (&out[j * D..(j + 1) * D], &want[i * D..(i + 1) * D]);
         let cos: f32 = g.iter().zip(w).map(|(a, b)| a * b).sum();
         if cos < worst.0 {
             worst = (cos, i);
@@ -214,7 +201,10 @@ fn gpu_embeddings_match_sentence_transformers() {
         worst.0,
         worst.1,
         order.len(),
-        order.iter().map(|&i| ids[i].len()).sum::<usize>(),
+        subset
+            .iter()
+            .map(|t| enc.tokenizer.encode(t).len())
+            .sum::<usize>(),
         secs,
         if all {
             ""

@@ -31,6 +31,60 @@ pub use tokenizer::WordPiece;
 /// `max_seq_length` in sentence-transformers).
 pub const MAX_TOKENS: usize = 256;
 
+/// Texts per forward pass of [`TextEncoder::embed`] (after sorting by length).
+pub const BATCH: usize = 32;
+
+/// Tokenizer + model: texts in, L2-normalised sentence embeddings out, on the GPU or the CPU.
+#[derive(Debug, Clone)]
+pub struct TextEncoder {
+    /// The WordPiece tokenizer.
+    pub tokenizer: WordPiece,
+    /// The model's weights.
+    pub model: MiniLm,
+}
+
+impl TextEncoder {
+    /// all-MiniLM-L6-v2 from the text of its `vocab.txt` and the bytes of its
+    /// `model.safetensors`.
+    pub fn all_minilm_l6_v2(vocab: &str, weights: &[u8]) -> Result<TextEncoder, EncoderError> {
+        Ok(TextEncoder {
+            tokenizer: WordPiece::from_vocab(vocab)?,
+            model: MiniLm::from_safetensors(weights, MiniLmConfig::ALL_MINILM_L6_V2)?,
+        })
+    }
+
+    /// The embedding dimension (384).
+    pub fn dims(&self) -> usize {
+        self.model.config.hidden
+    }
+
+    /// The embeddings of `texts`, `[texts.len(), dims]` row-major, on whichever backend `compute`
+    /// chose. Texts are sorted by token count and run in batches of [`BATCH`] (little padding on
+    /// the GPU path); the rows come back in the order of `texts`.
+    pub async fn embed(
+        &self,
+        compute: &crate::Compute,
+        texts: &[&str],
+    ) -> Result<Vec<f32>, EncoderError> {
+        let d = self.dims();
+        let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenizer.encode(t)).collect();
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let mut out = vec![0.0f32; texts.len() * d];
+        for chunk in order.chunks(BATCH) {
+            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+            let rows = match compute.gpu_context() {
+                Some(ctx) => gpu::embed_ids_gpu(ctx, &self.model, &batch).await?,
+                None => self.model.embed_ids(&batch)?,
+            };
+            for (&i, row) in chunk.iter().zip(rows.chunks_exact(d)) {
+                out[i * d..(i + 1) * d].copy_from_slice(row);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Errors of the text encoder: a bad vocabulary, a malformed or incomplete weights file, or bad
 /// input ids. Raised before any work starts.
 #[derive(Debug, Clone, Error, PartialEq)]
