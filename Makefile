@@ -21,7 +21,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable
   eval-native bench-native bench-peers bench-attention bench-recurrence bench-store bench-fetch \
   bench-hier
 
-## Install what is missing (idempotent).
+## Install what is missing (idempotent), including the all-MiniLM-L6-v2 weights in .cache/minilm/.
 setup:
 	@scripts/setup.sh
 

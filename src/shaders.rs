@@ -61,8 +61,20 @@ const ATTENTION: &[(&str, &str)] = &[
     ("matmul", include_str!("../shaders/matmul.wgsl")),
 ];
 
+/// The built-in text encoder (MiniLM): dense layer with bias (+ GELU), LayerNorm (+ residual).
+const ENCODER: &[(&str, &str)] = &[
+    (
+        "encoder_linear",
+        include_str!("../shaders/encoder_linear.wgsl"),
+    ),
+    (
+        "encoder_layernorm",
+        include_str!("../shaders/encoder_layernorm.wgsl"),
+    ),
+];
+
 /// Every family, in order.
-const FAMILIES: &[&[(&str, &str)]] = &[CORE, FETCH, HIER, RECURRENCE, ATTENTION];
+const FAMILIES: &[&[(&str, &str)]] = &[CORE, FETCH, HIER, RECURRENCE, ATTENTION, ENCODER];
 
 /// Every registered shader as (name, source).
 pub fn all() -> impl Iterator<Item = (&'static str, &'static str)> {

@@ -1,0 +1,149 @@
+//! The built-in text encoder (work in progress): all-MiniLM-L6-v2 sentence embeddings computed by
+//! mnemo itself, with no other ML runtime.
+//!
+//! - [`tokenizer`]: the BERT uncased WordPiece tokenizer (basic tokenizer + greedy longest-match
+//!   WordPiece), truncation to [`MAX_TOKENS`] word pieces including `[CLS]`/`[SEP]`;
+//! - [`safetensors`]: a parser of the weights file (untrusted bytes → typed errors, never a panic);
+//! - [`model`]: the weights of the BERT encoder and its CPU reference forward pass (6 layers,
+//!   hidden 384, 12 heads, FFN 1536, exact GELU, LayerNorm, mean pooling over the attention mask,
+//!   L2 normalisation), batched.
+//!
+//! - [`gpu`]: the GPU path on WGSL kernels (dense layer with bias and fused GELU, LayerNorm with
+//!   fused residual, the attention prefill kernel with a key padding mask), checked against the
+//!   CPU reference.
+//!
+//! The engine hook-up (`embedder: { model: 'all-MiniLM-L6-v2', weights }`) is not built yet.
+
+pub mod gpu;
+pub mod model;
+pub mod safetensors;
+pub mod tokenizer;
+
+use thiserror::Error;
+
+use crate::gpu::GpuError;
+use crate::kernels::KernelError;
+
+pub use model::{MiniLm, MiniLmConfig};
+pub use tokenizer::WordPiece;
+
+/// The longest token sequence the encoder accepts, `[CLS]` and `[SEP]` included (the model's
+/// `max_seq_length` in sentence-transformers).
+pub const MAX_TOKENS: usize = 256;
+
+/// Texts per forward pass of [`TextEncoder::embed`] (after sorting by length).
+pub const BATCH: usize = 32;
+
+/// Tokenizer + model: texts in, L2-normalised sentence embeddings out, on the GPU or the CPU.
+#[derive(Debug, Clone)]
+pub struct TextEncoder {
+    /// The WordPiece tokenizer.
+    pub tokenizer: WordPiece,
+    /// The model's weights.
+    pub model: MiniLm,
+}
+
+impl TextEncoder {
+    /// all-MiniLM-L6-v2 from the text of its `vocab.txt` and the bytes of its
+    /// `model.safetensors`.
+    pub fn all_minilm_l6_v2(vocab: &str, weights: &[u8]) -> Result<TextEncoder, EncoderError> {
+        Ok(TextEncoder {
+            tokenizer: WordPiece::from_vocab(vocab)?,
+            model: MiniLm::from_safetensors(weights, MiniLmConfig::ALL_MINILM_L6_V2)?,
+        })
+    }
+
+    /// The embedding dimension (384).
+    pub fn dims(&self) -> usize {
+        self.model.config.hidden
+    }
+
+    /// The embeddings of `texts`, `[texts.len(), dims]` row-major, on whichever backend `compute`
+    /// chose. Texts are sorted by token count and run in batches of [`BATCH`] (little padding on
+    /// the GPU path); the rows come back in the order of `texts`.
+    pub async fn embed(
+        &self,
+        compute: &crate::Compute,
+        texts: &[&str],
+    ) -> Result<Vec<f32>, EncoderError> {
+        let d = self.dims();
+        let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenizer.encode(t)).collect();
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let mut out = vec![0.0f32; texts.len() * d];
+        for chunk in order.chunks(BATCH) {
+            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+            let rows = match compute.gpu_context() {
+                Some(ctx) => gpu::embed_ids_gpu(ctx, &self.model, &batch).await?,
+                None => self.model.embed_ids(&batch)?,
+            };
+            for (&i, row) in chunk.iter().zip(rows.chunks_exact(d)) {
+                out[i * d..(i + 1) * d].copy_from_slice(row);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Errors of the text encoder: a bad vocabulary, a malformed or incomplete weights file, or bad
+/// input ids. Raised before any work starts.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum EncoderError {
+    /// The vocabulary (`vocab.txt`) is unusable.
+    #[error("vocabulary: {reason}")]
+    Vocab {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The safetensors file is malformed (truncated, bad header, overlapping or out-of-range data).
+    #[error("safetensors: {reason}")]
+    Safetensors {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tensor the model needs is absent from the weights.
+    #[error("weights: tensor `{name}` is missing")]
+    MissingTensor {
+        /// The tensor's name.
+        name: String,
+    },
+    /// A tensor has the wrong dtype or shape.
+    #[error("weights: tensor `{name}` is {got}, expected {expected}")]
+    TensorMismatch {
+        /// The tensor's name.
+        name: String,
+        /// What the model requires, e.g. `F32 [384, 384]`.
+        expected: String,
+        /// What the file holds.
+        got: String,
+    },
+    /// A token id sequence cannot be encoded (empty, too long, or an id outside the vocabulary).
+    #[error("input {index}: {reason}")]
+    BadInput {
+        /// Index of the offending sequence in the batch.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A kernel of the GPU path rejected its input or failed.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// The GPU failed while running the encoder.
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+}
+
+impl EncoderError {
+    /// A stable, machine-readable code for this error (the JS `Error.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            EncoderError::Vocab { .. } => "ENCODER_BAD_VOCAB",
+            EncoderError::Safetensors { .. } => "ENCODER_BAD_WEIGHTS",
+            EncoderError::MissingTensor { .. } => "ENCODER_MISSING_TENSOR",
+            EncoderError::TensorMismatch { .. } => "ENCODER_TENSOR_MISMATCH",
+            EncoderError::BadInput { .. } => "INVALID_INPUT",
+            EncoderError::Kernel(e) => e.code(),
+            EncoderError::Gpu(e) => e.code(),
+        }
+    }
+}
