@@ -3,16 +3,13 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CHROMEDRIVER ?= /usr/bin/chromedriver
 # wasm-bindgen-test-runner gives each browser test binary 20 s by default; pipeline compilation on
-# SwiftShader takes seconds per kernel variant, so allow more (each binary still stops by itself).
-WASM_BINDGEN_TEST_TIMEOUT ?= 240
+# SwiftShader takes seconds per kernel variant, and the fetch suite (a 100k x 384 bank, a folded
+# dispatch) about 140 s, so allow more (each binary still stops by itself).
+WASM_BINDGEN_TEST_TIMEOUT ?= 300
 export WASM_BINDGEN_TEST_TIMEOUT
 # The native GPU tests assert this adapter (Mesa lavapipe in CI). Empty: accept any Vulkan adapter.
 MNEMO_EXPECT_ADAPTER ?= llvmpipe
 export MNEMO_EXPECT_ADAPTER
-# wasm-bindgen-test-runner's timeout (default 20 s) covers a whole browser test binary; the fetch
-# suite (a 100k x 384 bank, a folded dispatch) needs longer on SwiftShader.
-WASM_BINDGEN_TEST_TIMEOUT ?= 300
-export WASM_BINDGEN_TEST_TIMEOUT
 WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
