@@ -1,6 +1,8 @@
-//! A tiny single-threaded async lock: the store's writes from one connection run one at a time
-//! (taken before a transaction opens, released after it completed), so concurrent calls from JS
-//! queue instead of conflicting with each other.
+//! A tiny single-threaded async lock. The store's writes from one connection run one at a time
+//! under it (taken before a transaction opens, released after it completed), and so do the
+//! engine's operations on its in-memory indexes (a write holds it from the store commit until the
+//! indexes reflect it): concurrent calls from JS queue instead of conflicting or observing
+//! half-applied state.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;

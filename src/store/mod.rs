@@ -19,7 +19,7 @@ pub mod error;
 pub mod export;
 #[cfg(target_arch = "wasm32")]
 pub mod idb;
-mod lock;
+pub(crate) mod lock;
 pub mod memory;
 mod plan;
 #[doc(hidden)]

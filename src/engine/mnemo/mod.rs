@@ -37,7 +37,6 @@
 mod bank;
 mod context;
 mod error;
-mod lock;
 mod persist;
 mod rows;
 #[doc(hidden)]
@@ -70,9 +69,9 @@ use crate::store::{
     VectorSet,
 };
 
+use crate::store::lock::AsyncLock;
 use bank::{search_vector, VectorBank};
 use context::Contexts;
-use lock::AsyncLock;
 use rows::{Attrs, Row, RowTable};
 
 /// Largest `k` of a recall.
