@@ -549,6 +549,9 @@ struct Inner {
     close_listener: RefCell<Option<CloseListener>>,
     channel: Option<BroadcastChannel>,
     fault: Cell<Option<Fault>>,
+    /// What the browser said when it discarded this database's data before this open
+    /// (Chromium's non-standard `IDBVersionChangeEvent.dataLoss` / `dataLossMessage`).
+    data_loss: Option<String>,
     _onversionchange: Handler<IdbVersionChangeEvent>,
     _onclose: Handler<Event>,
     _onmessage: Handler<MessageEvent>,
@@ -641,6 +644,13 @@ async fn await_open(r: IdbOpenDbRequest, ctx: &str) -> Result<JsValue> {
 const BLOCKED_MARK: &str = "mnemo: blocked";
 
 impl IdbBackend {
+    /// `Some("total: <the browser's message>")` when the browser reported, as this connection
+    /// opened, that it had discarded the database's data (Chromium deletes a backing store it
+    /// finds corrupt and reopens it empty); `None` otherwise.
+    pub fn data_loss(&self) -> Option<String> {
+        self.inner.data_loss.clone()
+    }
+
     /// Open (creating or upgrading) the database of the store `name`.
     pub async fn open(name: &str) -> Result<IdbBackend> {
         let factory = idb_factory()?;
@@ -650,9 +660,20 @@ impl IdbBackend {
             .map_err(|e| js_err("open", &e))?;
         let upgrade_err: Rc<RefCell<Option<StoreError>>> = Rc::default();
         let ue = upgrade_err.clone();
+        let data_loss: Rc<RefCell<Option<String>>> = Rc::default();
+        let dl = data_loss.clone();
         let r2 = r.clone();
         let onupgrade =
             Closure::<dyn FnMut(IdbVersionChangeEvent)>::new(move |e: IdbVersionChangeEvent| {
+                let prop = |k: &str| {
+                    js_sys::Reflect::get(&e, &JsValue::from_str(k))
+                        .ok()
+                        .and_then(|v| v.as_string())
+                };
+                if let Some(amount) = prop("dataLoss").filter(|a| a != "none") {
+                    let msg = prop("dataLossMessage").unwrap_or_default();
+                    *dl.borrow_mut() = Some(format!("{amount}: {msg}"));
+                }
                 if let Err(err) = upgrade(&r2, e.old_version() as u32) {
                     *ue.borrow_mut() = Some(err);
                     if let Some(tx) = r2.transaction() {
@@ -693,6 +714,7 @@ impl IdbBackend {
             close_listener: RefCell::default(),
             channel,
             fault: Cell::default(),
+            data_loss: data_loss.borrow_mut().take(),
             _onversionchange: RefCell::default(),
             _onclose: RefCell::default(),
             _onmessage: RefCell::default(),

@@ -359,6 +359,14 @@ pub struct Store {
 
 #[wasm_bindgen]
 impl Store {
+    /// `null`, or what the browser said when it discarded this store's data before this open
+    /// (`"total: <message>"`; Chromium deletes an IndexedDB backing store it finds corrupt and
+    /// reopens it empty, which an app should tell its user about).
+    #[wasm_bindgen(getter, js_name = dataLoss)]
+    pub fn data_loss(&self) -> Option<String> {
+        self.inner.backend().data_loss()
+    }
+
     /// Open (or create, with `options.dims`) the store `name` in this origin's IndexedDB.
     pub async fn open(name: String, options: Option<StoreOptionsJs>) -> Result<Store, JsValue> {
         let mut opts = OpenOptions::default();

@@ -105,7 +105,7 @@ async function verifyBatches(name, size, dims) {
   for (const [k, n] of counts) (n === size ? complete : partial).push(n === size ? k : [k, n]);
   complete.sort((a, b) => a - b);
   const dbs = (await indexedDB.databases()).map((d) => `${d.name}@${d.version}`);
-  return { complete, partial, bad, rows: v.ids.length, count: await s.count(), dbs };
+  return { complete, partial, bad, rows: v.ids.length, count: await s.count(), dbs, dataLoss: s.dataLoss ?? null };
 }
 
 await init();

