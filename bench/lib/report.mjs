@@ -63,7 +63,10 @@ function newestPerDataset(docs) {
     for (const ds of doc.datasets) {
       if (!seen.has(ds.name)) seen.set(ds.name, { doc, older: [], dataset: ds, results: [] });
       const e = seen.get(ds.name);
-      const fresh = doc.results.filter((r) => r.dataset === ds.name && !e.results.some((x) => x.run === r.run));
+      // Placeholder rows (mnemo-kernels-*) of older documents are not carried into a table that
+      // has the engine's rows.
+      const placeholder = (r) => r.run.startsWith('mnemo-kernels') && doc !== e.doc;
+      const fresh = doc.results.filter((r) => r.dataset === ds.name && !placeholder(r) && !e.results.some((x) => x.run === r.run));
       if (fresh.length && doc !== e.doc) e.older.push({ doc, runs: fresh.map((r) => r.run) });
       e.results.push(...fresh);
     }
