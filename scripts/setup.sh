@@ -8,6 +8,14 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 say() { printf '[setup] %s\n' "$*"; }
 
+# --- Disk: a clean build of everything `make test` compiles (host + wasm32, debug + release) takes
+# about 6 GB under target/ (8 GB with incremental caches). Say so up front instead of failing
+# later with "No space left on device" in the middle of a compile.
+avail_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ -n "$avail_kb" ] && [ "$avail_kb" -lt $((10 * 1024 * 1024)) ]; then
+  say "WARNING: only $((avail_kb / 1024)) MB free on $(df -P . | awk 'NR==2 {print $6}'); a clean build needs about 10 GB"
+fi
+
 # --- Debian packages: Chromium + ChromeDriver (browser tests, demo), Mesa lavapipe (native GPU tests)
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
