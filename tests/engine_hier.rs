@@ -7,8 +7,9 @@
 //! so and checks nothing). Prints every recall@10 (`-- --nocapture`); asserts >= 0.99.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use mnemo::compute::Compute;
 use mnemo::engine::fusion::Weights;
@@ -286,50 +287,27 @@ fn below_the_threshold_the_flat_path_answers() {
     });
 }
 
-fn eval_dir() -> PathBuf {
-    std::env::var_os("MNEMO_EVAL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/eval"))
-        .join("locomo")
-}
-
-fn read_f32(p: &std::path::Path) -> Vec<f32> {
-    std::fs::read(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
-fn conv_of(p: &std::path::Path) -> Vec<u32> {
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["conv"].as_u64().expect("conv field") as u32
-        })
-        .collect()
-}
-
 /// LoCoMo through the engine with the index forced on (`index_min_rows: 0`; at 2,760 turns the
 /// default keeps the exact scan): one namespace per conversation, as `make eval` loads it.
 #[test]
 fn hierarchical_path_on_locomo() {
-    let dir = eval_dir();
-    if !dir.join("turns.f32").exists() {
-        println!(
-            "LoCoMo data not found at {} (set MNEMO_EVAL_DIR): nothing to check",
-            dir.display()
-        );
+    let Some(dir) = common::locomo_dir(
+        "hierarchical_path_on_locomo",
+        &[
+            "turns.f32",
+            "questions.f32",
+            "turns.jsonl",
+            "questions.jsonl",
+        ],
+    ) else {
         return;
-    }
+    };
     pollster::block_on(async {
         let d = 384;
-        let bank = read_f32(&dir.join("turns.f32"));
-        let qbank = read_f32(&dir.join("questions.f32"));
-        let tconv = conv_of(&dir.join("turns.jsonl"));
-        let qconv = conv_of(&dir.join("questions.jsonl"));
+        let bank = common::read_f32(&dir.join("turns.f32"));
+        let qbank = common::read_f32(&dir.join("questions.f32"));
+        let tconv = common::conv_of(&dir.join("turns.jsonl"));
+        let qconv = common::conv_of(&dir.join("questions.jsonl"));
         let f = MemoryFactory::default();
         let m = open(&f, "hier-locomo", true, d, 0).await;
         let items: Vec<Memory> = bank

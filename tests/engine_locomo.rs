@@ -3,29 +3,18 @@
 //! without it this test says so and checks nothing (`make eval-native` is the full report).
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::path::PathBuf;
+mod common;
 
 use mnemo::engine::eval::{max_abs_diff, metrics, standard_subsets, Outcome};
 use mnemo::engine::fusion::{FusionConfig, Weights};
 use mnemo::engine::locomo::{parse_baselines, Locomo};
 
-fn dir() -> PathBuf {
-    std::env::var_os("MNEMO_EVAL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/eval"))
-        .join("locomo")
-}
-
 #[test]
 fn reproduces_baselines_and_beats_rrf() {
-    let dir = dir();
-    if !dir.join("turns.jsonl").exists() || !dir.join("baseline_results.json").exists() {
-        eprintln!(
-            "engine_locomo: no LoCoMo data at {} — nothing checked (the eval data is not in the repository)",
-            dir.display()
-        );
+    let Some(dir) = common::locomo_dir("engine_locomo", &["turns.jsonl", "baseline_results.json"])
+    else {
         return;
-    }
+    };
     let data = Locomo::load_dir(&dir).unwrap();
     let base =
         parse_baselines(&std::fs::read_to_string(dir.join("baseline_results.json")).unwrap())

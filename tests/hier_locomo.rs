@@ -9,53 +9,30 @@
 //! passes (CI's clone may not have `../shared/eval`).
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::path::PathBuf;
+mod common;
 
 use mnemo::kernels::hier::topk::{exact_topk, recall};
 use mnemo::kernels::hier::{HierIndex, SearchOptions};
 
 const D: usize = 384;
 
-fn eval_dir() -> PathBuf {
-    std::env::var_os("MNEMO_EVAL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/eval"))
-        .join("locomo")
-}
-
-fn read_f32(p: &std::path::Path) -> Vec<f32> {
-    std::fs::read(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
-fn conv_of(p: &std::path::Path) -> Vec<u32> {
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["conv"].as_u64().expect("conv field") as u32
-        })
-        .collect()
-}
-
 #[test]
 fn locomo_recall_against_exact() {
-    let dir = eval_dir();
-    if !dir.join("turns.f32").exists() {
-        println!(
-            "LoCoMo data not found at {} (set MNEMO_EVAL_DIR): nothing to check",
-            dir.display()
-        );
+    let Some(dir) = common::locomo_dir(
+        "locomo_recall_against_exact",
+        &[
+            "turns.f32",
+            "questions.f32",
+            "turns.jsonl",
+            "questions.jsonl",
+        ],
+    ) else {
         return;
-    }
-    let bank = read_f32(&dir.join("turns.f32"));
-    let qs = read_f32(&dir.join("questions.f32"));
-    let tconv = conv_of(&dir.join("turns.jsonl"));
-    let qconv = conv_of(&dir.join("questions.jsonl"));
+    };
+    let bank = common::read_f32(&dir.join("turns.f32"));
+    let qs = common::read_f32(&dir.join("questions.f32"));
+    let tconv = common::conv_of(&dir.join("turns.jsonl"));
+    let qconv = common::conv_of(&dir.join("questions.jsonl"));
     let (n, nq) = (bank.len() / D, qs.len() / D);
     assert_eq!((n, nq), (tconv.len(), qconv.len()));
     let idx = HierIndex::build(&bank, D, None, None).unwrap();
