@@ -235,6 +235,43 @@ impl GpuContext {
         self.pipelines.len()
     }
 
+    /// A bind group for group 0 of `pipeline` from (binding, buffer) pairs, each buffer bound
+    /// whole.
+    pub fn bind_group(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        label: &str,
+        entries: &[(u32, &wgpu::Buffer)],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = entries
+            .iter()
+            .map(|(binding, buf)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: buf.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    }
+
+    /// [`Self::bind_group`] with the buffers at bindings 0, 1, 2, … in order.
+    pub fn bind_buffers(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        label: &str,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<(u32, &wgpu::Buffer)> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as u32, *b))
+            .collect();
+        self.bind_group(pipeline, label, &entries)
+    }
+
     /// A storage buffer holding `data` (at least 4 bytes: WebGPU rejects empty bindings).
     ///
     /// Written through the queue rather than mapped at creation, so that a lost device yields an

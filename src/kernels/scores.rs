@@ -107,28 +107,7 @@ pub async fn scores_gpu(
     let bank_buf = ctx.upload("scores bank", bank);
     let query_buf = ctx.upload("scores queries", queries);
     let out = ctx.storage("scores output", out_bytes)?;
-    let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("scores"),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: params.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: bank_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: query_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 3,
-                resource: out.as_entire_binding(),
-            },
-        ],
-    });
+    let bind = ctx.bind_buffers(&pipeline, "scores", &[&params, &bank_buf, &query_buf, &out]);
     let groups = (s.n as u32).div_ceil(WORKGROUP);
     let (gx, gy) = fold_workgroups(groups, ctx.max_workgroups_per_dim());
     let mut encoder = ctx

@@ -3,7 +3,7 @@
 //! combine pass merges them. Meant for one query (or a few) against a long KV cache; the
 //! semantics are those of [`attention_cpu`] (any `Tq`, causal with the last-positions alignment).
 
-use super::gpu::{bind, check_inputs, dispatch, groups_u32, read_f32, upload_inputs, Params};
+use super::gpu::{check_inputs, dispatch, groups_u32, read_f32, upload_inputs, Params};
 use super::{attention_cpu, check, AttentionArgs};
 use crate::compute::Compute;
 use crate::gpu::{GpuContext, PipelineKey};
@@ -77,8 +77,7 @@ pub async fn decode_attention_gpu_repeated(
     let inputs = upload_inputs(ctx, a, &s);
     let out = ctx.storage("attention output", (out_len * 4) as u64)?;
     let part = ctx.storage("decode partials", part_bytes)?;
-    let bg_partial = bind(
-        ctx,
+    let bg_partial = ctx.bind_group(
         &partial,
         "decode partial",
         &[
@@ -90,8 +89,7 @@ pub async fn decode_attention_gpu_repeated(
             (6, &part),
         ],
     );
-    let bg_combine = bind(
-        ctx,
+    let bg_combine = ctx.bind_group(
         &combine,
         "decode combine",
         &[(0, &params), (5, &out), (6, &part)],

@@ -69,27 +69,6 @@ pub(crate) fn upload_inputs(ctx: &GpuContext, a: &AttentionArgs, s: &AttentionSh
     }
 }
 
-/// A bind group for `pipeline` (group 0) from (binding, buffer) pairs.
-pub(crate) fn bind(
-    ctx: &GpuContext,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
-    entries: &[(u32, &wgpu::Buffer)],
-) -> wgpu::BindGroup {
-    let entries: Vec<wgpu::BindGroupEntry> = entries
-        .iter()
-        .map(|(binding, buf)| wgpu::BindGroupEntry {
-            binding: *binding,
-            resource: buf.as_entire_binding(),
-        })
-        .collect();
-    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(label),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
-    })
-}
-
 /// Record `groups` linear workgroups of `pipeline`, folded over (x, y).
 pub(crate) fn dispatch(
     ctx: &GpuContext,

@@ -2,7 +2,7 @@
 //! arithmetic peak that the attention benchmarks report their GFLOP/s against (same adapter,
 //! same run). Row-major f32; any sizes.
 
-use super::gpu::{bind, dispatch, groups_u32, read_f32};
+use super::gpu::{dispatch, groups_u32, read_f32};
 use crate::compute::Compute;
 use crate::gpu::{GpuContext, PipelineKey};
 use crate::kernels::{check_finite, KernelError};
@@ -109,8 +109,7 @@ pub async fn matmul_gpu(
     let ab = ctx.upload("matmul a", a);
     let bb = ctx.upload("matmul b", b);
     let c = ctx.storage("matmul c", (m * n * 4) as u64)?;
-    let bg = bind(
-        ctx,
+    let bg = ctx.bind_group(
         &pipeline,
         "matmul",
         &[(0, &dims), (1, &ab), (2, &bb), (3, &c)],

@@ -1,6 +1,6 @@
 //! Prefill: tiled softmax attention with online softmax over `shaders/attention_prefill.wgsl`.
 
-use super::gpu::{bind, check_inputs, dispatch, groups_u32, read_f32, upload_inputs, Params};
+use super::gpu::{check_inputs, dispatch, groups_u32, read_f32, upload_inputs, Params};
 use super::{attention_cpu, check, AttentionArgs};
 use crate::compute::Compute;
 use crate::gpu::{GpuContext, PipelineKey};
@@ -95,8 +95,7 @@ pub async fn attention_gpu_repeated(
     let params = ctx.uniform("attention params", &params);
     let inputs = upload_inputs(ctx, a, &s);
     let out = ctx.storage("attention output", (out_len * 4) as u64)?;
-    let bg = bind(
-        ctx,
+    let bg = ctx.bind_group(
         &pipeline,
         "attention prefill",
         &[

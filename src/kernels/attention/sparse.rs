@@ -9,7 +9,7 @@
 //! (see [`sparse_select_cpu`](super::sparse_select_cpu) for the exact definition).
 
 use super::cpu::{quant_scales, sparse_attention_cpu, Selection};
-use super::gpu::{bind, check_inputs, dispatch, groups_u32, read_f32, upload_inputs, Params};
+use super::gpu::{check_inputs, dispatch, groups_u32, read_f32, upload_inputs, Params};
 use super::{check, check_sparse, AttentionArgs, SparseParams};
 use crate::compute::Compute;
 use crate::gpu::{GpuContext, PipelineKey};
@@ -85,8 +85,7 @@ pub async fn sparse_attention_gpu_with_selection(
     let ranges = ctx.storage("sparse block ranges", (nb * 16) as u64)?;
     let sel = ctx.storage("sparse selection", (sel_len * 4) as u64)?;
     let out = ctx.storage("attention output", (out_len * 4) as u64)?;
-    let bg_means = bind(
-        ctx,
+    let bg_means = ctx.bind_group(
         &means_p,
         "sparse means",
         &[
@@ -98,8 +97,7 @@ pub async fn sparse_attention_gpu_with_selection(
             (11, &ranges),
         ],
     );
-    let bg_select = bind(
-        ctx,
+    let bg_select = ctx.bind_group(
         &select_p,
         "sparse select",
         &[
@@ -111,8 +109,7 @@ pub async fn sparse_attention_gpu_with_selection(
             (12, &sel),
         ],
     );
-    let bg_attend = bind(
-        ctx,
+    let bg_attend = ctx.bind_group(
         &attend_p,
         "sparse attend",
         &[

@@ -33,27 +33,6 @@ struct Params4 {
     _p1: u32,
 }
 
-/// A bind group for `pipeline` from (binding, buffer) pairs.
-pub(crate) fn bind(
-    ctx: &GpuContext,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
-    entries: &[(u32, &wgpu::Buffer)],
-) -> wgpu::BindGroup {
-    let entries: Vec<wgpu::BindGroupEntry> = entries
-        .iter()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: *i,
-            resource: b.as_entire_binding(),
-        })
-        .collect();
-    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(label),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
-    })
-}
-
 /// Record one dispatch of `groups` linear workgroups (folded over x, y).
 pub(crate) fn dispatch(
     ctx: &GpuContext,
@@ -124,8 +103,7 @@ fn encode_assign(
             _p1: 0,
         },
     );
-    let bg = bind(
-        ctx,
+    let bg = ctx.bind_group(
         &pipeline,
         "hier assign",
         &[
@@ -170,8 +148,7 @@ fn encode_update(
             _p1: 0,
         },
     );
-    let bg = bind(
-        ctx,
+    let bg = ctx.bind_group(
         &pipeline,
         "hier update",
         &[

@@ -15,7 +15,7 @@
 //! except where float rounding reorders near-ties — at a beam boundary while routing or at the
 //! k-th result; [`HierIndex::probe`] reports the routing gap so tests can tell the cases apart.
 
-use super::gpu::{bind, dispatch};
+use super::gpu::dispatch;
 use super::topk::NO_ID;
 use super::tree::{Node, SearchOptions, SearchResult};
 use super::{invalid, HierError, HierIndex, GPU_MAX_K};
@@ -194,8 +194,7 @@ fn encode_scan(
         },
     );
     let mut cur = item_buffer(ctx, groups * keep as u64)?;
-    let bg = bind(
-        ctx,
+    let bg = ctx.bind_group(
         &scan,
         "hier scan",
         &[
@@ -225,8 +224,7 @@ fn encode_scan(
                 ..Default::default()
             },
         );
-        let bg = bind(
-            ctx,
+        let bg = ctx.bind_group(
             &select,
             "hier select",
             &[(0, &params), (6, &next), (7, &cur)],
@@ -334,8 +332,7 @@ fn encode_fetch(
                 _p1: 0,
             },
         );
-        let bg = bind(
-            ctx,
+        let bg = ctx.bind_group(
             &expand,
             "hier expand",
             &[(0, &params), (1, &sel), (2, &level.nodes), (3, &next)],
@@ -384,8 +381,7 @@ fn encode_fetch(
                 _p1: 0,
             },
         );
-        let bg = bind(
-            ctx,
+        let bg = ctx.bind_group(
             &pipeline,
             "hier gather",
             &[(0, &params), (1, &items), (2, &mirror.rows), (3, &out)],

@@ -372,20 +372,11 @@ impl PkmGpu {
             },
         );
         let qb = ctx.upload("pkm queries", queries);
-        let entries: Vec<wgpu::BindGroupEntry> =
-            [&params, &qb, &self.keys1, &self.keys2, &self.values, &out]
-                .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource: b.as_entire_binding(),
-                })
-                .collect();
-        let bind = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("pkm"),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
+        let bind = ctx.bind_buffers(
+            &pipeline,
+            "pkm",
+            &[&params, &qb, &self.keys1, &self.keys2, &self.values, &out],
+        );
         let (gx, gy) = fold_workgroups(b as u32, ctx.max_workgroups_per_dim());
         let mut encoder = ctx
             .device()

@@ -79,17 +79,6 @@ fn decay_code(kind: DecayKind) -> u32 {
     }
 }
 
-fn entries<'a>(buffers: &[&'a wgpu::Buffer]) -> Vec<wgpu::BindGroupEntry<'a>> {
-    buffers
-        .iter()
-        .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: b.as_entire_binding(),
-        })
-        .collect()
-}
-
 /// Check what the GPU kernels support beyond [`check`]: `dk` bounds and dispatch sizes.
 pub(crate) fn check_gpu_limits(
     ctx: &GpuContext,
@@ -200,10 +189,10 @@ pub(crate) fn encode_recurrent(
             &dummy
         }
     };
-    let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("recurrence recurrent"),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries(&[
+    let bind = ctx.bind_buffers(
+        &pipeline,
+        "recurrence recurrent",
+        &[
             &params,
             &inputs.q,
             &inputs.k,
@@ -212,8 +201,8 @@ pub(crate) fn encode_recurrent(
             &inputs.beta,
             state_buf,
             result,
-        ]),
-    });
+        ],
+    );
     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
         label: Some("recurrence recurrent"),
         timestamp_writes: None,
@@ -323,10 +312,10 @@ fn encode_chunked(
                 _pad: 0,
             },
         );
-        let prep_bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("recurrence chunk prep"),
-            layout: &prep.get_bind_group_layout(0),
-            entries: &entries(&[
+        let prep_bind = ctx.bind_buffers(
+            &prep,
+            "recurrence chunk prep",
+            &[
                 &params,
                 &inputs.q,
                 &inputs.k,
@@ -335,15 +324,15 @@ fn encode_chunked(
                 &inputs.beta,
                 &scratch_a,
                 &scratch_b,
-            ]),
-        });
-        let scan_bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("recurrence chunk scan"),
-            layout: &scan.get_bind_group_layout(0),
-            entries: &entries(&[
+            ],
+        );
+        let scan_bind = ctx.bind_buffers(
+            &scan,
+            "recurrence chunk scan",
+            &[
                 &params, &inputs.v, &scratch_a, &scratch_b, state_buf, result,
-            ]),
-        });
+            ],
+        );
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("recurrence chunked"),
             timestamp_writes: None,
