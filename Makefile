@@ -14,6 +14,12 @@ WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
+# The engine module of the npm package (Cargo.toml, profile `pkg-engine`): lower LLVM inlining and
+# unrolling thresholds for size. RUSTFLAGS replaces .cargo/config.toml's wasm32 rustflags, so
+# simd128 is repeated here.
+PKG_ENGINE_RUSTFLAGS := -C target-feature=+simd128 -C llvm-args=-inline-threshold=50 \
+  -C llvm-args=-unroll-threshold=50
+
 .PHONY: setup demo serve pkg test test-native test-browser test-e2e test-kill lint fmt clean bench eval \
   eval-native bench-native bench-peers bench-attention bench-recurrence bench-store bench-fetch \
   bench-hier
@@ -22,14 +28,25 @@ WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable
 setup:
 	@scripts/setup.sh
 
-## Build the npm package (pkg/): wasm-pack (no tool downloads) + wasm-opt from npm binaryen, the
-## npm README (pkg-readme/README.md; npm always ships README.md), and the gzipped size.
+## Build the npm package (pkg/) from two wasm-pack builds of the crate (no tool downloads; wasm-opt
+## from npm binaryen): the `js-engine` module (mnemo.js + mnemo_bg.wasm: `Mnemo`, what a memory
+## app loads; profile `pkg-engine`) and the `js-store` + `js-kernels` module (mnemo_extra*: `Store`, `Kernels`,
+## `FlatBank`, `HierIndex`, loaded on first use), joined by scripts/pkg-split.mjs; the npm README
+## (pkg-readme/README.md; npm always ships README.md); the gzipped sizes (gzip -9).
 pkg: setup
-	wasm-pack build --release --target web --mode no-install --out-dir pkg --out-name mnemo
+	RUSTFLAGS="$(PKG_ENGINE_RUSTFLAGS)" wasm-pack build --profile pkg-engine --target web \
+	  --mode no-install --out-dir pkg --out-name mnemo -- --no-default-features --features js-engine
 	$(WASM_OPT) -O3 $(WASM_FEATURES) pkg/mnemo_bg.wasm -o pkg/mnemo_bg.wasm
+	wasm-pack build --release --target web --mode no-install --out-dir target/pkg-extra \
+	  --out-name mnemo_extra -- --no-default-features --features js-store,js-kernels
+	$(WASM_OPT) -O3 $(WASM_FEATURES) target/pkg-extra/mnemo_extra_bg.wasm -o pkg/mnemo_extra_bg.wasm
+	node scripts/pkg-split.mjs pkg target/pkg-extra
 	cp pkg-readme/README.md pkg/README.md
-	@printf 'pkg: %s bytes wasm, %s bytes gzipped (wasm + js; target <= 358400)\n' \
+	@printf 'pkg: %s bytes wasm, %s bytes gzipped (wasm + js that a Mnemo app loads; target <= 358400)\n' \
 	  "$$(stat -c %s pkg/mnemo_bg.wasm)" "$$(cat pkg/mnemo_bg.wasm pkg/mnemo.js | gzip -9 | wc -c)"
+	@printf 'pkg: + %s bytes wasm, %s bytes gzipped (wasm + js) for Store / Kernels on first use; %s bytes gzipped in all\n' \
+	  "$$(stat -c %s pkg/mnemo_extra_bg.wasm)" "$$(cat pkg/mnemo_extra_bg.wasm pkg/mnemo_extra.js | gzip -9 | wc -c)" \
+	  "$$(( $$(cat pkg/mnemo_bg.wasm pkg/mnemo.js | gzip -9 | wc -c) + $$(cat pkg/mnemo_extra_bg.wasm pkg/mnemo_extra.js | gzip -9 | wc -c) ))"
 
 ## The main job: build the package and run the demo in headless Chromium.
 demo: pkg

@@ -21,6 +21,7 @@ pub mod shaders;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
+pub mod wgsl_minify;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

@@ -153,8 +153,8 @@ pub async fn linear_gpu(
     let wb = ctx.upload("encoder linear w", w);
     let bb = ctx.upload("encoder linear bias", bias);
     let y = ctx.storage("encoder linear y", (m * n * 4) as u64)?;
-    let key =
-        PipelineKey::new("encoder_linear", "linear").with_constant("GELU", gelu as u32 as f64);
+    let key = PipelineKey::new(&crate::shaders::ENCODER_LINEAR, "linear")
+        .with_constant("GELU", gelu as u32 as f64);
     let out = run(
         ctx,
         key,
@@ -219,8 +219,8 @@ pub async fn linear_t_gpu(
     let wb = ctx.upload("encoder linear w", wt);
     let bb = ctx.upload("encoder linear bias", bias);
     let y = ctx.storage("encoder linear y", (m * n * 4) as u64)?;
-    let key =
-        PipelineKey::new("encoder_linear", "linear_t").with_constant("GELU", gelu as u32 as f64);
+    let key = PipelineKey::new(&crate::shaders::ENCODER_LINEAR, "linear_t")
+        .with_constant("GELU", gelu as u32 as f64);
     let out = run(
         ctx,
         key,
@@ -294,7 +294,7 @@ pub async fn layer_norm_gpu(
     let gb = ctx.upload("encoder layernorm gamma", gamma);
     let bb = ctx.upload("encoder layernorm beta", beta);
     let y = ctx.storage("encoder layernorm y", (x.len() * 4) as u64)?;
-    let key = PipelineKey::new("encoder_layernorm", "layernorm");
+    let key = PipelineKey::new(&crate::shaders::ENCODER_LAYERNORM, "layernorm");
     let out = run(
         ctx,
         key,

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 /// `override` constants (sorted by name so that equal sets compare equal).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PipelineKey {
-    /// Shader name as registered in `crate::shaders`.
-    pub shader: &'static str,
+    /// The shader (`crate::shaders`; compared and hashed by name).
+    pub shader: &'static crate::shaders::Shader,
     /// WGSL entry point.
     pub entry: &'static str,
     /// Override constants as (name, f64 bit pattern), sorted by name.
@@ -18,7 +18,7 @@ pub struct PipelineKey {
 
 impl PipelineKey {
     /// A key with no override constants.
-    pub fn new(shader: &'static str, entry: &'static str) -> Self {
+    pub fn new(shader: &'static crate::shaders::Shader, entry: &'static str) -> Self {
         PipelineKey {
             shader,
             entry,
@@ -82,23 +82,25 @@ impl PipelineCache {
         pipeline
     }
 
-    fn module(&self, device: &wgpu::Device, shader: &'static str) -> Arc<wgpu::ShaderModule> {
+    fn module(
+        &self,
+        device: &wgpu::Device,
+        shader: &'static crate::shaders::Shader,
+    ) -> Arc<wgpu::ShaderModule> {
         if let Some(m) = self
             .modules
             .lock()
             .ok()
-            .and_then(|m| m.get(shader).cloned())
+            .and_then(|m| m.get(shader.name).cloned())
         {
             return m;
         }
-        let source = crate::shaders::source(shader)
-            .unwrap_or_else(|| panic!("shader {shader:?} is not registered in crate::shaders"));
         let module = Arc::new(device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(shader),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
+            label: Some(shader.name),
+            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
         }));
         if let Ok(mut m) = self.modules.lock() {
-            m.insert(shader, module.clone());
+            m.insert(shader.name, module.clone());
         }
         module
     }

@@ -93,8 +93,9 @@ pub async fn scores_gpu(
     ctx.check_binding("scores output", out_bytes)?;
 
     let scope = ctx.error_scope();
-    let pipeline =
-        ctx.pipeline(&PipelineKey::new("scores", "scores").with_constant("WG", WORKGROUP as f64));
+    let pipeline = ctx.pipeline(
+        &PipelineKey::new(&crate::shaders::SCORES, "scores").with_constant("WG", WORKGROUP as f64),
+    );
     let params = ctx.uniform(
         "scores params",
         &Params {

@@ -34,6 +34,7 @@ impl From<JsError2> for JsValue {
 }
 
 /// `INVALID_INPUT` with `message`.
+#[cfg(feature = "js-kernels")]
 pub fn invalid_input(message: impl AsRef<str>) -> JsValue {
     to_js_error("INVALID_INPUT", message.as_ref())
 }

@@ -2,17 +2,26 @@
 //! arrays and option objects into core types, calls the core, and turns typed errors into JS
 //! `Error` objects carrying a stable `code`.
 
+#[cfg(feature = "js-engine")]
 mod engine;
 mod errors;
+#[cfg(feature = "js-kernels")]
 mod kernels;
+#[cfg(feature = "js-kernels")]
 mod kernels_attention;
+#[cfg(feature = "js-kernels")]
 mod kernels_fetch;
+#[cfg(feature = "js-kernels")]
 mod kernels_hier;
+#[cfg(feature = "js-kernels")]
 mod kernels_recurrence;
+#[cfg(feature = "js-store")]
 mod store;
 
 pub use errors::to_js_error;
+#[cfg(feature = "js-kernels")]
 pub use kernels::Kernels;
+#[cfg(feature = "js-kernels")]
 pub use kernels_hier::HierIndexJs as HierIndex;
 
 use wasm_bindgen::prelude::*;

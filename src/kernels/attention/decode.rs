@@ -63,10 +63,12 @@ pub async fn decode_attention_gpu_repeated(
 
     let scope = ctx.error_scope();
     let partial = ctx.pipeline(
-        &PipelineKey::new("attention_decode", "decode_partial").with_constant("D", d as f64),
+        &PipelineKey::new(&crate::shaders::ATTENTION_DECODE, "decode_partial")
+            .with_constant("D", d as f64),
     );
     let combine = ctx.pipeline(
-        &PipelineKey::new("attention_decode", "decode_combine").with_constant("D", d as f64),
+        &PipelineKey::new(&crate::shaders::ATTENTION_DECODE, "decode_combine")
+            .with_constant("D", d as f64),
     );
     let params = Params {
         chunk: chunk as u32,

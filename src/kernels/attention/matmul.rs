@@ -96,7 +96,7 @@ pub async fn matmul_gpu(
     let tiles_n = n.div_ceil(64);
     let groups = groups_u32("matmul workgroups", m.div_ceil(64) * tiles_n)?;
     let scope = ctx.error_scope();
-    let pipeline = ctx.pipeline(&PipelineKey::new("matmul", "matmul"));
+    let pipeline = ctx.pipeline(&PipelineKey::new(&crate::shaders::MATMUL, "matmul"));
     let dims = ctx.uniform(
         "matmul dims",
         &Dims {

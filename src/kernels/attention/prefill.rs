@@ -81,7 +81,7 @@ pub async fn attention_gpu_repeated(
 
     let scope = ctx.error_scope();
     let pipeline = ctx.pipeline(
-        &PipelineKey::new("attention_prefill", "prefill")
+        &PipelineKey::new(&crate::shaders::ATTENTION_PREFILL, "prefill")
             .with_constant("D", d as f64)
             .with_constant("BQ", tiles.bq as f64)
             .with_constant("BK", tiles.bk as f64)

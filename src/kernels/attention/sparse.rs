@@ -67,9 +67,12 @@ pub async fn sparse_attention_gpu_with_selection(
 
     let scope = ctx.error_scope();
     let key = |shader, entry| PipelineKey::new(shader, entry).with_constant("D", d as f64);
-    let means_p = ctx.pipeline(&key("attention_sparse", "sparse_block_means"));
-    let select_p = ctx.pipeline(&key("attention_sparse", "sparse_select"));
-    let attend_p = ctx.pipeline(&key("attention_decode", "sparse_attend"));
+    let means_p = ctx.pipeline(&key(
+        &crate::shaders::ATTENTION_SPARSE,
+        "sparse_block_means",
+    ));
+    let select_p = ctx.pipeline(&key(&crate::shaders::ATTENTION_SPARSE, "sparse_select"));
+    let attend_p = ctx.pipeline(&key(&crate::shaders::ATTENTION_DECODE, "sparse_attend"));
     let params = Params {
         window: p.window as u32,
         block_size: p.block_size as u32,

@@ -303,7 +303,7 @@ impl GpuStore {
         let rw = self.layout.row_words();
         let n = staged.len() / rw;
         let max_rows = (STAGE_BYTES / (4 * rw)).max(1);
-        let pipeline = ctx.pipeline(&PipelineKey::new("fetch_scatter", "scatter"));
+        let pipeline = ctx.pipeline(&PipelineKey::new(&crate::shaders::FETCH_SCATTER, "scatter"));
         let mut enc = encoder(ctx, "fetch scatter");
         let mut done = 0;
         while done < n {
@@ -439,7 +439,7 @@ impl GpuStore {
         let a_s = ctx.storage("fetch cand scores", first_bytes)?;
         let a_i = ctx.storage("fetch cand ids", first_bytes)?;
         let scan = ctx.pipeline(
-            &PipelineKey::new("fetch_topk", "scan")
+            &PipelineKey::new(&crate::shaders::FETCH_TOPK, "scan")
                 .with_constant("K", k as f64)
                 .with_constant("K2", plan.k2 as f64)
                 .with_constant("QB", qb as f64)
@@ -493,7 +493,7 @@ impl GpuStore {
             return Ok((a_s, a_i));
         }
         let merge = ctx.pipeline(
-            &PipelineKey::new("fetch_topk", "merge")
+            &PipelineKey::new(&crate::shaders::FETCH_TOPK, "merge")
                 .with_constant("K", k as f64)
                 .with_constant("K2", plan.k2 as f64)
                 .with_constant("QB", 1.0)
@@ -609,7 +609,7 @@ impl GpuStore {
             return Ok(());
         }
         let pipeline = ctx.pipeline(
-            &PipelineKey::new("fetch_gather", "gather")
+            &PipelineKey::new(&crate::shaders::FETCH_GATHER, "gather")
                 .with_constant("FORMAT", l.format.shader_id() as f64),
         );
         for (c, chunk) in self.chunks.iter().enumerate() {
@@ -658,7 +658,7 @@ pub(crate) fn encode_copy(
     n4: usize,
     reps: usize,
 ) -> Result<(), KernelError> {
-    let pipeline = ctx.pipeline(&PipelineKey::new("fetch_copy", "copy"));
+    let pipeline = ctx.pipeline(&PipelineKey::new(&crate::shaders::FETCH_COPY, "copy"));
     let params = ctx.uniform(
         "fetch copy params",
         &CopyParams {

@@ -92,7 +92,8 @@ fn encode_assign(
         return;
     }
     let pipeline = ctx.pipeline(
-        &PipelineKey::new("hier_assign", "assign_points").with_constant("WG", ASSIGN_WG as f64),
+        &PipelineKey::new(&crate::shaders::HIER_ASSIGN, "assign_points")
+            .with_constant("WG", ASSIGN_WG as f64),
     );
     let params = ctx.uniform(
         "hier assign params",
@@ -137,7 +138,8 @@ fn encode_update(
         return;
     }
     let pipeline = ctx.pipeline(
-        &PipelineKey::new("hier_update", "update_centroids").with_constant("WG", UPDATE_WG as f64),
+        &PipelineKey::new(&crate::shaders::HIER_UPDATE, "update_centroids")
+            .with_constant("WG", UPDATE_WG as f64),
     );
     let params = ctx.uniform(
         "hier update params",

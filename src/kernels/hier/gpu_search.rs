@@ -184,8 +184,9 @@ fn encode_scan(
     if groups > u32::MAX as u64 / 2 {
         return Err(invalid("queries", "too many candidates for one dispatch"));
     }
-    let scan =
-        ctx.pipeline(&PipelineKey::new("hier_scan", "scan").with_constant("WG", SCAN_WG as f64));
+    let scan = ctx.pipeline(
+        &PipelineKey::new(&crate::shaders::HIER_SCAN, "scan").with_constant("WG", SCAN_WG as f64),
+    );
     let params = ctx.uniform(
         "hier scan params",
         &ScanParams {
@@ -208,8 +209,9 @@ fn encode_scan(
         ],
     );
     dispatch(ctx, enc, &scan, &bg, groups as u32, "hier scan");
-    let select =
-        ctx.pipeline(&PipelineKey::new("hier_scan", "select").with_constant("WG", SCAN_WG as f64));
+    let select = ctx.pipeline(
+        &PipelineKey::new(&crate::shaders::HIER_SCAN, "select").with_constant("WG", SCAN_WG as f64),
+    );
     while tiles > 1 {
         let incount = tiles * keep as u64;
         let out_tiles = incount.div_ceil(TILE as u64);
@@ -301,7 +303,9 @@ fn encode_fetch(
     }
     let mut ranges = ctx.upload("hier ranges", &r0);
     let mut max_candidates = c0 as u64;
-    let expand = ctx.pipeline(&PipelineKey::new("hier_expand", "expand").with_constant("WG", 64.0));
+    let expand = ctx.pipeline(
+        &PipelineKey::new(&crate::shaders::HIER_EXPAND, "expand").with_constant("WG", 64.0),
+    );
     for level in &mirror.levels {
         let sel = encode_scan(
             ctx,
@@ -370,8 +374,9 @@ fn encode_fetch(
     let rows = if gather {
         let out_bytes = (b * opts.k * d * 4) as u64;
         let out = ctx.storage("hier gathered", out_bytes)?;
-        let pipeline =
-            ctx.pipeline(&PipelineKey::new("hier_gather", "gather").with_constant("WG", 64.0));
+        let pipeline = ctx.pipeline(
+            &PipelineKey::new(&crate::shaders::HIER_GATHER, "gather").with_constant("WG", 64.0),
+        );
         let params = ctx.uniform(
             "hier gather params",
             &Params4 {

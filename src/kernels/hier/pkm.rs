@@ -356,8 +356,10 @@ impl PkmGpu {
         ctx.check_binding("pkm queries", (queries.len() * 4) as u64)?;
         let out = ctx.storage("pkm output", out_bytes + sel_bytes)?;
         let scope = ctx.error_scope();
-        let pipeline =
-            ctx.pipeline(&PipelineKey::new("pkm", "pkm").with_constant("WG", PKM_WORKGROUP as f64));
+        let pipeline = ctx.pipeline(
+            &PipelineKey::new(&crate::shaders::PKM, "pkm")
+                .with_constant("WG", PKM_WORKGROUP as f64),
+        );
         let params = ctx.uniform(
             "pkm params",
             &Params {

@@ -160,7 +160,7 @@ pub(crate) fn encode_recurrent(
 ) {
     let lay = RecLayout::new(cfg.dk, cfg.dv);
     let pipeline = ctx.pipeline(
-        &PipelineKey::new("recurrence_recurrent", "recurrent")
+        &PipelineKey::new(&crate::shaders::RECURRENCE_RECURRENT, "recurrent")
             .with_constant("BV", lay.bv as f64)
             .with_constant("R", lay.r as f64)
             .with_constant("ROWS", lay.rows as f64)
@@ -274,10 +274,14 @@ fn encode_chunked(
     let ChunkPlan { a_per, b_per, seg } = ChunkPlan::new(ctx, cfg, t, segment_bytes)?;
     let scratch_a = ctx.storage("recurrence scratch a", (seg * a_per * 4) as u64)?;
     let scratch_b = ctx.storage("recurrence scratch b", (seg * b_per * 4) as u64)?;
-    let prep = ctx.pipeline(&PipelineKey::new("recurrence_chunk_prep", "prep"));
+    let prep = ctx.pipeline(&PipelineKey::new(
+        &crate::shaders::RECURRENCE_CHUNK_PREP,
+        "prep",
+    ));
     let bv = scan_tile(dk, dv);
     let scan = ctx.pipeline(
-        &PipelineKey::new("recurrence_chunk_scan", "scan").with_constant("BV", bv as f64),
+        &PipelineKey::new(&crate::shaders::RECURRENCE_CHUNK_SCAN, "scan")
+            .with_constant("BV", bv as f64),
     );
     let dummy;
     let state_buf = match state {
