@@ -507,10 +507,7 @@ fn options_from(
     }
     let w = get(&o, "weights");
     if !absent(&w) {
-        let base = match opts.embedder {
-            EmbedderKind::HashedNgrams => crate::engine::mnemo::HASHED_WEIGHTS,
-            EmbedderKind::None => Weights::DEFAULT,
-        };
+        let base = opts.embedder.default_weights();
         opts.weights = Some(weights_from(&w, "weights", base)?);
     }
     if let Some(h) = opt_number(&o, "halfLife", "")? {
