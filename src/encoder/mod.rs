@@ -137,6 +137,9 @@ pub enum EncoderError {
         /// The model's name.
         model: String,
     },
+    /// Fetching a model file from its URL failed (network, HTTP status, another origin).
+    #[error("model fetch: {0}")]
+    Fetch(String),
     /// Reading or writing the weight cache failed (the browser's message).
     #[error("model cache: {0}")]
     Cache(String),
@@ -159,6 +162,7 @@ impl EncoderError {
             EncoderError::BadInput { .. } => "INVALID_INPUT",
             EncoderError::NotCached { .. } => "MODEL_NOT_CACHED",
             EncoderError::Cache(_) => "MODEL_CACHE_FAILED",
+            EncoderError::Fetch(_) => "MODEL_FETCH_FAILED",
             EncoderError::Kernel(e) => e.code(),
             EncoderError::Gpu(e) => e.code(),
         }

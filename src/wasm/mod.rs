@@ -2,6 +2,7 @@
 //! arrays and option objects into core types, calls the core, and turns typed errors into JS
 //! `Error` objects carrying a stable `code`.
 
+mod embedder;
 mod engine;
 mod errors;
 mod kernels;
@@ -9,6 +10,7 @@ mod kernels_attention;
 mod kernels_fetch;
 mod kernels_hier;
 mod kernels_recurrence;
+mod model_cache;
 mod store;
 
 pub use errors::to_js_error;
