@@ -85,7 +85,7 @@ export interface Weights {
 
 /** Options of `Mnemo.open` (and `Mnemo.import`). */
 export interface MnemoOptions {
-  /** Embedding dimension: required to create a store; checked against an existing one. */
+  /** Embedding dimension: required to create a store (384 by default with the built-in encoder); checked against an existing one. */
   dims?: number;
   /**
    * Computes embeddings when `remember` / `recall` / `update` get text without one. Without an
