@@ -21,7 +21,7 @@ PKG_ENGINE_RUSTFLAGS := -C target-feature=+simd128 -C llvm-args=-inline-threshol
   -C llvm-args=-unroll-threshold=50
 
 .PHONY: setup demo serve pkg test test-native test-browser test-e2e test-kill lint fmt clean bench eval \
-  eval-native bench-native bench-peers bench-attention bench-recurrence bench-store bench-fetch \
+  eval-native eval-encoder bench-native bench-peers bench-attention bench-recurrence bench-store bench-fetch \
   bench-hier
 
 ## Install what is missing (idempotent), including the all-MiniLM-L6-v2 weights in .cache/minilm/.
@@ -132,6 +132,12 @@ eval: setup
 eval-native:
 	cargo run --example eval -- --tune
 	cargo run --release --example eval_lexical_speed
+
+## LoCoMo re-embedded by mnemo's own text encoder (CPU path, release build; a few minutes):
+## every turn and question through `mnemo::encoder`, vector-only retrieval checked against the
+## README's cosine baseline within 0.005 (needs $MNEMO_EVAL_DIR/locomo and .cache/minilm).
+eval-encoder: setup
+	cargo run --release --example eval_encoder
 
 ## Flat top-k in the browser (www/bench/fetch.html, headless Chromium, WebGPU on SwiftShader):
 ## latency median/p95 and scan bandwidth against a GPU copy kernel and wasm memcpy.

@@ -12,7 +12,9 @@
 //!   fused residual, the attention prefill kernel with a key padding mask), checked against the
 //!   CPU reference.
 //!
-//! The engine hook-up (`embedder: { model: 'all-MiniLM-L6-v2', weights }`) is not built yet.
+//! The engine runs it as an embedder (`crate::engine::mnemo`, `EmbedderKind::Encoder`; JS
+//! `embedder: { model: 'all-MiniLM-L6-v2', weights, vocab }`, weights cached in IndexedDB by
+//! `src/wasm/model_cache.rs`).
 
 pub mod gpu;
 pub mod model;
@@ -44,6 +46,9 @@ pub struct TextEncoder {
 }
 
 impl TextEncoder {
+    /// The model's name in the JS API (`embedder: { model: 'all-MiniLM-L6-v2' }`).
+    pub const ALL_MINILM_L6_V2: &'static str = "all-MiniLM-L6-v2";
+
     /// all-MiniLM-L6-v2 from the text of its `vocab.txt` and the bytes of its
     /// `model.safetensors`.
     pub fn all_minilm_l6_v2(vocab: &str, weights: &[u8]) -> Result<TextEncoder, EncoderError> {
@@ -125,6 +130,19 @@ pub enum EncoderError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The model's weights are not in this origin's cache (the JS API: pass `weights` and `vocab`
+    /// once).
+    #[error("model `{model}` is not cached: pass its weights and vocab once")]
+    NotCached {
+        /// The model's name.
+        model: String,
+    },
+    /// Fetching a model file from its URL failed (network, HTTP status, another origin).
+    #[error("model fetch: {0}")]
+    Fetch(String),
+    /// Reading or writing the weight cache failed (the browser's message).
+    #[error("model cache: {0}")]
+    Cache(String),
     /// A kernel of the GPU path rejected its input or failed.
     #[error(transparent)]
     Kernel(#[from] KernelError),
@@ -142,6 +160,9 @@ impl EncoderError {
             EncoderError::MissingTensor { .. } => "ENCODER_MISSING_TENSOR",
             EncoderError::TensorMismatch { .. } => "ENCODER_TENSOR_MISMATCH",
             EncoderError::BadInput { .. } => "INVALID_INPUT",
+            EncoderError::NotCached { .. } => "MODEL_NOT_CACHED",
+            EncoderError::Cache(_) => "MODEL_CACHE_FAILED",
+            EncoderError::Fetch(_) => "MODEL_FETCH_FAILED",
             EncoderError::Kernel(e) => e.code(),
             EncoderError::Gpu(e) => e.code(),
         }

@@ -10,6 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+use super::embedder::EncoderSpec;
 use super::errors::mnemo_error;
 use crate::engine::fusion::Weights;
 use crate::engine::mnemo::{
@@ -26,11 +27,49 @@ type Core = crate::engine::Mnemo<IdbBackend>;
 const TS_MNEMO: &'static str = r#"
 /**
  * An embedder: `'hashed-ngrams'` (built in: no model, deterministic, hashed word and character
- * n-grams into `dims` buckets; lexical quality, good for demos and tests), or an async function
+ * n-grams into `dims` buckets; lexical quality, good for demos and tests), an async function
  * that embeds a batch of texts (for instance with transformers.js) and resolves to one
- * `Float32Array` of `dims` values per text.
+ * `Float32Array` of `dims` values per text, or the built-in text encoder
+ * (`{ model: 'all-MiniLM-L6-v2', weights, vocab }`, see `EncoderOptions`).
  */
-export type Embedder = 'hashed-ngrams' | ((texts: string[]) => Promise<Float32Array[]> | Float32Array[]);
+export type Embedder = 'hashed-ngrams' | ((texts: string[]) => Promise<Float32Array[]> | Float32Array[]) | EncoderOptions;
+
+/**
+ * The built-in text encoder: all-MiniLM-L6-v2 sentence embeddings (384 dims, L2-normalised,
+ * as sentence-transformers) computed by mnemo itself, on WebGPU or the CPU path. Pass the
+ * model's files once (`weights` and `vocab`): they are cached in this origin's IndexedDB
+ * (database `mnemo-models`), and a later open with `{ model }` alone loads them from there
+ * (`MODEL_NOT_CACHED` if they are not). The store's `dims` must be 384 (the default with this
+ * embedder; `DIMENSION_MISMATCH` otherwise).
+ */
+export interface EncoderOptions {
+  /** The model: `'all-MiniLM-L6-v2'` (the only one built in). */
+  model: 'all-MiniLM-L6-v2';
+  /**
+   * Its `model.safetensors` (f32, F16 or BF16): the bytes, a `Blob`, or a URL on the page's
+   * origin (fetched with `mode: 'same-origin'`). Bad bytes reject with `ENCODER_BAD_WEIGHTS`,
+   * `ENCODER_MISSING_TENSOR` or `ENCODER_TENSOR_MISMATCH` and are not cached. Requires `vocab`.
+   */
+  weights?: Uint8Array | ArrayBuffer | Blob | string;
+  /** Its `vocab.txt`: the text (a string), its bytes, or a `Blob`. Requires `weights`. */
+  vocab?: string | Uint8Array | ArrayBuffer | Blob;
+  /**
+   * Where the encoder runs: `'auto'` (default: WebGPU on a hardware adapter, else the CPU path;
+   * on software adapters such as SwiftShader the GPU path is slower), `'webgpu'` (whenever the
+   * engine has a device) or `'cpu'`.
+   */
+  backend?: 'auto' | 'webgpu' | 'cpu';
+  /** Cache the given files in IndexedDB for later opens (default true). */
+  cache?: boolean;
+}
+
+/** The engine's embedder, as reported by `stats()`. */
+export interface EmbedderStats {
+  /** `'hashed-ngrams'`, `'all-MiniLM-L6-v2'` or `'function'` (the caller's). */
+  name: string;
+  /** Where it runs (`null` for the caller's function). */
+  backend: 'webgpu' | 'cpu' | null;
+}
 
 /** Weights of the four score parts (each part is in [0, 1]; `score = Σ weight · part`). */
 export interface Weights {
@@ -46,7 +85,7 @@ export interface Weights {
 
 /** Options of `Mnemo.open` (and `Mnemo.import`). */
 export interface MnemoOptions {
-  /** Embedding dimension: required to create a store; checked against an existing one. */
+  /** Embedding dimension: required to create a store (384 by default with the built-in encoder); checked against an existing one. */
   dims?: number;
   /**
    * Computes embeddings when `remember` / `recall` / `update` get text without one. Without an
@@ -209,6 +248,8 @@ export interface MnemoStats {
   bytesOnDisk: number;
   /** The store change sequence the in-memory indexes reflect. */
   seq: number;
+  /** The embedder, if the engine was opened with one. */
+  embedder: EmbedderStats | null;
 }
 
 /** What an import did. */
@@ -248,6 +289,12 @@ extern "C" {
     /// `number[]`.
     #[wasm_bindgen(typescript_type = "number[]")]
     pub type IdArrayJs;
+    /// `string[]`.
+    #[wasm_bindgen(typescript_type = "string[]")]
+    pub type TextArrayJs;
+    /// `Float32Array[]`.
+    #[wasm_bindgen(typescript_type = "Float32Array[]")]
+    pub type VectorArrayJs;
     /// `ImportResult`.
     #[wasm_bindgen(typescript_type = "ImportResult")]
     pub type ImportResultJs;
@@ -465,19 +512,27 @@ fn describe(e: &JsValue) -> String {
         .unwrap_or_else(|| "unknown error".into())
 }
 
-/// Parse `MnemoOptions`; returns the core options, the GPU preference and the JS embedder.
-fn options_from(
-    o: Option<MnemoOptionsJs>,
-) -> Result<(MnemoOptions, Prefer, Option<JsEmbedder>), JsValue> {
+/// Parsed `MnemoOptions`: the core options, the GPU preference, the caller's embedder function
+/// and the built-in encoder to load.
+type Parsed = (
+    MnemoOptions,
+    Prefer,
+    Option<JsEmbedder>,
+    Option<EncoderSpec>,
+);
+
+/// Parse `MnemoOptions`.
+fn options_from(o: Option<MnemoOptionsJs>) -> Result<Parsed, JsValue> {
     let mut opts = MnemoOptions::default();
     let mut prefer = Prefer::Gpu;
     let mut js_embedder = None;
+    let mut encoder = None;
     let Some(o) = o else {
-        return Ok((opts, prefer, js_embedder));
+        return Ok((opts, prefer, js_embedder, encoder));
     };
     let o: JsValue = o.into();
     if absent(&o) {
-        return Ok((opts, prefer, js_embedder));
+        return Ok((opts, prefer, js_embedder, encoder));
     }
     if !o.is_object() {
         return Err(invalid("options", "must be an object"));
@@ -496,8 +551,13 @@ fn options_from(
             return Err(invalid("embedder", "must be 'hashed-ngrams' or a function"));
         }
         opts.embedder = EmbedderKind::HashedNgrams;
+    } else if e.is_object() {
+        encoder = Some(EncoderSpec::parse(&e)?);
     } else if !absent(&e) {
-        return Err(invalid("embedder", "must be 'hashed-ngrams' or a function"));
+        return Err(invalid(
+            "embedder",
+            "must be 'hashed-ngrams', a function or { model: 'all-MiniLM-L6-v2', ... }",
+        ));
     }
     if let Some(s) = opt_string(&o, "prefer", "")? {
         prefer = Prefer::parse(&s).ok_or_else(|| invalid("prefer", "must be 'webgpu' or 'cpu'"))?;
@@ -507,10 +567,7 @@ fn options_from(
     }
     let w = get(&o, "weights");
     if !absent(&w) {
-        let base = match opts.embedder {
-            EmbedderKind::HashedNgrams => crate::engine::mnemo::HASHED_WEIGHTS,
-            EmbedderKind::None => Weights::DEFAULT,
-        };
+        let base = opts.embedder.default_weights();
         opts.weights = Some(weights_from(&w, "weights", base)?);
     }
     if let Some(h) = opt_number(&o, "halfLife", "")? {
@@ -531,7 +588,7 @@ fn options_from(
         opts.durability = Durability::parse(&d)
             .ok_or_else(|| invalid("durability", "must be 'strict' or 'relaxed'"))?;
     }
-    Ok((opts, prefer, js_embedder))
+    Ok((opts, prefer, js_embedder, encoder))
 }
 
 fn hit_js(h: &RecallHit) -> JsValue {
@@ -574,16 +631,25 @@ impl Mnemo {
     /// Loads the vectors and the persisted indexes (applying only the changes made since they
     /// were saved).
     pub async fn open(name: String, options: Option<MnemoOptionsJs>) -> Result<Mnemo, JsValue> {
-        let (opts, prefer, embedder) = options_from(options)?;
-        Self::open_with(&name, opts, prefer, embedder).await
+        let (opts, prefer, embedder, encoder) = options_from(options)?;
+        Self::open_with(&name, opts, prefer, embedder, encoder).await
     }
 
     async fn open_with(
         name: &str,
-        opts: MnemoOptions,
+        mut opts: MnemoOptions,
         prefer: Prefer,
         embedder: Option<JsEmbedder>,
+        encoder: Option<EncoderSpec>,
     ) -> Result<Mnemo, JsValue> {
+        // The model first: bad weights fail before a store is created.
+        if let Some(spec) = encoder {
+            let path = spec.path;
+            opts.embedder = EmbedderKind::Encoder {
+                encoder: spec.load().await?,
+                path,
+            };
+        }
         let backend = IdbBackend::open(name).await.map_err(|e| err(e.into()))?;
         let compute = Compute::new(prefer).await;
         let core = Core::open(backend, compute, opts).await.map_err(err)?;
@@ -617,9 +683,9 @@ impl Mnemo {
     ) -> Result<Mnemo, JsValue> {
         let b = bytes.to_vec();
         let summary = crate::store::export::validate(&b, false).map_err(|e| err(e.into()))?;
-        let (mut opts, prefer, embedder) = options_from(options)?;
+        let (mut opts, prefer, embedder, encoder) = options_from(options)?;
         opts.dims = Some(summary.dims);
-        let m = Self::open_with(&name, opts, prefer, embedder).await?;
+        let m = Self::open_with(&name, opts, prefer, embedder, encoder).await?;
         let core = m.core.clone();
         core.import(&b).await.map_err(err)?;
         Ok(m)
@@ -629,6 +695,50 @@ impl Mnemo {
     #[wasm_bindgen(getter)]
     pub fn dims(&self) -> usize {
         self.core.dims()
+    }
+
+    /// Whether the built-in encoder's files for `model` are cached in this origin's IndexedDB
+    /// (so that `Mnemo.open(name, { embedder: { model } })` needs no `weights`).
+    #[wasm_bindgen(js_name = modelCached)]
+    pub async fn model_cached(model: String) -> Result<bool, JsValue> {
+        super::embedder::cached(&model).await
+    }
+
+    /// Remove the built-in encoder's cached files for `model`; resolves to whether they were
+    /// there. Open engines keep their loaded model.
+    #[wasm_bindgen(js_name = deleteModel)]
+    pub async fn delete_model(model: String) -> Result<bool, JsValue> {
+        super::embedder::delete(&model).await
+    }
+
+    /// The embeddings of `texts` by the engine's embedder (the built-in encoder, hashed-ngrams or
+    /// the caller's function; `NO_EMBEDDER` without one): one `Float32Array` of `dims` values
+    /// per text, in order. Writes nothing.
+    pub async fn embed(&self, texts: TextArrayJs) -> Result<VectorArrayJs, JsValue> {
+        let v: JsValue = texts.into();
+        if !Array::is_array(&v) {
+            return Err(invalid("texts", "must be an array of strings"));
+        }
+        let texts: Vec<String> = Array::from(&v)
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.as_string()
+                    .ok_or_else(|| invalid(&format!("texts[{i}]"), "must be a string"))
+            })
+            .collect::<Result<_, _>>()?;
+        let vecs = if let Some(e) = &self.embedder {
+            e.embed(&texts, self.core.dims(), "embedding").await?
+        } else {
+            let core = self.core.clone();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            core.embed(&refs).await.map_err(err)?
+        };
+        let arr: Array = vecs
+            .iter()
+            .map(|v| JsValue::from(Float32Array::from(v.as_slice())))
+            .collect();
+        Ok(arr.unchecked_into())
     }
 
     async fn memories(&self, v: &JsValue, single: bool) -> Result<Vec<Memory>, JsValue> {
@@ -864,6 +974,20 @@ impl Mnemo {
             &JsValue::from_f64(s.bytes_on_disk as f64),
         );
         set(&o, "seq", &JsValue::from_f64(s.seq as f64));
+        let embedder = if self.embedder.is_some() {
+            let e = Object::new();
+            set(&e, "name", &JsValue::from_str("function"));
+            set(&e, "backend", &JsValue::NULL);
+            e.into()
+        } else if let Some(info) = self.core.embedder() {
+            let e = Object::new();
+            set(&e, "name", &JsValue::from_str(info.name));
+            set(&e, "backend", &JsValue::from_str(info.backend.as_str()));
+            e.into()
+        } else {
+            JsValue::NULL
+        };
+        set(&o, "embedder", &embedder);
         Ok(JsValue::from(o).unchecked_into())
     }
 

@@ -3,6 +3,8 @@
 //! `Error` objects carrying a stable `code`.
 
 #[cfg(feature = "js-engine")]
+mod embedder;
+#[cfg(feature = "js-engine")]
 mod engine;
 mod errors;
 #[cfg(feature = "js-kernels")]
@@ -15,6 +17,8 @@ mod kernels_fetch;
 mod kernels_hier;
 #[cfg(feature = "js-kernels")]
 mod kernels_recurrence;
+#[cfg(feature = "js-engine")]
+mod model_cache;
 #[cfg(feature = "js-store")]
 mod store;
 

@@ -35,13 +35,16 @@ test('Mnemo class signatures are typed', () => {
     'export(): Promise<Uint8Array>;',
     'stats(): MnemoStats;',
     'close(): Promise<void>;',
+    'embed(texts: string[]): Promise<Float32Array[]>;',
+    'static modelCached(model: string): Promise<boolean>;',
+    'static deleteModel(model: string): Promise<boolean>;',
   ];
   for (const w of want) assert(c.includes(w), `Mnemo declares ${w}`);
   assert(!/\bany\b/.test(c), 'no `any` in the Mnemo class');
 });
 
 test('option and result interfaces are documented', () => {
-  const ifaces = ['MnemoOptions', 'ContextOptions', 'Weights', 'MemoryInput', 'MemoryPatch', 'RecallOptions', 'ScoreParts', 'RecallHit', 'MnemoStats', 'ImportResult'];
+  const ifaces = ['MnemoOptions', 'ContextOptions', 'Weights', 'MemoryInput', 'MemoryPatch', 'RecallOptions', 'ScoreParts', 'RecallHit', 'MnemoStats', 'ImportResult', 'EncoderOptions', 'EmbedderStats'];
   for (const name of ifaces) {
     const b = block('interface', name);
     const props = [...b.matchAll(/^\s+(\w+)\??:/gm)].map((m) => m[1]);
@@ -51,10 +54,10 @@ test('option and result interfaces are documented', () => {
       assert(re.test(b), `${name}.${p} has a doc comment`);
     }
   }
-  for (const [iface, prop] of [['RecallHit', 'parts: ScoreParts'], ['MnemoStats', "backend: 'webgpu' | 'cpu'"], ['MemoryInput', 'embedding?: Float32Array'], ['RecallOptions', 'namespace?: string | string[]']]) {
+  for (const [iface, prop] of [['RecallHit', 'parts: ScoreParts'], ['MnemoStats', "backend: 'webgpu' | 'cpu'"], ['MemoryInput', 'embedding?: Float32Array'], ['RecallOptions', 'namespace?: string | string[]'], ['EncoderOptions', "model: 'all-MiniLM-L6-v2'"], ['EncoderOptions', 'weights?: Uint8Array | ArrayBuffer | Blob | string'], ['EncoderOptions', "backend?: 'auto' | 'webgpu' | 'cpu'"], ['MnemoStats', 'embedder: EmbedderStats | null']]) {
     assert(block('interface', iface).includes(prop), `${iface} has ${prop}`);
   }
-  assert(/export type Embedder = 'hashed-ngrams' \| \(\(texts: string\[\]\) => Promise<Float32Array\[\]>/.test(dts), 'Embedder type');
+  assert(/export type Embedder = 'hashed-ngrams' \| \(\(texts: string\[\]\) => Promise<Float32Array\[\]>.*\| EncoderOptions;/.test(dts), 'Embedder type (with EncoderOptions)');
 });
 
 await run('engine-dts.test.mjs');

@@ -43,6 +43,9 @@ pub enum MnemoError {
         /// The field that needed one.
         field: String,
     },
+    /// The built-in text encoder failed (bad weights or vocabulary, not cached, GPU failure).
+    #[error(transparent)]
+    Encoder(#[from] crate::encoder::EncoderError),
     /// The caller's embedder failed or returned something unusable.
     #[error("embedder: {0}")]
     Embedder(String),
@@ -59,6 +62,7 @@ impl MnemoError {
             MnemoError::DimensionMismatch { .. } => "DIMENSION_MISMATCH",
             MnemoError::NoEmbedder { .. } => "NO_EMBEDDER",
             MnemoError::Embedder(_) => "EMBEDDER_FAILED",
+            MnemoError::Encoder(e) => e.code(),
         }
     }
 

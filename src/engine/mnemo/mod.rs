@@ -36,6 +36,7 @@
 
 mod bank;
 mod context;
+mod embedder;
 mod error;
 mod persist;
 mod rows;
@@ -48,6 +49,7 @@ use std::rc::Rc;
 
 pub use bank::{engine_beam, VectorPath, AUTO_GPU_MIN_BYTES, HIER_MIN_ROWS};
 pub use context::ContextConfig;
+pub use embedder::{EmbedderInfo, EncoderPath};
 pub use error::{MnemoError, Result};
 pub use rows::Filter;
 
@@ -72,6 +74,7 @@ use crate::store::{
 use crate::store::lock::AsyncLock;
 use bank::{search_vector, VectorBank};
 use context::Contexts;
+use embedder::Embedder;
 use rows::{Attrs, Row, RowTable};
 
 /// Largest `k` of a recall.
@@ -120,13 +123,45 @@ impl FetchPolicy {
 }
 
 /// The embedder the engine runs itself when a call gives text without an embedding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub enum EmbedderKind {
     /// None: every `remember` must carry its embedding (the JS layer also accepts a function).
     #[default]
     None,
     /// The built-in `'hashed-ngrams'` embedder ([`HashedNgrams`]).
     HashedNgrams,
+    /// The MiniLM text encoder (all-MiniLM-L6-v2, 384 dims: the store's `dims` must be 384),
+    /// on the engine's GPU device or its CPU path per `path`.
+    Encoder {
+        /// The loaded model (shared: engines opened on the same weights can share it).
+        encoder: Rc<crate::encoder::TextEncoder>,
+        /// Where it runs.
+        path: EncoderPath,
+    },
+}
+
+impl EmbedderKind {
+    /// The default fusion weights for embeddings of this kind.
+    pub fn default_weights(&self) -> Weights {
+        match self {
+            EmbedderKind::HashedNgrams => HASHED_WEIGHTS,
+            EmbedderKind::None | EmbedderKind::Encoder { .. } => Weights::DEFAULT,
+        }
+    }
+}
+
+impl std::fmt::Debug for EmbedderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmbedderKind::None => f.write_str("None"),
+            EmbedderKind::HashedNgrams => f.write_str("HashedNgrams"),
+            EmbedderKind::Encoder { path, .. } => f
+                .debug_struct("Encoder")
+                .field("model", &crate::encoder::TextEncoder::ALL_MINILM_L6_V2)
+                .field("path", path)
+                .finish(),
+        }
+    }
 }
 
 /// Options of [`Mnemo::open`].
@@ -559,7 +594,7 @@ pub struct Mnemo<B: StoreBackend> {
     compute: Compute,
     opts: MnemoOptions,
     weights: Weights,
-    embedder: Option<HashedNgrams>,
+    embedder: Option<Embedder>,
     lock: AsyncLock,
     inner: RefCell<Option<Inner>>,
     notices: Rc<Notices>,
@@ -573,8 +608,22 @@ impl<B: StoreBackend> Mnemo<B> {
     /// Open (or create, with `opts.dims`) the engine over the store on `backend`, running
     /// kernels on `compute`. Loads the vectors and the persisted engine blob and applies the
     /// changes made since the blob was written.
-    pub async fn open(backend: B, compute: Compute, opts: MnemoOptions) -> Result<Self> {
+    pub async fn open(backend: B, compute: Compute, mut opts: MnemoOptions) -> Result<Self> {
         opts.context.validate()?;
+        if let EmbedderKind::Encoder { encoder, .. } = &opts.embedder {
+            let d = encoder.dims();
+            match opts.dims {
+                None => opts.dims = Some(d),
+                Some(got) if got != d => {
+                    return Err(MnemoError::DimensionMismatch {
+                        field: "dims".into(),
+                        expected: d,
+                        got,
+                    })
+                }
+                Some(_) => {}
+            }
+        }
         if let Some(w) = &opts.weights {
             w.validate()?;
         }
@@ -592,14 +641,27 @@ impl<B: StoreBackend> Mnemo<B> {
         )
         .await?;
         let dims = store.dims();
-        let embedder = match opts.embedder {
-            EmbedderKind::HashedNgrams => Some(HashedNgrams::new(dims)?),
+        let embedder = match &opts.embedder {
+            EmbedderKind::HashedNgrams => Some(Embedder::Hashed(HashedNgrams::new(dims)?)),
+            EmbedderKind::Encoder { encoder, path } => {
+                if encoder.dims() != dims {
+                    // An existing store of another dimension.
+                    return Err(MnemoError::DimensionMismatch {
+                        field: "dims".into(),
+                        expected: encoder.dims(),
+                        got: dims,
+                    });
+                }
+                Some(Embedder::Encoder {
+                    encoder: encoder.clone(),
+                    compute: path.compute(&compute),
+                })
+            }
             EmbedderKind::None => None,
         };
-        let weights = opts.weights.unwrap_or(match opts.embedder {
-            EmbedderKind::HashedNgrams => HASHED_WEIGHTS,
-            EmbedderKind::None => Weights::DEFAULT,
-        });
+        let weights = opts
+            .weights
+            .unwrap_or_else(|| opts.embedder.default_weights());
         let notices = Rc::new(Notices::default());
         let n = notices.clone();
         store.on_remote_change(Some(Rc::new(move |seq: u64| {
@@ -663,9 +725,30 @@ impl<B: StoreBackend> Mnemo<B> {
         self.weights
     }
 
-    /// The built-in embedder, if configured.
-    pub fn embedder(&self) -> Option<&HashedNgrams> {
-        self.embedder.as_ref()
+    /// The engine's own embedder (name and where it runs), if configured.
+    pub fn embedder(&self) -> Option<EmbedderInfo> {
+        self.embedder.as_ref().map(Embedder::info)
+    }
+
+    /// The embeddings of `texts` by the engine's embedder (`NO_EMBEDDER` without one), one
+    /// vector of `dims` values per text, in order; the text encoder runs them in length-sorted
+    /// batches of 32. Texts may be empty; each is at most 64 KiB (`INVALID_INPUT` naming
+    /// `texts[i]`). Touches no index and no store.
+    pub async fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let Some(e) = &self.embedder else {
+            return Err(MnemoError::NoEmbedder {
+                field: "texts".into(),
+            });
+        };
+        for (i, t) in texts.iter().enumerate() {
+            if t.len() > crate::store::MAX_TEXT_BYTES {
+                return Err(MnemoError::invalid(
+                    format!("texts[{i}]"),
+                    format!("longer than {} bytes", crate::store::MAX_TEXT_BYTES),
+                ));
+            }
+        }
+        e.embed(texts).await
     }
 
     /// Call `f(seq)` after another connection (tab) committed a write, once the engine noted it
@@ -996,13 +1079,6 @@ impl<B: StoreBackend> Mnemo<B> {
     // -----------------------------------------------------------------------------------------
     // Writes
 
-    fn embed_missing(&self, text: &str, field: String) -> Result<Vec<f32>> {
-        match &self.embedder {
-            Some(h) => Ok(h.embed(text)),
-            None => Err(MnemoError::NoEmbedder { field }),
-        }
-    }
-
     /// Remember one episode; returns its id.
     pub async fn remember(&self, m: Memory) -> Result<DocId> {
         let ids = self.remember_batch(vec![m], true).await?;
@@ -1031,14 +1107,34 @@ impl<B: StoreBackend> Mnemo<B> {
                 format!("episodes[{i}].{f}")
             }
         };
+        // Texts without an embedding: one batch through the embedder.
+        let need: Vec<usize> = (0..items.len())
+            .filter(|&i| items[i].embedding.is_none())
+            .collect();
+        let mut computed: Vec<Option<Vec<f32>>> = vec![None; items.len()];
+        if let Some(&first) = need.first() {
+            for &i in &need {
+                crate::store::episode::check_text(&items[i].text, &field(i, "text"))?;
+            }
+            let Some(e) = &self.embedder else {
+                return Err(MnemoError::NoEmbedder {
+                    field: field(first, "embedding"),
+                });
+            };
+            let texts: Vec<&str> = need.iter().map(|&i| items[i].text.as_str()).collect();
+            for (&i, v) in need.iter().zip(e.embed(&texts).await?) {
+                computed[i] = Some(v);
+            }
+        }
         let mut eps = Vec::with_capacity(items.len());
         let mut rows = Vec::with_capacity(items.len());
-        for (i, m) in items.into_iter().enumerate() {
-            let embedding = match m.embedding {
-                Some(e) => e,
-                None => {
-                    crate::store::episode::check_text(&m.text, &field(i, "text"))?;
-                    self.embed_missing(&m.text, field(i, "embedding"))?
+        for (i, (m, c)) in items.into_iter().zip(computed).enumerate() {
+            let embedding = match (m.embedding, c) {
+                (Some(e), _) | (None, Some(e)) => e,
+                (None, None) => {
+                    return Err(MnemoError::NoEmbedder {
+                        field: field(i, "embedding"),
+                    })
                 }
             };
             let ep = NewEpisode {
@@ -1103,7 +1199,7 @@ impl<B: StoreBackend> Mnemo<B> {
     pub async fn update(&self, id: DocId, mut patch: Patch) -> Result<()> {
         if let (Some(t), None, Some(h)) = (&patch.text, &patch.embedding, &self.embedder) {
             crate::store::episode::check_text(t, "text")?;
-            patch.embedding = Some(h.embed(t));
+            patch.embedding = Some(h.embed_one(t).await?);
         }
         validate_patch(&patch, self.dims())?;
         let _g = self.lock.lock().await;
@@ -1277,7 +1373,7 @@ impl<B: StoreBackend> Mnemo<B> {
         cfg.validate()?;
         let qvec: Option<Vec<f32>> = match (&q.embedding, &q.text, &self.embedder) {
             (Some(e), _, _) => Some(e.clone()),
-            (None, Some(t), Some(h)) if cfg.weights.vector > 0.0 => Some(h.embed(t)),
+            (None, Some(t), Some(h)) if cfg.weights.vector > 0.0 => Some(h.embed_one(t).await?),
             _ => None,
         };
         for attempt in 0..4 {
