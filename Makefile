@@ -28,10 +28,11 @@ PKG_ENGINE_RUSTFLAGS := -C target-feature=+simd128 -C llvm-args=-inline-threshol
 setup:
 	@scripts/setup.sh
 
-## Build the npm package (pkg/) from two wasm-pack builds of the crate (no tool downloads; wasm-opt
+## Build the npm package (pkg/) from three wasm-pack builds of the crate (no tool downloads; wasm-opt
 ## from npm binaryen): the `js-engine` module (mnemo.js + mnemo_bg.wasm: `Mnemo`, what a memory
-## app loads; profile `pkg-engine`) and the `js-store` + `js-kernels` module (mnemo_extra*: `Store`, `Kernels`,
-## `FlatBank`, `HierIndex`, loaded on first use), joined by scripts/pkg-split.mjs; the npm README
+## app loads; profile `pkg-engine`), the `js-store` + `js-kernels` module (mnemo_extra*: `Store`, `Kernels`,
+## `FlatBank`, `HierIndex`, loaded on first use) and the `mnemo/encoder` entry (mnemo_encoder*:
+## `Mnemo` with the built-in text encoder), joined by scripts/pkg-split.mjs; the npm README
 ## (pkg-readme/README.md; npm always ships README.md); the gzipped sizes (gzip -9).
 pkg: setup
 	RUSTFLAGS="$(PKG_ENGINE_RUSTFLAGS)" wasm-pack build --profile pkg-engine --target web \
@@ -40,13 +41,19 @@ pkg: setup
 	wasm-pack build --release --target web --mode no-install --out-dir target/pkg-extra \
 	  --out-name mnemo_extra -- --no-default-features --features js-store,js-kernels
 	$(WASM_OPT) -O3 $(WASM_FEATURES) target/pkg-extra/mnemo_extra_bg.wasm -o pkg/mnemo_extra_bg.wasm
-	node scripts/pkg-split.mjs pkg target/pkg-extra
+	RUSTFLAGS="$(PKG_ENGINE_RUSTFLAGS)" wasm-pack build --profile pkg-engine --target web \
+	  --mode no-install --out-dir target/pkg-encoder --out-name mnemo_encoder -- --no-default-features \
+	  --features js-engine,encoder
+	$(WASM_OPT) -O3 $(WASM_FEATURES) target/pkg-encoder/mnemo_encoder_bg.wasm -o pkg/mnemo_encoder_bg.wasm
+	node scripts/pkg-split.mjs pkg target/pkg-extra target/pkg-encoder
 	cp pkg-readme/README.md pkg/README.md
 	@printf 'pkg: %s bytes wasm, %s bytes gzipped (wasm + js that a Mnemo app loads; target <= 358400)\n' \
 	  "$$(stat -c %s pkg/mnemo_bg.wasm)" "$$(cat pkg/mnemo_bg.wasm pkg/mnemo.js | gzip -9 | wc -c)"
 	@printf 'pkg: + %s bytes wasm, %s bytes gzipped (wasm + js) for Store / Kernels on first use; %s bytes gzipped in all\n' \
 	  "$$(stat -c %s pkg/mnemo_extra_bg.wasm)" "$$(cat pkg/mnemo_extra_bg.wasm pkg/mnemo_extra.js | gzip -9 | wc -c)" \
 	  "$$(( $$(cat pkg/mnemo_bg.wasm pkg/mnemo.js | gzip -9 | wc -c) + $$(cat pkg/mnemo_extra_bg.wasm pkg/mnemo_extra.js | gzip -9 | wc -c) ))"
+	@printf 'pkg: the mnemo/encoder entry (Mnemo with the built-in text encoder, instead of mnemo.js): %s bytes wasm, %s bytes gzipped (wasm + js)\n' \
+	  "$$(stat -c %s pkg/mnemo_encoder_bg.wasm)" "$$(cat pkg/mnemo_encoder_bg.wasm pkg/mnemo_encoder.js | gzip -9 | wc -c)"
 
 ## The main job: build the package and run the demo in headless Chromium.
 demo: pkg

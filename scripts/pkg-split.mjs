@@ -1,6 +1,6 @@
 // `make pkg`, last step: join the two wasm-pack builds into one npm package.
 //
-//   node scripts/pkg-split.mjs <pkg dir> <extra build dir>
+//   node scripts/pkg-split.mjs <pkg dir> <extra build dir> [<encoder build dir>]
 //
 // <pkg dir> holds the `js-engine` build (mnemo.js, mnemo_bg.wasm, mnemo.d.ts: the `Mnemo` class,
 // what a memory app loads). <extra build dir> holds the `js-store` + `js-kernels` build
@@ -9,11 +9,14 @@
 // (its .wasm is written there by the Makefile's wasm-opt), appends to mnemo.js the small classes
 // that load the extra module on first use (so `import { Kernels, Store } from 'mnemo'` keeps
 // working), appends the extra classes' declarations to mnemo.d.ts, and lists the files in
-// package.json.
+// package.json. <encoder build dir>, when given, holds the `js-engine` + `encoder` build
+// (mnemo_encoder.js / .d.ts: `Mnemo` with the built-in text encoder; its .wasm is written into
+// <pkg dir> by the Makefile): it becomes the package's `mnemo/encoder` entry, joined to the extra
+// module the same way.
 import fs from 'node:fs';
 import path from 'node:path';
 
-const [pkgDir, extraDir] = process.argv.slice(2);
+const [pkgDir, extraDir, encoderDir] = process.argv.slice(2);
 if (!pkgDir || !extraDir) {
   console.error('usage: node scripts/pkg-split.mjs <pkg dir> <extra build dir>');
   process.exit(2);
@@ -32,12 +35,20 @@ const expected = ['FlatBank', 'HierIndex', 'Kernels', 'Store'];
 if (extraClasses.join() !== expected.join()) {
   throw new Error(`mnemo_extra.js exports ${extraClasses.join(', ')}; expected ${expected.join(', ')}`);
 }
-const engineJs = read(pkgDir, 'mnemo.js');
-if (engineJs.includes(MARK)) throw new Error(`${pkgDir}/mnemo.js was already joined`);
-for (const c of expected) {
-  if (new RegExp(`^export class ${c}\\b`, 'm').test(engineJs)) {
-    throw new Error(`${pkgDir}/mnemo.js already exports ${c}: build it with only the js-engine feature`);
+function checkEngineJs(dir, file) {
+  const js = read(dir, file);
+  if (js.includes(MARK)) throw new Error(`${dir}/${file} was already joined`);
+  for (const c of expected) {
+    if (new RegExp(`^export class ${c}\\b`, 'm').test(js)) {
+      throw new Error(`${dir}/${file} already exports ${c}: build it without js-store / js-kernels`);
+    }
   }
+  return js;
+}
+const engineJs = checkEngineJs(pkgDir, 'mnemo.js');
+const encoderJs = encoderDir ? checkEngineJs(encoderDir, 'mnemo_encoder.js') : null;
+if (encoderDir && !fs.existsSync(path.join(pkgDir, 'mnemo_encoder_bg.wasm'))) {
+  throw new Error(`${pkgDir}/mnemo_encoder_bg.wasm is missing (the Makefile writes it)`);
 }
 
 const loader = `
@@ -104,6 +115,7 @@ export class HierIndex {
 }
 `;
 const joinedJs = engineJs.trimEnd() + '\n' + loader;
+const joinedEncoderJs = encoderJs === null ? null : encoderJs.trimEnd() + '\n' + loader;
 
 // Declarations: the extra module's interfaces and classes (not its init functions), with
 // `Kernels.load` added, after the engine's.
@@ -121,18 +133,28 @@ decls = decls.replace(kernelsCreate, (m, all, indent) =>
   `${indent} * \`HierIndex\` (once; \`Kernels.create\`, \`Store.open\` and \`Store.deleteStore\` do it\n` +
   `${indent} * themselves). \`HierIndex.fromBytes\` needs it done: it throws \`NOT_LOADED\` before.\n` +
   `${indent} */\n${indent}static load(): Promise<void>;` + all);
-let engineDts = read(pkgDir, 'mnemo.d.ts');
-const at = engineDts.search(new RegExp(`^${DOC}export function start\\(\\)`, 'm'));
-if (at < 0) throw new Error('unexpected mnemo.d.ts layout');
-engineDts = engineDts.slice(0, at) +
-  '// Loaded on first use from mnemo_extra_bg.wasm (see the package README):\n\n' +
-  decls + '\n\n' + engineDts.slice(at);
+function joinDts(dts, name) {
+  const at = dts.search(new RegExp(`^${DOC}export function start\\(\\)`, 'm'));
+  if (at < 0) throw new Error(`unexpected ${name} layout`);
+  return dts.slice(0, at) +
+    '// Loaded on first use from mnemo_extra_bg.wasm (see the package README):\n\n' +
+    decls + '\n\n' + dts.slice(at);
+}
+const engineDts = joinDts(read(pkgDir, 'mnemo.d.ts'), 'mnemo.d.ts');
+const encoderDts = encoderDir ? joinDts(read(encoderDir, 'mnemo_encoder.d.ts'), 'mnemo_encoder.d.ts') : null;
 
 // package.json: ship the extra module too.
 const pj = JSON.parse(read(pkgDir, 'package.json'));
-for (const f of ['mnemo_extra_bg.wasm', 'mnemo_extra.js', 'mnemo_extra.d.ts']) {
+const shipped = ['mnemo_extra_bg.wasm', 'mnemo_extra.js', 'mnemo_extra.d.ts'];
+if (encoderDir) shipped.push('mnemo_encoder_bg.wasm', 'mnemo_encoder.js', 'mnemo_encoder.d.ts');
+for (const f of shipped) {
   if (!pj.files.includes(f)) pj.files.push(f);
 }
+pj.exports = {
+  '.': { types: './mnemo.d.ts', default: './mnemo.js' },
+  ...(encoderDir ? { './encoder': { types: './mnemo_encoder.d.ts', default: './mnemo_encoder.js' } } : {}),
+  './package.json': './package.json',
+};
 
 // Every check passed: write (the extra module's glue and declarations as wasm-bindgen wrote them).
 for (const f of ['mnemo_extra.js', 'mnemo_extra.d.ts']) {
@@ -140,5 +162,10 @@ for (const f of ['mnemo_extra.js', 'mnemo_extra.d.ts']) {
 }
 fs.writeFileSync(path.join(pkgDir, 'mnemo.js'), joinedJs);
 fs.writeFileSync(path.join(pkgDir, 'mnemo.d.ts'), engineDts);
+if (encoderDir) {
+  fs.writeFileSync(path.join(pkgDir, 'mnemo_encoder.js'), joinedEncoderJs);
+  fs.writeFileSync(path.join(pkgDir, 'mnemo_encoder.d.ts'), encoderDts);
+}
 fs.writeFileSync(path.join(pkgDir, 'package.json'), JSON.stringify(pj, null, 2) + '\n');
-console.log(`pkg: joined ${extraClasses.join(', ')} (mnemo_extra_bg.wasm, loaded on first use) into ${pkgDir}/mnemo.js`);
+console.log(`pkg: joined ${extraClasses.join(', ')} (mnemo_extra_bg.wasm, loaded on first use) into ${pkgDir}/mnemo.js` +
+  (encoderDir ? ' and mnemo_encoder.js (the mnemo/encoder entry)' : ''));

@@ -10,6 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+#[cfg(feature = "encoder")]
 use super::embedder::EncoderSpec;
 use super::errors::mnemo_error;
 use crate::engine::fusion::Weights;
@@ -512,6 +513,29 @@ fn describe(e: &JsValue) -> String {
         .unwrap_or_else(|| "unknown error".into())
 }
 
+/// Without the `encoder` feature (the package's default entry) there is no built-in encoder:
+/// `embedder: { model }` gets `ENCODER_NOT_IN_BUILD`, naming the entry that has it.
+#[cfg(not(feature = "encoder"))]
+enum EncoderSpec {}
+
+#[cfg(not(feature = "encoder"))]
+impl EncoderSpec {
+    fn parse(_: &JsValue) -> Result<EncoderSpec, JsValue> {
+        let e = super::errors::to_js_error(
+            "ENCODER_NOT_IN_BUILD",
+            "embedder: the built-in text encoder is in the package's 'mnemo/encoder' entry \
+             (import init, { Mnemo } from 'mnemo/encoder'); this entry has only 'hashed-ngrams' \
+             and embedder functions",
+        );
+        let _ = Reflect::set(
+            &e,
+            &JsValue::from_str("field"),
+            &JsValue::from_str("embedder"),
+        );
+        Err(e)
+    }
+}
+
 /// Parsed `MnemoOptions`: the core options, the GPU preference, the caller's embedder function
 /// and the built-in encoder to load.
 type Parsed = (
@@ -637,18 +661,25 @@ impl Mnemo {
 
     async fn open_with(
         name: &str,
-        mut opts: MnemoOptions,
+        opts: MnemoOptions,
         prefer: Prefer,
         embedder: Option<JsEmbedder>,
         encoder: Option<EncoderSpec>,
     ) -> Result<Mnemo, JsValue> {
+        #[cfg(feature = "encoder")]
+        let mut opts = opts;
         // The model first: bad weights fail before a store is created.
+        #[cfg(feature = "encoder")]
         if let Some(spec) = encoder {
             let path = spec.path;
             opts.embedder = EmbedderKind::Encoder {
                 encoder: spec.load().await?,
                 path,
             };
+        }
+        #[cfg(not(feature = "encoder"))]
+        if let Some(spec) = encoder {
+            match spec {}
         }
         let backend = IdbBackend::open(name).await.map_err(|e| err(e.into()))?;
         let compute = Compute::new(prefer).await;
@@ -699,6 +730,7 @@ impl Mnemo {
 
     /// Whether the built-in encoder's files for `model` are cached in this origin's IndexedDB
     /// (so that `Mnemo.open(name, { embedder: { model } })` needs no `weights`).
+    #[cfg(feature = "encoder")]
     #[wasm_bindgen(js_name = modelCached)]
     pub async fn model_cached(model: String) -> Result<bool, JsValue> {
         super::embedder::cached(&model).await
@@ -706,6 +738,7 @@ impl Mnemo {
 
     /// Remove the built-in encoder's cached files for `model`; resolves to whether they were
     /// there. Open engines keep their loaded model.
+    #[cfg(feature = "encoder")]
     #[wasm_bindgen(js_name = deleteModel)]
     pub async fn delete_model(model: String) -> Result<bool, JsValue> {
         super::embedder::delete(&model).await

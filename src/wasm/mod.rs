@@ -2,7 +2,7 @@
 //! arrays and option objects into core types, calls the core, and turns typed errors into JS
 //! `Error` objects carrying a stable `code`.
 
-#[cfg(feature = "js-engine")]
+#[cfg(all(feature = "js-engine", feature = "encoder"))]
 mod embedder;
 #[cfg(feature = "js-engine")]
 mod engine;
@@ -17,7 +17,7 @@ mod kernels_fetch;
 mod kernels_hier;
 #[cfg(feature = "js-kernels")]
 mod kernels_recurrence;
-#[cfg(feature = "js-engine")]
+#[cfg(all(feature = "js-engine", feature = "encoder"))]
 mod model_cache;
 #[cfg(feature = "js-store")]
 mod store;

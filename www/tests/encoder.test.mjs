@@ -24,7 +24,7 @@ async function enginePage(ctx, url) {
   const page = await ctx.newPage();
   page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error') console.error(`[page] ${m.text()}`); });
-  await page.goto(`${url}/tests/engine-page.html`);
+  await page.goto(`${url}/tests/engine-page.html?entry=encoder`);
   await page.waitForFunction(() => window.engineT?.ready === true, null, { timeout: 60000 });
   return page;
 }
@@ -204,6 +204,35 @@ test('encoder: options, weight cache, text-only memory, parity on CPU and WebGPU
       assert(r2.gpu.min >= 0.999, `WebGPU path cosine ${r2.gpu.min} at text ${r2.gpu.at}`);
     }
     assert(r2.deleted && !r2.cachedAfterDelete, 'deleteModel removes the cached files');
+  } finally {
+    await ctx.close();
+    server.close();
+  }
+});
+
+test('the default entry has no encoder: ENCODER_NOT_IN_BUILD, other embedders still work', async () => {
+  const { server, url } = await startServer();
+  const ctx = await launch();
+  try {
+    const page = await ctx.newPage();
+    page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
+    await page.goto(`${url}/tests/engine-page.html`);
+    await page.waitForFunction(() => window.engineT?.ready === true, null, { timeout: 60000 });
+    const r = await page.evaluate(async (MODEL) => {
+      const { Mnemo, entry } = window.engineT;
+      let code = 'resolved', field = null, message = '';
+      try { await Mnemo.open('enc-default', { dims: 384, embedder: { model: MODEL } }); } catch (e) { ({ code, field, message } = e); }
+      const m = await Mnemo.open('enc-default-h', { dims: 64, embedder: 'hashed-ngrams' });
+      const id = await m.remember({ text: 'plain hashed n-grams' });
+      await m.close();
+      return { entry, code, field, message, id, statics: typeof Mnemo.modelCached };
+    }, 'all-MiniLM-L6-v2');
+    console.log(`  default entry (${r.entry}): ${r.code} (${r.field}): ${r.message}`);
+    assert(r.entry === 'mnemo', `loaded ${r.entry}`);
+    assert(r.code === 'ENCODER_NOT_IN_BUILD' && r.field === 'embedder', `code ${r.code} field ${r.field}`);
+    assert(/mnemo\/encoder/.test(r.message), 'the message names the mnemo/encoder entry');
+    assert(typeof r.id === 'number', 'hashed-ngrams still works');
+    assert(r.statics === 'undefined', 'no modelCached in the default entry');
   } finally {
     await ctx.close();
     server.close();

@@ -36,11 +36,21 @@ test('Mnemo class signatures are typed', () => {
     'stats(): MnemoStats;',
     'close(): Promise<void>;',
     'embed(texts: string[]): Promise<Float32Array[]>;',
-    'static modelCached(model: string): Promise<boolean>;',
-    'static deleteModel(model: string): Promise<boolean>;',
   ];
   for (const w of want) assert(c.includes(w), `Mnemo declares ${w}`);
   assert(!/\bany\b/.test(c), 'no `any` in the Mnemo class');
+});
+
+test('the mnemo/encoder entry declares the encoder statics; the default entry does not', () => {
+  const enc = fs.readFileSync(path.resolve(here, '../../pkg/mnemo_encoder.d.ts'), 'utf8');
+  const pj = JSON.parse(fs.readFileSync(path.resolve(here, '../../pkg/package.json'), 'utf8'));
+  assert(pj.exports?.['./encoder']?.default === './mnemo_encoder.js', 'package.json exports ./encoder');
+  for (const w of ['static modelCached(model: string): Promise<boolean>;', 'static deleteModel(model: string): Promise<boolean>;',
+    'embed(texts: string[]): Promise<Float32Array[]>;', 'static open(name: string, options?: MnemoOptions | null): Promise<Mnemo>;']) {
+    assert(enc.includes(w), `mnemo_encoder.d.ts declares ${w}`);
+    if (w.includes('Model')) assert(!dts.includes(w), `mnemo.d.ts does not declare ${w}`);
+  }
+  assert(/export class Kernels/.test(enc), 'mnemo_encoder.d.ts also declares the lazily loaded Kernels');
 });
 
 test('option and result interfaces are documented', () => {

@@ -1,6 +1,10 @@
 // The page the engine's Playwright tests drive: loads the package and exposes `window.engineT`
 // (the shared API scenario, a worker runner, and a cache of open engines for multi-tab tests).
-import init, * as pkg from '/pkg/mnemo.js';
+// `?entry=encoder` loads the package's `mnemo/encoder` entry (Mnemo with the built-in encoder)
+// instead of its default entry.
+const entry = new URLSearchParams(location.search).get('entry') === 'encoder' ? 'mnemo_encoder' : 'mnemo';
+const pkg = await import(`/pkg/${entry}.js`);
+const init = pkg.default;
 import { apiScenario, checkScenario, axis } from './engine-scenario.js';
 
 const open = {};
@@ -26,4 +30,4 @@ function errInfo(e) {
 }
 
 await init();
-window.engineT = { pkg, Mnemo: pkg.Mnemo, engine, apiScenario, checkScenario, inWorker, axis, errInfo, ready: true };
+window.engineT = { entry, pkg, Mnemo: pkg.Mnemo, engine, apiScenario, checkScenario, inWorker, axis, errInfo, ready: true };

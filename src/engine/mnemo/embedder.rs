@@ -9,10 +9,12 @@
 //! SwiftShader, like the memory-fetch kernels), `Gpu` whenever the engine has a device, `Cpu`
 //! never.
 
+#[cfg(feature = "encoder")]
 use std::rc::Rc;
 
 use super::error::{MnemoError, Result};
 use crate::compute::{Backend, Compute};
+#[cfg(feature = "encoder")]
 use crate::encoder::TextEncoder;
 use crate::engine::embed::HashedNgrams;
 
@@ -66,6 +68,7 @@ pub(crate) enum Embedder {
     /// `'hashed-ngrams'`.
     Hashed(HashedNgrams),
     /// The MiniLM encoder on its compute.
+    #[cfg(feature = "encoder")]
     Encoder {
         encoder: Rc<TextEncoder>,
         compute: Compute,
@@ -80,6 +83,7 @@ impl Embedder {
                 name: HashedNgrams::NAME,
                 backend: Backend::Cpu,
             },
+            #[cfg(feature = "encoder")]
             Embedder::Encoder { compute, .. } => EmbedderInfo {
                 name: TextEncoder::ALL_MINILM_L6_V2,
                 backend: compute.backend(),
@@ -91,6 +95,7 @@ impl Embedder {
     pub(crate) async fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         match self {
             Embedder::Hashed(h) => Ok(texts.iter().map(|t| h.embed(t)).collect()),
+            #[cfg(feature = "encoder")]
             Embedder::Encoder { encoder, compute } => {
                 if texts.is_empty() {
                     return Ok(Vec::new());

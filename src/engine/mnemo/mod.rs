@@ -131,7 +131,8 @@ pub enum EmbedderKind {
     /// The built-in `'hashed-ngrams'` embedder ([`HashedNgrams`]).
     HashedNgrams,
     /// The MiniLM text encoder (all-MiniLM-L6-v2, 384 dims: the store's `dims` must be 384),
-    /// on the engine's GPU device or its CPU path per `path`.
+    /// on the engine's GPU device or its CPU path per `path` (Cargo feature `encoder`).
+    #[cfg(feature = "encoder")]
     Encoder {
         /// The loaded model (shared: engines opened on the same weights can share it).
         encoder: Rc<crate::encoder::TextEncoder>,
@@ -145,7 +146,9 @@ impl EmbedderKind {
     pub fn default_weights(&self) -> Weights {
         match self {
             EmbedderKind::HashedNgrams => HASHED_WEIGHTS,
-            EmbedderKind::None | EmbedderKind::Encoder { .. } => Weights::DEFAULT,
+            EmbedderKind::None => Weights::DEFAULT,
+            #[cfg(feature = "encoder")]
+            EmbedderKind::Encoder { .. } => Weights::DEFAULT,
         }
     }
 }
@@ -155,6 +158,7 @@ impl std::fmt::Debug for EmbedderKind {
         match self {
             EmbedderKind::None => f.write_str("None"),
             EmbedderKind::HashedNgrams => f.write_str("HashedNgrams"),
+            #[cfg(feature = "encoder")]
             EmbedderKind::Encoder { path, .. } => f
                 .debug_struct("Encoder")
                 .field("model", &crate::encoder::TextEncoder::ALL_MINILM_L6_V2)
@@ -608,8 +612,11 @@ impl<B: StoreBackend> Mnemo<B> {
     /// Open (or create, with `opts.dims`) the engine over the store on `backend`, running
     /// kernels on `compute`. Loads the vectors and the persisted engine blob and applies the
     /// changes made since the blob was written.
-    pub async fn open(backend: B, compute: Compute, mut opts: MnemoOptions) -> Result<Self> {
+    pub async fn open(backend: B, compute: Compute, opts: MnemoOptions) -> Result<Self> {
         opts.context.validate()?;
+        #[cfg(feature = "encoder")]
+        let mut opts = opts;
+        #[cfg(feature = "encoder")]
         if let EmbedderKind::Encoder { encoder, .. } = &opts.embedder {
             let d = encoder.dims();
             match opts.dims {
@@ -643,6 +650,7 @@ impl<B: StoreBackend> Mnemo<B> {
         let dims = store.dims();
         let embedder = match &opts.embedder {
             EmbedderKind::HashedNgrams => Some(Embedder::Hashed(HashedNgrams::new(dims)?)),
+            #[cfg(feature = "encoder")]
             EmbedderKind::Encoder { encoder, path } => {
                 if encoder.dims() != dims {
                     // An existing store of another dimension.
