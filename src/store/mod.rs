@@ -24,6 +24,8 @@ pub mod idb;
 pub mod journal;
 pub(crate) mod lock;
 pub mod memory;
+#[cfg(target_arch = "wasm32")]
+pub mod opfs;
 mod plan;
 #[doc(hidden)]
 pub mod testing;
