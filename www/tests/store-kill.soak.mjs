@@ -29,6 +29,7 @@ test(`${ROUNDS} rounds of SIGKILL during batch writes lose no acknowledged batch
   let next = 0;
   let totalAcked = 0;
   let committedUnacked = 0;
+  const restored = []; // rounds whose reopen reported a data loss (and the journal's restore)
   try {
     for (let round = 0; round <= ROUNDS; round++) {
       const b = await spawnChromium(profile);
@@ -41,11 +42,15 @@ test(`${ROUNDS} rounds of SIGKILL during batch writes lose no acknowledged batch
         const present = new Set(v.complete);
         const lost = [...acked].filter((k) => !present.has(k));
         assert(lost.length === 0, `round ${round}: acknowledged batches lost: ${lost.length} of ${acked.size} (${lost.slice(0, 10)}...); stored ${v.rows} rows; databases ${v.dbs}; the browser's dataLoss: ${v.dataLoss}; profile ${profile}`);
+        if (v.dataLoss) {
+          restored.push(round);
+          console.log(`  round ${round}: the browser discarded the database; Store.dataLoss: ${v.dataLoss}`);
+        }
         committedUnacked += v.complete.filter((k) => !acked.has(k)).length;
         for (const k of v.complete) acked.add(k); // committed: count it from now on
         next = v.complete.length ? v.complete[v.complete.length - 1] + 1 : 0;
         if (round === ROUNDS) {
-          console.log(`  kill test: ${ROUNDS} kills, ${totalAcked} batches acknowledged (${v.complete.length} stored, x${SIZE} episodes), ${committedUnacked} committed just before a kill without their ack arriving`);
+          console.log(`  kill test: ${ROUNDS} kills, ${totalAcked} batches acknowledged (${v.complete.length} stored, x${SIZE} episodes), ${committedUnacked} committed just before a kill without their ack arriving; ${restored.length} reopen(s) found the database discarded and restored it from the journal`);
           break;
         }
         let n = 0;
