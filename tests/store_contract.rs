@@ -88,7 +88,12 @@ mod journal {
             s.put_many(batch(&mut rng, 4)).await.unwrap();
             s.put_many(batch(&mut rng, 4)).await.unwrap();
             let j = b.journal_dir().expect("journal");
-            let last = j.names().into_iter().filter(|n| n.starts_with("e-")).max().unwrap();
+            let last = j
+                .names()
+                .into_iter()
+                .filter(|n| n.starts_with("e-"))
+                .max()
+                .unwrap();
             j.poke(&last, None);
             s.close();
             let s = Store::open(b.connect().unwrap(), opts()).await.unwrap();
@@ -96,7 +101,9 @@ mod journal {
             let want = s.export().await.unwrap();
             s.close();
             b.wipe_database();
-            let r = Store::open(b.connect().unwrap(), OpenOptions::default()).await.unwrap();
+            let r = Store::open(b.connect().unwrap(), OpenOptions::default())
+                .await
+                .unwrap();
             assert_eq!(r.recovery().map(|r| r.episodes), Some(8));
             assert_eq!(r.export().await.unwrap(), want);
         });
@@ -112,14 +119,21 @@ mod journal {
             s.put_many(batch(&mut rng, 4)).await.unwrap();
             s.put_many(batch(&mut rng, 4)).await.unwrap();
             let j = b.journal_dir().expect("journal");
-            let last = j.names().into_iter().filter(|n| n.starts_with("e-")).max().unwrap();
+            let last = j
+                .names()
+                .into_iter()
+                .filter(|n| n.starts_with("e-"))
+                .max()
+                .unwrap();
             let mut bytes = JournalDir::read(&j, &last).await.unwrap().unwrap();
             let mid = bytes.len() / 2;
             bytes[mid] ^= 1;
             j.poke(&last, Some(bytes));
             s.close();
             b.wipe_database();
-            let r = Store::open(b.connect().unwrap(), OpenOptions::default()).await.unwrap();
+            let r = Store::open(b.connect().unwrap(), OpenOptions::default())
+                .await
+                .unwrap();
             let rec = r.recovery().expect("restored");
             assert_eq!((rec.episodes, rec.skipped), (4, 1), "{rec:?}");
             r.check_integrity().await.unwrap();
