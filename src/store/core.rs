@@ -26,7 +26,9 @@ use super::episode::{
 };
 use super::error::{Result, StoreError};
 use super::export::{decode_all, ExportWriter};
-use super::journal::{self, file_name, should_compact, Entry, FileKind, Listing, Replayed, Upsert};
+use super::journal::{
+    self, file_name, should_compact, Entry, FileKind, Listing, Replayed, SnapshotWriter, Upsert,
+};
 use super::lock::AsyncLock;
 use super::plan::{
     build, build_pages, plan, plan_units, Layout, NewRows, PageRow, Policy, SplitRows, UnitIn,
@@ -1325,26 +1327,14 @@ impl<B: Backend> Store<B> {
         let Some(j) = self.backend.journal() else {
             return Ok(());
         };
-        let mut upserts = Vec::new();
+        let mut w = SnapshotWriter::new(&self.header.encode());
         let st = self
             .for_each_row(|_, record, vector| {
-                upserts.push(Upsert {
-                    record: record.to_vec(),
-                    vector: Some(vector.to_vec()),
-                });
+                w.row(record, vector);
                 Ok(())
             })
             .await?;
-        let e = Entry {
-            seq: st.seq,
-            next_id: st.next_id,
-            header: self.header.encode(),
-            clear: true,
-            deleted: Vec::new(),
-            upserts,
-        };
-        let bytes = e.encode();
-        drop(e);
+        let bytes = w.finish(st.seq, st.next_id);
         j.write(&file_name(FileKind::Snapshot, st.seq, bytes.len()), &bytes)
             .await?;
         self.journal_cleanup(st.seq, bytes.len() as u64).await
