@@ -242,7 +242,14 @@ struct JournalState {
     /// A write committed without its entry (the rename failed): write a snapshot before the
     /// next entry, so the journal has no hole.
     behind: bool,
+    /// A compaction is due (handed to the compaction hook, which runs it later).
+    due: bool,
+    /// A compaction is running.
+    compacting: bool,
 }
+
+/// Runs a due compaction later ([`Store::set_compaction_hook`]).
+pub type CompactionHook = std::rc::Rc<dyn Fn()>;
 
 /// The journal's part of a restore commit: the sequence and next id to continue from, and the
 /// header to write when the database has none.
@@ -279,6 +286,7 @@ pub struct Store<B: Backend> {
     closed: Cell<bool>,
     journal: RefCell<JournalState>,
     recovery: RefCell<Option<Recovery>>,
+    compaction_hook: RefCell<Option<CompactionHook>>,
 }
 
 fn decode_state(res: &ReadResult) -> Result<State> {
@@ -352,6 +360,7 @@ impl<B: Backend> Store<B> {
             closed: Cell::new(false),
             journal: RefCell::default(),
             recovery: RefCell::default(),
+            compaction_hook: RefCell::default(),
         };
         for _ in 0..MAX_ATTEMPTS {
             let res = backend.read(&ReadRequest::default()).await?;
@@ -1293,7 +1302,14 @@ impl<B: Backend> Store<B> {
                 };
                 if compact {
                     // A failed compaction loses nothing: the entries stay until the next one.
-                    let _ = self.compact().await;
+                    self.journal.borrow_mut().due = true;
+                    let hook = self.compaction_hook.borrow().clone();
+                    match hook {
+                        Some(h) => h(),
+                        None => {
+                            let _ = self.compact_due().await;
+                        }
+                    }
                 }
             }
         }
@@ -1319,6 +1335,33 @@ impl<B: Backend> Store<B> {
         js.entry_bytes = after.iter().map(|f| f.bytes).sum();
         js.snap_bytes = bytes;
         Ok(())
+    }
+
+    /// Run due compactions with `hook` instead of inside the write that made them due (the JS
+    /// bindings spawn [`Store::compact_due`] as a task, so a write is acknowledged without waiting
+    /// for a snapshot of the whole store). A compaction reads one consistent snapshot of the
+    /// database at some sequence and deletes only what that snapshot covers, so writes may go on
+    /// meanwhile. `None`: compactions run inside the write (the default).
+    pub fn set_compaction_hook(&self, hook: Option<CompactionHook>) {
+        *self.compaction_hook.borrow_mut() = hook;
+    }
+
+    /// Run a compaction if one is due and none is running.
+    pub async fn compact_due(&self) -> Result<()> {
+        {
+            let mut js = self.journal.borrow_mut();
+            if !js.due || js.compacting || self.closed.get() {
+                return Ok(());
+            }
+            js.compacting = true;
+        }
+        let r = self.compact().await;
+        let mut js = self.journal.borrow_mut();
+        js.compacting = false;
+        if r.is_ok() {
+            js.due = false;
+        }
+        r
     }
 
     /// Write a snapshot of the whole store (one read-only snapshot of the database) into the
@@ -1362,7 +1405,7 @@ impl<B: Backend> Store<B> {
             entries: n,
             entry_bytes: b,
             snap_bytes: s,
-            behind: false,
+            ..Default::default()
         };
         if l.tip() < seq || l.snapshots.is_empty() {
             if let Err(e) = self.compact().await {
@@ -1815,7 +1858,10 @@ impl<B: Backend> Store<B> {
             })
             .await?;
         let st = decode_state(&res)?;
-        *self.state.borrow_mut() = st.clone();
+        if st.seq > self.state.borrow().seq {
+            // (Never back: a compaction task may read while this connection commits.)
+            *self.state.borrow_mut() = st.clone();
+        }
         let mut seg_iter = res.segments.iter();
         let mut cur: Option<Segment> = None;
         let mut row = 0usize;

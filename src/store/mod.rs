@@ -35,8 +35,8 @@ pub use backend::{
 };
 pub use codec::Blob;
 pub use core::{
-    default_segment_capacity, Changes, ImportReport, OpenOptions, Recovery, ScanQuery, Store,
-    StoreStats, VectorSet, DEFAULT_CHANGE_RETENTION,
+    default_segment_capacity, Changes, CompactionHook, ImportReport, OpenOptions, Recovery,
+    ScanQuery, Store, StoreStats, VectorSet, DEFAULT_CHANGE_RETENTION,
 };
 pub use episode::{
     Episode, Metadata, NewEpisode, Patch, MAX_DIMS, MAX_METADATA_BYTES, MAX_NAMESPACE_BYTES,

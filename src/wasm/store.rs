@@ -420,10 +420,17 @@ impl Store {
             }
         }
         let backend = IdbBackend::open(&name).await.map_err(store_err)?;
-        let core = Core::open(backend, opts).await.map_err(store_err)?;
-        Ok(Store {
-            inner: Rc::new(core),
-        })
+        let core = Rc::new(Core::open(backend, opts).await.map_err(store_err)?);
+        // Journal compactions run as their own task, after the write that made them due.
+        let weak = Rc::downgrade(&core);
+        core.set_compaction_hook(Some(Rc::new(move || {
+            if let Some(c) = weak.upgrade() {
+                wasm_bindgen_futures::spawn_local(async move {
+                    let _ = c.compact_due().await;
+                });
+            }
+        })));
+        Ok(Store { inner: core })
     }
 
     /// Delete the store `name` (other tabs holding it open are closed and told).
