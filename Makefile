@@ -82,10 +82,9 @@ test-browser:
 test-e2e: pkg
 	cd www && node tests/run-all.mjs
 
-## The SIGKILL durability test (20 rounds; MNEMO_KILL_ROUNDS=N for more). Not in `make test`:
-## it exposes a known data-loss bug intermittently (README, "Known bugs").
+## The SIGKILL durability test alone (20 rounds, as in `make test`; MNEMO_KILL_ROUNDS=N for more).
 test-kill: pkg
-	cd www && node tests/store-kill.soak.mjs
+	cd www && node tests/store-kill.test.mjs
 
 ## Benchmarks (numbers, never assertions): criterion natively (every bench in benches/, once,
 ## summarised into BENCHMARKS.md), the in-browser peers (bench/, headless Chromium, also into

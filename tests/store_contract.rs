@@ -14,3 +14,129 @@ macro_rules! native_case {
 }
 
 mnemo::store_contract_cases!(native_case);
+
+// The journal on the memory backend: what needs its test hooks (quota, no journal, a lost entry).
+mod journal {
+    use mnemo::rng::Rng;
+    use mnemo::store::testing::episode;
+    use mnemo::store::{JournalDir, MemoryBackend, NewEpisode, OpenOptions, Store};
+
+    const DIMS: usize = 8;
+
+    fn batch(rng: &mut Rng, n: usize) -> Vec<NewEpisode> {
+        (0..n)
+            .map(|i| episode(rng, "ns", &format!("row {i}"), DIMS))
+            .collect()
+    }
+
+    fn opts() -> OpenOptions {
+        OpenOptions {
+            dims: Some(DIMS),
+            ..Default::default()
+        }
+    }
+
+    /// A journal write over the quota fails the call with `QUOTA_EXCEEDED` before anything is
+    /// committed: the database and the journal are as before, and the store stays usable.
+    #[test]
+    fn quota_fails_the_write_and_writes_nothing() {
+        pollster::block_on(async {
+            let mut rng = Rng::new(1);
+            let b = MemoryBackend::new();
+            let s = Store::open(b.clone(), opts()).await.unwrap();
+            s.put_many(batch(&mut rng, 5)).await.unwrap();
+            let j = b.journal_dir().expect("journal");
+            let (seq, names, stored) = (s.seq().await.unwrap(), j.names(), b.stored_bytes());
+            j.set_quota(Some(j.bytes() + 100));
+            let e = s.put_many(batch(&mut rng, 50)).await.unwrap_err();
+            assert_eq!(e.code(), "QUOTA_EXCEEDED", "{e}");
+            assert_eq!(s.seq().await.unwrap(), seq);
+            assert_eq!(s.count(None).await.unwrap(), 5);
+            assert_eq!(j.names(), names, "no journal file left behind");
+            assert_eq!(b.stored_bytes(), stored, "nothing committed");
+            j.set_quota(None);
+            s.put_many(batch(&mut rng, 2)).await.unwrap();
+            assert_eq!(s.count(None).await.unwrap(), 7);
+        });
+    }
+
+    /// Without a journal the store works as before and says so; a wiped database is then lost.
+    #[test]
+    fn without_a_journal_the_store_works_and_says_so() {
+        pollster::block_on(async {
+            let mut rng = Rng::new(2);
+            let b = MemoryBackend::without_journal();
+            let s = Store::open(b.clone(), opts()).await.unwrap();
+            assert!(!s.journal_on());
+            s.put_many(batch(&mut rng, 3)).await.unwrap();
+            b.wipe_database();
+            let s = Store::open(b.connect().unwrap(), opts()).await.unwrap();
+            assert!(s.recovery().is_none());
+            assert_eq!(s.count(None).await.unwrap(), 0);
+        });
+    }
+
+    /// A write committed without its journal entry (the tab stopped between the commit and the
+    /// rename): the next open sees the journal behind the database and writes a snapshot, so a
+    /// later wipe still restores that write.
+    #[test]
+    fn an_entry_lost_between_commit_and_rename_is_covered_on_open() {
+        pollster::block_on(async {
+            let mut rng = Rng::new(3);
+            let b = MemoryBackend::new();
+            let s = Store::open(b.clone(), opts()).await.unwrap();
+            s.put_many(batch(&mut rng, 4)).await.unwrap();
+            s.put_many(batch(&mut rng, 4)).await.unwrap();
+            let j = b.journal_dir().expect("journal");
+            let last = j
+                .names()
+                .into_iter()
+                .filter(|n| n.starts_with("e-"))
+                .max()
+                .unwrap();
+            j.poke(&last, None);
+            s.close();
+            let s = Store::open(b.connect().unwrap(), opts()).await.unwrap();
+            assert!(s.recovery().is_none());
+            let want = s.export().await.unwrap();
+            s.close();
+            b.wipe_database();
+            let r = Store::open(b.connect().unwrap(), OpenOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(r.recovery().map(|r| r.episodes), Some(8));
+            assert_eq!(r.export().await.unwrap(), want);
+        });
+    }
+
+    /// A damaged journal file is skipped, not trusted (checksums), and never panics the open.
+    #[test]
+    fn a_damaged_entry_is_skipped() {
+        pollster::block_on(async {
+            let mut rng = Rng::new(4);
+            let b = MemoryBackend::new();
+            let s = Store::open(b.clone(), opts()).await.unwrap();
+            s.put_many(batch(&mut rng, 4)).await.unwrap();
+            s.put_many(batch(&mut rng, 4)).await.unwrap();
+            let j = b.journal_dir().expect("journal");
+            let last = j
+                .names()
+                .into_iter()
+                .filter(|n| n.starts_with("e-"))
+                .max()
+                .unwrap();
+            let mut bytes = JournalDir::read(&j, &last).await.unwrap().unwrap();
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 1;
+            j.poke(&last, Some(bytes));
+            s.close();
+            b.wipe_database();
+            let r = Store::open(b.connect().unwrap(), OpenOptions::default())
+                .await
+                .unwrap();
+            let rec = r.recovery().expect("restored");
+            assert_eq!((rec.episodes, rec.skipped), (4, 1), "{rec:?}");
+            r.check_integrity().await.unwrap();
+        });
+    }
+}

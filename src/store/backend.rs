@@ -418,6 +418,29 @@ impl SegmentSource for Vec<u8> {
     }
 }
 
+/// A flat directory of files outside the database, where the store keeps its journal (a second
+/// copy of every committed write: see [`super::journal`]). The Origin Private File System in the
+/// browser (`idb::OpfsDir`), a map in memory ([`super::memory::MemoryJournal`]).
+///
+/// Every method is one or a few file-system calls; none is ever awaited inside a database
+/// transaction (the store calls them between transactions).
+#[allow(async_fn_in_trait)]
+pub trait JournalDir {
+    /// The names of the files, in any order.
+    async fn list(&self) -> Result<Vec<String>>;
+    /// The bytes of `name` (`None`: no such file).
+    async fn read(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Create or replace `name` with `bytes`, atomically: afterwards the file holds exactly
+    /// `bytes`, or, when this fails (`QUOTA_EXCEEDED`, ...), what it held before (or nothing).
+    async fn write(&self, name: &str, bytes: &[u8]) -> Result<()>;
+    /// Rename `from` to `to` (no bytes are copied; `to` does not exist).
+    async fn rename(&self, from: &str, to: &str) -> Result<()>;
+    /// Delete `name` (no error if it does not exist).
+    async fn remove(&self, name: &str) -> Result<()>;
+    /// A number no other connection is likely to draw (names of pending files).
+    fn unique(&self) -> u64;
+}
+
 /// Called with the new sequence when another connection committed a write.
 pub type NoticeListener = Rc<dyn Fn(u64)>;
 
@@ -458,4 +481,17 @@ pub trait Backend {
 
     /// Inject a fault into the next commit.
     fn inject_fault(&self, fault: Fault);
+
+    /// The journal directory's type.
+    type Journal: JournalDir;
+
+    /// Where this store's journal lives (`None`: no journal; the store works without one, but a
+    /// database the browser discards is then lost). [`Backend::destroy`] deletes it too.
+    fn journal(&self) -> Option<&Self::Journal>;
+
+    /// What the platform said when it discarded this database's data before this connection
+    /// opened (`"total: <message>"`), if it did.
+    fn data_loss(&self) -> Option<String> {
+        None
+    }
 }

@@ -11,8 +11,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::backend::{
-    Backend, CommitOutcome, Durability, NoticeListener, NsPages, PageRecord, ReadRequest,
-    ReadResult, SegmentCursor, SegmentMeta, VecSink, VectorSink, WriteSet,
+    Backend, CommitOutcome, Durability, JournalDir, NoticeListener, NsPages, PageRecord,
+    ReadRequest, ReadResult, SegmentCursor, SegmentMeta, VecSink, VectorSink, WriteSet,
 };
 use super::codec::{
     copy_f32s, decode_record, encode_record, page_weight, record_len, record_ns_time,
@@ -26,6 +26,9 @@ use super::episode::{
 };
 use super::error::{Result, StoreError};
 use super::export::{decode_all, ExportWriter};
+use super::journal::{
+    self, file_name, should_compact, Entry, FileKind, Listing, Replayed, SnapshotWriter, Upsert,
+};
 use super::lock::AsyncLock;
 use super::plan::{
     build, build_pages, plan, plan_units, Layout, NewRows, PageRow, Policy, SplitRows, UnitIn,
@@ -212,6 +215,50 @@ pub struct StoreStats {
     pub next_id: u64,
 }
 
+/// What a store restored from its journal on open ([`Store::recovery`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Live episodes restored.
+    pub episodes: usize,
+    /// The journal's last sequence (the restored store continues after it).
+    pub seq: u64,
+    /// Journal files replayed (a snapshot and the entries after it).
+    pub files: usize,
+    /// Sequences missing from the journal (a tab stopped between a commit and its entry; those
+    /// writes were never acknowledged, but later entries were replayed over the gap).
+    pub gaps: u64,
+    /// Files that did not parse and were skipped.
+    pub skipped: usize,
+}
+
+/// The journal bookkeeping of one connection.
+#[derive(Debug, Default)]
+struct JournalState {
+    /// Entries after the last snapshot this connection knows of, and their bytes.
+    entries: usize,
+    entry_bytes: u64,
+    /// That snapshot's bytes.
+    snap_bytes: u64,
+    /// A write committed without its entry (the rename failed): write a snapshot before the
+    /// next entry, so the journal has no hole.
+    behind: bool,
+    /// A compaction is due (handed to the compaction hook, which runs it later).
+    due: bool,
+    /// A compaction is running.
+    compacting: bool,
+}
+
+/// Runs a due compaction later ([`Store::set_compaction_hook`]).
+pub type CompactionHook = std::rc::Rc<dyn Fn()>;
+
+/// The journal's part of a restore commit: the sequence and next id to continue from, and the
+/// header to write when the database has none.
+struct Restore {
+    seq: u64,
+    next_id: u64,
+    header: Option<Vec<u8>>,
+}
+
 /// One write, planned against whatever state is current when it is attempted.
 struct Mutation {
     kind: ChangeKind,
@@ -219,6 +266,8 @@ struct Mutation {
     preserve_ids: bool,
     deleted: Vec<u64>,
     patch: Option<(u64, Patch)>,
+    /// Replace everything with `rows` (ids kept) at the journal's sequence.
+    restore: Option<Restore>,
 }
 
 enum Attempt<T> {
@@ -235,6 +284,9 @@ pub struct Store<B: Backend> {
     durability: Durability,
     retention: u64,
     closed: Cell<bool>,
+    journal: RefCell<JournalState>,
+    recovery: RefCell<Option<Recovery>>,
+    compaction_hook: RefCell<Option<CompactionHook>>,
 }
 
 fn decode_state(res: &ReadResult) -> Result<State> {
@@ -306,6 +358,9 @@ impl<B: Backend> Store<B> {
             durability: opts.durability,
             retention,
             closed: Cell::new(false),
+            journal: RefCell::default(),
+            recovery: RefCell::default(),
+            compaction_hook: RefCell::default(),
         };
         for _ in 0..MAX_ATTEMPTS {
             let res = backend.read(&ReadRequest::default()).await?;
@@ -334,11 +389,47 @@ impl<B: Backend> Store<B> {
                         ..header
                     };
                     match Self::upgrade_layout(&backend, &header, &state).await? {
-                        Some(state) => return Ok(make(backend, header, state)),
+                        Some(state) => {
+                            let s = make(backend, header, state);
+                            s.journal_open().await?;
+                            return Ok(s);
+                        }
                         None => continue,
                     }
                 }
-                return Ok(make(backend, header, state));
+                let s = make(backend, header, state);
+                s.journal_open().await?;
+                return Ok(s);
+            }
+            // No database (new, or discarded by the browser): a journal that holds state means
+            // the latter; restore it.
+            if let Some(j) = backend.journal() {
+                let l = Listing::parse(j.list().await?);
+                if let Some(rep) = journal::load(j, &l).await? {
+                    let header =
+                        Header::decode(&rep.header).map_err(|e| e.corrupt("journal header"))?;
+                    if let Some(d) = opts.dims {
+                        if d != header.dims {
+                            return Err(StoreError::DimensionMismatch {
+                                field: "dims".into(),
+                                expected: header.dims,
+                                got: d,
+                            });
+                        }
+                    }
+                    let st = State {
+                        seq: state_seq(res.state.as_deref()),
+                        ..State::fresh()
+                    };
+                    let s = make(backend, header, st);
+                    if !s.restore(rep, true).await? {
+                        // Another connection committed first (restored, or created the store):
+                        // start from its state (restoring over it if it is behind the journal).
+                        s.refresh().await?;
+                        s.journal_open().await?;
+                    }
+                    return Ok(s);
+                }
             }
             let dims = opts.dims.ok_or_else(|| {
                 StoreError::invalid("dims", "dims is required to create a new store")
@@ -365,7 +456,9 @@ impl<B: Backend> Store<B> {
                 ..Default::default()
             };
             if backend.commit(ws).await? == CommitOutcome::Committed {
-                return Ok(make(backend, header, state));
+                let s = make(backend, header, state);
+                s.journal_open().await?;
+                return Ok(s);
             }
         }
         Err(StoreError::Conflict(MAX_ATTEMPTS))
@@ -640,6 +733,7 @@ impl<B: Backend> Store<B> {
             preserve_ids: false,
             deleted: Vec::new(),
             patch: None,
+            restore: None,
         };
         Ok(self.mutate(&m).await?.0)
     }
@@ -653,6 +747,7 @@ impl<B: Backend> Store<B> {
             preserve_ids: false,
             deleted: Vec::new(),
             patch: Some((id, patch)),
+            restore: None,
         };
         self.mutate(&m).await.map(|_| ())
     }
@@ -677,6 +772,7 @@ impl<B: Backend> Store<B> {
             preserve_ids: false,
             deleted: d,
             patch: None,
+            restore: None,
         };
         self.mutate(&m).await.map(|_| ())
     }
@@ -702,6 +798,7 @@ impl<B: Backend> Store<B> {
                 preserve_ids: false,
                 deleted: ids,
                 patch: None,
+                restore: None,
             };
             if let Attempt::Done(_) = self.attempt(&st, &m).await? {
                 return Ok(n);
@@ -772,7 +869,18 @@ impl<B: Backend> Store<B> {
                 durability: self.durability,
                 ..Default::default()
             };
-            match self.backend.commit(ws).await? {
+            // Its journal file is an empty snapshot: every older file is deleted after it.
+            let entry = Entry {
+                seq,
+                next_id: new.next_id,
+                header: self.header.encode(),
+                clear: true,
+                ..Default::default()
+            };
+            match self
+                .commit_journaled(ws, Some((FileKind::Snapshot, entry)))
+                .await?
+            {
                 CommitOutcome::Committed => {
                     *self.state.borrow_mut() = new;
                     return Ok(());
@@ -828,6 +936,18 @@ impl<B: Backend> Store<B> {
 
     /// Plan `m` against `st`, read what the plan needs, commit if `st` is still current.
     async fn attempt(&self, st: &State, m: &Mutation) -> Result<Attempt<(Vec<u64>, bool)>> {
+        // A restore replaces everything: plan it against an empty store at the same sequence.
+        let empty;
+        let st = match &m.restore {
+            Some(_) => {
+                empty = State {
+                    seq: st.seq,
+                    ..State::fresh()
+                };
+                &empty
+            }
+            None => st,
+        };
         let dims = self.dims();
         let cap = self.segment_capacity();
         let pcap = self.page_capacity();
@@ -1024,16 +1144,25 @@ impl<B: Backend> Store<B> {
         let pages = build_pages(&page_layout, &views, &page_rows, &deleted, &patched)?;
 
         // The write set.
-        let seq = st.seq + 1;
+        let seq = m
+            .restore
+            .as_ref()
+            .map_or(st.seq + 1, |r| r.seq.max(st.seq + 1));
         let live = st.live + new_ids.len() as u64 - deleted.len() as u64;
         let mut new_state = State {
             seq,
             next_id: new_ids
                 .last()
                 .map_or(st.next_id, |&l| l + 1)
-                .max(st.next_id),
+                .max(st.next_id)
+                .max(m.restore.as_ref().map_or(0, |r| r.next_id)),
             live,
-            changes_floor: st.changes_floor,
+            // After a restore the change log starts over (readers behind it reload).
+            changes_floor: if m.restore.is_some() {
+                seq
+            } else {
+                st.changes_floor
+            },
             segs: seg_layout.seg_infos(),
             pages: page_infos(&page_layout),
             legacy: false,
@@ -1060,12 +1189,269 @@ impl<B: Backend> Store<B> {
             new_state.changes_floor = below;
         }
         ws.state = Some(new_state.encode());
-        match self.backend.commit(ws).await? {
+        if let Some(r) = &m.restore {
+            ws.clear = true;
+            ws.header = r.header.clone();
+            ws.durability = Durability::Strict;
+        }
+        // The journal entry: the rows as written (records, and vectors where they changed).
+        let entry = self.backend.journal().map(|_| {
+            let mut upserts: Vec<Upsert> = m
+                .rows
+                .iter()
+                .zip(new_recs)
+                .map(|(r, record)| Upsert {
+                    record,
+                    vector: Some(r.embedding.clone()),
+                })
+                .collect();
+            if let Some((id, p)) = &m.patch {
+                if let Some(record) = patched.remove(id) {
+                    upserts.push(Upsert {
+                        record,
+                        vector: p.embedding.clone(),
+                    });
+                }
+            }
+            let kind = if m.restore.is_some() {
+                FileKind::Snapshot
+            } else {
+                FileKind::Entry
+            };
+            let e = Entry {
+                seq,
+                next_id: new_state.next_id,
+                header: self.header.encode(),
+                clear: m.restore.is_some(),
+                deleted: m.deleted.clone(),
+                upserts,
+            };
+            (kind, e)
+        });
+        match self.commit_journaled(ws, entry).await? {
             CommitOutcome::Committed => {
                 *self.state.borrow_mut() = new_state;
                 Ok(Attempt::Done((new_ids, remapped)))
             }
             CommitOutcome::Conflict { .. } => Ok(Attempt::Stale),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Journal
+
+    /// Is this store keeping a journal (a second copy of its writes outside the database)?
+    pub fn journal_on(&self) -> bool {
+        self.backend.journal().is_some()
+    }
+
+    /// What this store restored from its journal when it opened (the database had been discarded
+    /// or was behind its journal), if it did.
+    pub fn recovery(&self) -> Option<Recovery> {
+        self.recovery.borrow().clone()
+    }
+
+    /// Commit `ws`, with its journal entry: the entry is written first under a pending name (a
+    /// failure, e.g. `QUOTA_EXCEEDED`, fails the write before anything is committed), the
+    /// database commit follows, and only once it succeeded is the entry renamed to its sequence
+    /// (`e-<seq>`, or `s-<seq>` for an entry that replaces everything); on a conflict or a failed
+    /// commit the pending file is removed. So the journal holds exactly the committed writes,
+    /// and two connections can never both name an entry after the same sequence (the database's
+    /// conditional commit decides which one committed it). The write resolves after the rename.
+    async fn commit_journaled(
+        &self,
+        ws: WriteSet,
+        entry: Option<(FileKind, Entry)>,
+    ) -> Result<CommitOutcome> {
+        let (Some(j), Some((kind, e))) = (self.backend.journal(), entry) else {
+            return self.backend.commit(ws).await;
+        };
+        if self.journal.borrow().behind {
+            // An earlier entry is missing: a snapshot first (it covers every committed write).
+            if self.compact().await.is_ok() {
+                self.journal.borrow_mut().behind = false;
+            }
+        }
+        let bytes = e.encode();
+        let pending = format!("p-{:016x}", j.unique());
+        j.write(&pending, &bytes).await?;
+        let out = match self.backend.commit(ws).await {
+            Ok(CommitOutcome::Committed) => CommitOutcome::Committed,
+            other => {
+                let _ = j.remove(&pending).await;
+                return other;
+            }
+        };
+        let name = file_name(kind, e.seq, bytes.len());
+        if j.rename(&pending, &name).await.is_err() {
+            // Committed without its entry: the next write writes a snapshot first.
+            let _ = j.remove(&pending).await;
+            self.journal.borrow_mut().behind = true;
+            return Ok(out);
+        }
+        match kind {
+            FileKind::Snapshot => {
+                let _ = self.journal_cleanup(e.seq, bytes.len() as u64).await;
+            }
+            FileKind::Entry => {
+                let compact = {
+                    let mut js = self.journal.borrow_mut();
+                    js.entries += 1;
+                    js.entry_bytes += bytes.len() as u64;
+                    should_compact(js.entries, js.entry_bytes, js.snap_bytes)
+                };
+                if compact {
+                    // A failed compaction loses nothing: the entries stay until the next one.
+                    self.journal.borrow_mut().due = true;
+                    let hook = self.compaction_hook.borrow().clone();
+                    match hook {
+                        Some(h) => h(),
+                        None => {
+                            let _ = self.compact_due().await;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// After a snapshot at `seq` (`bytes` long): delete the older snapshots and the entries it
+    /// covers (this is when deleted text leaves the journal), and count what remains after it.
+    async fn journal_cleanup(&self, seq: u64, bytes: u64) -> Result<()> {
+        let Some(j) = self.backend.journal() else {
+            return Ok(());
+        };
+        let l = Listing::parse(j.list().await?);
+        for f in l.snapshots.iter().filter(|f| f.seq < seq) {
+            j.remove(&f.name).await?;
+        }
+        for f in l.entries.iter().filter(|f| f.seq <= seq) {
+            j.remove(&f.name).await?;
+        }
+        let after: Vec<_> = l.entries.iter().filter(|f| f.seq > seq).collect();
+        let mut js = self.journal.borrow_mut();
+        js.entries = after.len();
+        js.entry_bytes = after.iter().map(|f| f.bytes).sum();
+        js.snap_bytes = bytes;
+        Ok(())
+    }
+
+    /// Run due compactions with `hook` instead of inside the write that made them due (the JS
+    /// bindings spawn [`Store::compact_due`] as a task, so a write is acknowledged without waiting
+    /// for a snapshot of the whole store). A compaction reads one consistent snapshot of the
+    /// database at some sequence and deletes only what that snapshot covers, so writes may go on
+    /// meanwhile. `None`: compactions run inside the write (the default).
+    pub fn set_compaction_hook(&self, hook: Option<CompactionHook>) {
+        *self.compaction_hook.borrow_mut() = hook;
+    }
+
+    /// Run a compaction if one is due and none is running.
+    pub async fn compact_due(&self) -> Result<()> {
+        {
+            let mut js = self.journal.borrow_mut();
+            if !js.due || js.compacting || self.closed.get() {
+                return Ok(());
+            }
+            js.compacting = true;
+        }
+        let r = self.compact().await;
+        let mut js = self.journal.borrow_mut();
+        js.compacting = false;
+        if r.is_ok() {
+            js.due = false;
+        }
+        r
+    }
+
+    /// Write a snapshot of the whole store (one read-only snapshot of the database) into the
+    /// journal, then delete what it covers.
+    pub async fn compact(&self) -> Result<()> {
+        let Some(j) = self.backend.journal() else {
+            return Ok(());
+        };
+        let mut w = SnapshotWriter::new(&self.header.encode());
+        let st = self
+            .for_each_row(|_, record, vector| {
+                w.row(record, vector);
+                Ok(())
+            })
+            .await?;
+        let bytes = w.finish(st.seq, st.next_id);
+        j.write(&file_name(FileKind::Snapshot, st.seq, bytes.len()), &bytes)
+            .await?;
+        self.journal_cleanup(st.seq, bytes.len() as u64).await
+    }
+
+    /// On open, with the database's state known: restore from the journal when it is ahead of
+    /// the database (the database lost acknowledged writes), write a snapshot when it is behind
+    /// (new journal, or a write committed without its entry), else just count its entries.
+    async fn journal_open(&self) -> Result<()> {
+        let Some(j) = self.backend.journal() else {
+            return Ok(());
+        };
+        let l = Listing::parse(j.list().await?);
+        let seq = self.state.borrow().seq;
+        if l.tip() > seq {
+            if let Some(rep) = journal::load(j, &l).await? {
+                if !self.restore(rep, false).await? {
+                    return Err(StoreError::Conflict(1));
+                }
+                return Ok(());
+            }
+        }
+        let (n, b, s) = l.since_snapshot();
+        *self.journal.borrow_mut() = JournalState {
+            entries: n,
+            entry_bytes: b,
+            snap_bytes: s,
+            ..Default::default()
+        };
+        if l.tip() < seq || l.snapshots.is_empty() {
+            if let Err(e) = self.compact().await {
+                if matches!(e, StoreError::Closed) {
+                    return Err(e);
+                }
+                self.journal.borrow_mut().behind = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replace the database's content with what the journal replayed, in one commit (ids, next
+    /// id kept; the sequence continues after the journal's), whose journal file is a snapshot.
+    /// `false`: another connection committed first.
+    async fn restore(&self, rep: Replayed, write_header: bool) -> Result<bool> {
+        let st = self.state.borrow().clone();
+        let (seq, next_id, files, gaps, skipped) =
+            (rep.seq, rep.next_id, rep.files, rep.gaps, rep.skipped);
+        let rows = rep.into_episodes();
+        let episodes = rows.len();
+        let m = Mutation {
+            kind: ChangeKind::Put,
+            rows,
+            preserve_ids: true,
+            deleted: Vec::new(),
+            patch: None,
+            restore: Some(Restore {
+                seq: seq + 1,
+                next_id,
+                header: write_header.then(|| self.header.encode()),
+            }),
+        };
+        let _g = self.lock.lock().await;
+        match self.attempt(&st, &m).await? {
+            Attempt::Done(_) => {
+                *self.recovery.borrow_mut() = Some(Recovery {
+                    episodes,
+                    seq,
+                    files,
+                    gaps,
+                    skipped,
+                });
+                Ok(true)
+            }
+            Attempt::Stale => Ok(false),
         }
     }
 
@@ -1448,6 +1834,22 @@ impl<B: Backend> Store<B> {
 
     /// The whole store as a portable file (see [`super::export`]).
     pub async fn export(&self) -> Result<Vec<u8>> {
+        let mut w = ExportWriter::new(self.dims());
+        self.for_each_row(|id, rec, vector| {
+            let rec = decode_record(rec).map_err(|e| e.corrupt(format!("episode {id}")))?;
+            w.record(&rec, vector);
+            Ok(())
+        })
+        .await?;
+        Ok(w.finish())
+    }
+
+    /// Call `f(id, record bytes, vector)` for every live row in id order, from one read-only
+    /// snapshot (every page and segment); returns that snapshot's state.
+    async fn for_each_row(
+        &self,
+        mut f: impl FnMut(u64, &[u8], &[f32]) -> Result<()>,
+    ) -> Result<State> {
         let res = self
             .read(&ReadRequest {
                 all_pages: true,
@@ -1455,20 +1857,22 @@ impl<B: Backend> Store<B> {
                 ..Default::default()
             })
             .await?;
-        *self.state.borrow_mut() = decode_state(&res)?;
-        let dims = self.dims();
-        let mut w = ExportWriter::new(dims);
+        let st = decode_state(&res)?;
+        if st.seq > self.state.borrow().seq {
+            // (Never back: a compaction task may read while this connection commits.)
+            *self.state.borrow_mut() = st.clone();
+        }
         let mut seg_iter = res.segments.iter();
         let mut cur: Option<Segment> = None;
         let mut row = 0usize;
         for (k, b) in &res.pages {
             let page = PageView::parse(b).map_err(|e| e.corrupt(format!("page {k}")))?;
             for i in 0..page.len() {
-                let rec = decode_record(page.record(i)).map_err(|e| e.corrupt("episode"))?;
+                let id = page.id(i);
                 // Merge-join: records and segment rows are both in increasing id order.
                 loop {
                     if let Some(s) = &cur {
-                        while row < s.len() && s.ids[row] < rec.id {
+                        while row < s.len() && s.ids[row] < id {
                             row += 1;
                         }
                         if row < s.len() {
@@ -1477,7 +1881,7 @@ impl<B: Backend> Store<B> {
                     }
                     let (k, sb) = seg_iter.next().ok_or_else(|| {
                         StoreError::corrupt(
-                            format!("episode {}", rec.id),
+                            format!("episode {}", id),
                             "no segment holds its vector",
                         )
                     })?;
@@ -1487,16 +1891,16 @@ impl<B: Backend> Store<B> {
                 let s = cur
                     .as_ref()
                     .ok_or_else(|| StoreError::corrupt("export", "no segment"))?;
-                if s.ids[row] != rec.id {
+                if s.ids[row] != id {
                     return Err(StoreError::corrupt(
-                        format!("episode {}", rec.id),
+                        format!("episode {}", id),
                         "no segment holds its vector",
                     ));
                 }
-                w.record(&rec, s.vector(row));
+                f(id, page.record(i), s.vector(row))?;
             }
         }
-        Ok(w.finish())
+        Ok(st)
     }
 
     /// Import an export: the whole file is parsed and validated first (truncated or corrupted
@@ -1532,6 +1936,7 @@ impl<B: Backend> Store<B> {
             preserve_ids: true,
             deleted: Vec::new(),
             patch: None,
+            restore: None,
         };
         let (ids, remapped) = self.mutate(&m).await?;
         Ok(ImportReport {

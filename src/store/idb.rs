@@ -57,6 +57,7 @@ use super::backend::{
 };
 use super::codec::{state_seq, NsPage, PageKey};
 use super::error::{Result, StoreError};
+use super::opfs::OpfsDir;
 
 const META: &str = "meta";
 const PAGES: &str = "pages";
@@ -552,6 +553,8 @@ struct Inner {
     /// What the browser said when it discarded this database's data before this open
     /// (Chromium's non-standard `IDBVersionChangeEvent.dataLoss` / `dataLossMessage`).
     data_loss: Option<String>,
+    /// This store's journal directory (`None`: no Origin Private File System here).
+    journal: Option<OpfsDir>,
     _onversionchange: Handler<IdbVersionChangeEvent>,
     _onclose: Handler<Event>,
     _onmessage: Handler<MessageEvent>,
@@ -698,6 +701,7 @@ impl IdbBackend {
             }
             Err(e) => return Err(e),
         };
+        let journal = OpfsDir::open(&dbname).await.ok();
         let channel = BroadcastChannel::new(&format!("mnemo-store:{dbname}")).ok();
         let legacy = db.object_store_names().contains(LEGACY_EPISODES);
         let mut stores = STORES.to_vec();
@@ -715,6 +719,7 @@ impl IdbBackend {
             channel,
             fault: Cell::default(),
             data_loss: data_loss.borrow_mut().take(),
+            journal,
             _onversionchange: RefCell::default(),
             _onclose: RefCell::default(),
             _onmessage: RefCell::default(),
@@ -790,15 +795,27 @@ impl IdbBackend {
             .unwrap_or(&self.inner.name)
     }
 
-    /// Delete the database of the store `name` (waits for other connections to close).
+    /// Delete the store `name`: its journal, then its database (waits for other connections to
+    /// close). In this order, so a crash in between leaves the database (the next open writes a
+    /// new journal), never a journal that would bring the deleted store back.
     pub async fn delete_database(name: &str) -> Result<()> {
-        let factory = idb_factory()?;
-        let r = factory
-            .delete_database(&database_name(name))
-            .map_err(|e| js_err("deleteDatabase", &e))?;
-        await_open(r, "deleteDatabase").await.map(|_| ())
+        OpfsDir::delete(&database_name(name)).await?;
+        discard_database(name).await
     }
+}
 
+/// Delete the database of the store `name` but not its journal: what Chromium does to a backing
+/// store it finds corrupt (tests of the restore from the journal).
+#[doc(hidden)]
+pub async fn discard_database(name: &str) -> Result<()> {
+    let factory = idb_factory()?;
+    let r = factory
+        .delete_database(&database_name(name))
+        .map_err(|e| js_err("deleteDatabase", &e))?;
+    await_open(r, "deleteDatabase").await.map(|_| ())
+}
+
+impl IdbBackend {
     /// Every stored byte string (tests of "delete really deletes"): every value's bytes (the
     /// bytes of segment `Blob`s too), and the namespaces of the page index keys.
     #[doc(hidden)]
@@ -1746,6 +1763,8 @@ impl Backend for IdbBackend {
     async fn destroy(&self) -> Result<()> {
         self.close();
         let name = self.inner.name.clone();
+        // The journal first (see `delete_database`).
+        OpfsDir::delete(&name).await?;
         let r = idb_factory()?
             .delete_database(&name)
             .map_err(|e| js_err("deleteDatabase", &e))?;
@@ -1754,6 +1773,16 @@ impl Backend for IdbBackend {
 
     fn inject_fault(&self, fault: Fault) {
         self.inner.fault.set(Some(fault));
+    }
+
+    type Journal = OpfsDir;
+
+    fn journal(&self) -> Option<&OpfsDir> {
+        self.inner.journal.as_ref()
+    }
+
+    fn data_loss(&self) -> Option<String> {
+        self.inner.data_loss.clone()
     }
 }
 

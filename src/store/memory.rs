@@ -1,15 +1,17 @@
 //! The in-memory backend: the same records as IndexedDB, kept in ordered maps. Natively it runs
 //! the whole store (and its tests); several connections can share one store's data
 //! ([`MemoryBackend::connect`]) to model two tabs, including notices, upgrades elsewhere, an
-//! optional byte quota and injected faults.
+//! optional byte quota and injected faults. Its journal ([`MemoryJournal`]) is a map of files
+//! beside the tables, which [`MemoryBackend::wipe_database`] keeps (a model of the browser
+//! discarding the database but not the Origin Private File System).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::{Rc, Weak};
 
 use super::backend::{
-    parts_len, Backend, BytesCursor, CommitOutcome, Fault, NoticeListener, ReadRequest, ReadResult,
-    SegPart, SegmentMeta, WriteSet, SCHEMA_VERSION,
+    parts_len, Backend, BytesCursor, CommitOutcome, Fault, JournalDir, NoticeListener, ReadRequest,
+    ReadResult, SegPart, SegmentMeta, WriteSet, SCHEMA_VERSION,
 };
 use super::codec::{state_seq, NsPage, PageKey};
 use super::error::{Result, StoreError};
@@ -209,6 +211,90 @@ struct Shared {
     version: u32,
     quota: Option<usize>,
     conns: Vec<Weak<Conn>>,
+    /// The data was wiped ([`MemoryBackend::wipe_database`]); the next connection reports it.
+    wiped: bool,
+    /// Journal files (`None`: journal off).
+    journal: Option<MemoryJournal>,
+}
+
+/// The in-memory journal directory: named files in a map shared by every connection, with an
+/// optional byte quota (a write over it fails with `QUOTA_EXCEEDED` and changes nothing).
+#[derive(Clone, Default)]
+pub struct MemoryJournal {
+    files: Rc<RefCell<BTreeMap<String, Vec<u8>>>>,
+    quota: Rc<Cell<Option<usize>>>,
+    counter: Rc<Cell<u64>>,
+}
+
+impl MemoryJournal {
+    /// Bytes of every file.
+    pub fn bytes(&self) -> usize {
+        self.files.borrow().values().map(Vec::len).sum()
+    }
+
+    /// Limit the journal's bytes (`None`: unlimited).
+    pub fn set_quota(&self, bytes: Option<usize>) {
+        self.quota.set(bytes);
+    }
+
+    /// Every file's bytes (tests of "delete really deletes").
+    pub fn raw_dump(&self) -> Vec<Vec<u8>> {
+        self.files.borrow().values().cloned().collect()
+    }
+
+    /// Every file name.
+    pub fn names(&self) -> Vec<String> {
+        self.files.borrow().keys().cloned().collect()
+    }
+
+    /// Replace a file's bytes behind the store's back (tests of damaged journals).
+    #[doc(hidden)]
+    pub fn poke(&self, name: &str, bytes: Option<Vec<u8>>) {
+        match bytes {
+            Some(b) => self.files.borrow_mut().insert(name.to_string(), b),
+            None => self.files.borrow_mut().remove(name),
+        };
+    }
+}
+
+impl JournalDir for MemoryJournal {
+    async fn list(&self) -> Result<Vec<String>> {
+        Ok(self.names())
+    }
+    async fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.files.borrow().get(name).cloned())
+    }
+    async fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        if let Some(q) = self.quota.get() {
+            let old = self.files.borrow().get(name).map_or(0, Vec::len);
+            if self.bytes() - old + bytes.len() > q {
+                return Err(StoreError::QuotaExceeded(format!(
+                    "journal file {name}: {} bytes over the {q}-byte quota",
+                    bytes.len()
+                )));
+            }
+        }
+        self.files
+            .borrow_mut()
+            .insert(name.to_string(), bytes.to_vec());
+        Ok(())
+    }
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let mut f = self.files.borrow_mut();
+        let b = f
+            .remove(from)
+            .ok_or_else(|| StoreError::Backend(format!("journal file {from} not found")))?;
+        f.insert(to.to_string(), b);
+        Ok(())
+    }
+    async fn remove(&self, name: &str) -> Result<()> {
+        self.files.borrow_mut().remove(name);
+        Ok(())
+    }
+    fn unique(&self) -> u64 {
+        self.counter.set(self.counter.get() + 1);
+        self.counter.get()
+    }
 }
 
 #[derive(Default)]
@@ -224,6 +310,10 @@ struct Conn {
 pub struct MemoryBackend {
     shared: Rc<RefCell<Shared>>,
     conn: Rc<Conn>,
+    /// This connection's view of the journal (a clone of the shared one, taken when it opened).
+    journal: Option<MemoryJournal>,
+    /// What the data loss this connection was told about at open, if any.
+    data_loss: Option<String>,
 }
 
 impl Default for MemoryBackend {
@@ -235,13 +325,46 @@ impl Default for MemoryBackend {
 impl MemoryBackend {
     /// A new, empty store with one connection.
     pub fn new() -> Self {
+        let mut b = Self::without_journal();
+        let j = MemoryJournal::default();
+        b.shared.borrow_mut().journal = Some(j.clone());
+        b.journal = Some(j);
+        b
+    }
+
+    /// A new, empty store with one connection and no journal (the store then says its journal
+    /// is off, as in a browser without the Origin Private File System).
+    pub fn without_journal() -> Self {
         let shared = Rc::new(RefCell::new(Shared {
             version: SCHEMA_VERSION,
             ..Default::default()
         }));
         let conn = Rc::new(Conn::default());
         shared.borrow_mut().conns.push(Rc::downgrade(&conn));
-        MemoryBackend { shared, conn }
+        MemoryBackend {
+            shared,
+            conn,
+            journal: None,
+            data_loss: None,
+        }
+    }
+
+    /// The journal directory, if any.
+    pub fn journal_dir(&self) -> Option<MemoryJournal> {
+        self.shared.borrow().journal.clone()
+    }
+
+    /// Model the browser discarding the database (as Chromium does with a backing store it finds
+    /// corrupt): every table is emptied and every connection closed, the journal is kept. Connect
+    /// again to reopen; [`Backend::data_loss`] of that connection reports it.
+    pub fn wipe_database(&self) {
+        let mut sh = self.shared.borrow_mut();
+        for c in sh.conns.iter().filter_map(Weak::upgrade) {
+            c.closed.borrow_mut().get_or_insert(StoreError::Closed);
+        }
+        sh.conns.clear();
+        sh.tables = Tables::default();
+        sh.wiped = true;
     }
 
     /// Another connection to the same data. Fails with `SCHEMA_TOO_NEW` if the data was
@@ -255,12 +378,17 @@ impl MemoryBackend {
                 supported: SCHEMA_VERSION,
             });
         }
-        self.shared.borrow_mut().version = SCHEMA_VERSION;
+        let mut sh = self.shared.borrow_mut();
+        sh.version = SCHEMA_VERSION;
         let conn = Rc::new(Conn::default());
-        self.shared.borrow_mut().conns.push(Rc::downgrade(&conn));
+        sh.conns.push(Rc::downgrade(&conn));
+        let data_loss = std::mem::take(&mut sh.wiped)
+            .then(|| "total: the memory backend's data was wiped (test)".to_string());
         Ok(MemoryBackend {
             shared: self.shared.clone(),
             conn,
+            journal: sh.journal.clone(),
+            data_loss,
         })
     }
 
@@ -543,10 +671,23 @@ impl Backend for MemoryBackend {
         sh.conns.clear();
         sh.tables = Tables::default();
         sh.version = SCHEMA_VERSION;
+        if let Some(j) = &sh.journal {
+            j.files.borrow_mut().clear();
+        }
         Ok(())
     }
 
     fn inject_fault(&self, fault: Fault) {
         self.conn.fault.set(Some(fault));
+    }
+
+    type Journal = MemoryJournal;
+
+    fn journal(&self) -> Option<&MemoryJournal> {
+        self.journal.as_ref()
+    }
+
+    fn data_loss(&self) -> Option<String> {
+        self.data_loss.clone()
     }
 }

@@ -9,6 +9,8 @@
 //! - [`Store`]: operations as one read-only snapshot plus one conditional commit;
 //! - [`backend`]: the trait, with [`MemoryBackend`] and (wasm32) [`idb::IdbBackend`];
 //! - [`export`]: the portable file format and its hardened parser;
+//! - [`journal`]: the second copy of committed writes outside the database (OPFS in the
+//!   browser), replayed when the browser discarded the database;
 //! - [`testing`]: the contract suite and the model-based test, generic over the backend.
 
 pub mod backend;
@@ -19,21 +21,26 @@ pub mod error;
 pub mod export;
 #[cfg(target_arch = "wasm32")]
 pub mod idb;
+pub mod journal;
 pub(crate) mod lock;
 pub mod memory;
+#[cfg(target_arch = "wasm32")]
+pub mod opfs;
 mod plan;
 #[doc(hidden)]
 pub mod testing;
 
-pub use backend::{Backend, Durability, Fault, SegmentSource, VecSink, VectorSink, SCHEMA_VERSION};
+pub use backend::{
+    Backend, Durability, Fault, JournalDir, SegmentSource, VecSink, VectorSink, SCHEMA_VERSION,
+};
 pub use codec::Blob;
 pub use core::{
-    default_segment_capacity, Changes, ImportReport, OpenOptions, ScanQuery, Store, StoreStats,
-    VectorSet, DEFAULT_CHANGE_RETENTION,
+    default_segment_capacity, Changes, CompactionHook, ImportReport, OpenOptions, Recovery,
+    ScanQuery, Store, StoreStats, VectorSet, DEFAULT_CHANGE_RETENTION,
 };
 pub use episode::{
     Episode, Metadata, NewEpisode, Patch, MAX_DIMS, MAX_METADATA_BYTES, MAX_NAMESPACE_BYTES,
     MAX_ROLE_BYTES, MAX_TAGS, MAX_TAG_BYTES, MAX_TEXT_BYTES,
 };
 pub use error::StoreError;
-pub use memory::MemoryBackend;
+pub use memory::{MemoryBackend, MemoryJournal};

@@ -13,7 +13,7 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
 
-use super::backend::{Backend, Fault, SCHEMA_VERSION};
+use super::backend::{Backend, Fault, JournalDir, SCHEMA_VERSION};
 use super::episode::{Episode, Metadata, NewEpisode, Patch, MAX_TEXT_BYTES};
 use super::error::Result;
 use super::memory::MemoryBackend;
@@ -38,6 +38,9 @@ pub trait Factory {
     /// Replace the store `name` with `fixture`, written in the legacy (schema 1) layout; the
     /// next [`connect`](Factory::connect) opens it with this build's schema.
     async fn install_legacy(&self, name: &str, fixture: &LegacyFixture);
+    /// Discard the database of `name` behind the store's back, keeping its journal (what
+    /// Chromium does with a backing store it finds corrupt). Its connections are closed.
+    async fn wipe_database(&self, name: &str);
 }
 
 /// A store in the legacy layout (schema 1, store format 1: one record per episode, index on the
@@ -152,6 +155,11 @@ impl Factory for MemoryFactory {
             .get(name)
             .map(|r| r.raw_dump())
             .unwrap_or_default()
+    }
+    async fn wipe_database(&self, name: &str) {
+        if let Some(r) = self.roots.borrow().get(name) {
+            r.wipe_database();
+        }
     }
     async fn install_legacy(&self, name: &str, fx: &LegacyFixture) {
         let b = self.fresh(name).await;
@@ -304,6 +312,7 @@ macro_rules! store_contract_cases {
         $m!(close_and_destroy);
         $m!(upgrade_elsewhere_closes_and_schema_too_new);
         $m!(legacy_layout_upgrades_on_open);
+        $m!(journal_restores_a_discarded_database);
     };
 }
 
@@ -1274,6 +1283,136 @@ pub mod contract {
         );
     }
 
+    /// The journal restores a database discarded behind the store's back: every committed write
+    /// (puts, updates of text and of vectors, deletes, a namespace delete, an import, across a
+    /// compaction) comes back byte for byte, with its ids, the next id and a later sequence; the
+    /// open reports it; compaction purges deleted text from the journal; destroy deletes it.
+    pub async fn journal_restores_a_discarded_database<F: Factory>(f: &F) {
+        let name = "c-journal";
+        let s = open(f, name).await;
+        assert!(s.journal_on(), "the journal is on");
+        assert!(s.recovery().is_none());
+        let mut rng = Rng::new(23);
+        let mut ids = Vec::new();
+        for k in 0..4 {
+            let batch = (0..7)
+                .map(|i| {
+                    episode(
+                        &mut rng,
+                        ["n0", "n1"][k % 2],
+                        &format!("batch {k} row {i}"),
+                        DIMS,
+                    )
+                })
+                .collect();
+            ids.extend(s.put_many(batch).await.unwrap());
+        }
+        s.put(episode(&mut rng, "n2", "the secret that is deleted", DIMS))
+            .await
+            .map(|id| ids.push(id))
+            .unwrap();
+        s.update(
+            ids[2],
+            Patch {
+                text: Some("updated text".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        s.update(
+            ids[3],
+            Patch {
+                embedding: Some(rng.vec_f32(DIMS)),
+                importance: Some(0.125),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        s.delete_many(&[ids[0], ids[9]]).await.unwrap();
+        s.delete(*ids.last().unwrap()).await.unwrap();
+        // Until compaction the deleted text lingers in the journal; a compaction purges it.
+        s.compact().await.unwrap();
+        let j = s.backend().journal().expect("journal");
+        for n in j.list().await.unwrap() {
+            let b = j.read(&n).await.unwrap().unwrap_or_default();
+            assert!(
+                !contains(&b, b"the secret that is deleted"),
+                "deleted text in journal file {n} after compaction"
+            );
+        }
+        // More writes after the snapshot: entries on top of it.
+        s.delete_namespace("n1").await.unwrap();
+        let exported = s.export().await.unwrap();
+        let other = open(f, "c-journal-src").await;
+        other
+            .put_many(
+                (0..3)
+                    .map(|i| episode(&mut rng, "imp", &format!("imported {i}"), DIMS))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        s.import(&other.export().await.unwrap()).await.unwrap();
+        other.destroy().await.unwrap();
+        s.put(episode(&mut rng, "n0", "last one", DIMS))
+            .await
+            .unwrap();
+        let want = s.export().await.unwrap();
+        assert_ne!(want, exported);
+        let st = s.stats();
+        s.close();
+
+        f.wipe_database(name).await;
+        // No dims needed: the header comes from the journal.
+        let r = reopen(f, name).await;
+        let rec = r.recovery().expect("the open restored from the journal");
+        assert_eq!(rec.episodes as u64, st.live, "{rec:?}");
+        assert_eq!(rec.seq, st.seq, "{rec:?}");
+        assert_eq!(rec.gaps, 0);
+        assert_eq!(r.export().await.unwrap(), want, "restored content");
+        assert_eq!(r.count(None).await.unwrap(), st.live);
+        assert!(r.stats().seq > st.seq);
+        assert_eq!(r.stats().next_id, st.next_id);
+        r.check_integrity().await.unwrap();
+        let id = r.put(episode(&mut rng, "n0", "after", DIMS)).await.unwrap();
+        assert_eq!(id, st.next_id, "ids continue, never reused");
+        r.close();
+        // A plain reopen restores nothing; the journal kept up.
+        let r2 = reopen(f, name).await;
+        assert!(r2.recovery().is_none());
+        assert_eq!(r2.count(None).await.unwrap(), st.live + 1);
+        // A second wipe restores the write made after the first restore too.
+        r2.close();
+        f.wipe_database(name).await;
+        let r3 = reopen(f, name).await;
+        assert!(r3.recovery().is_some());
+        assert_eq!(r3.count(None).await.unwrap(), st.live + 1);
+        assert_eq!(
+            r3.get(id).await.unwrap().map(|e| e.text),
+            Some("after".into())
+        );
+        // clear: its journal file is an empty snapshot, every older file goes.
+        r3.clear().await.unwrap();
+        let j = r3.backend().journal().expect("journal");
+        for n in j.list().await.unwrap() {
+            let b = j.read(&n).await.unwrap().unwrap_or_default();
+            assert!(
+                !contains(&b, b"last one"),
+                "cleared text in journal file {n}"
+            );
+        }
+        r3.destroy().await.unwrap();
+        let d = f.connect(name).await.unwrap();
+        expect_err(
+            Store::open(d, OpenOptions::default()).await.map(|_| ()),
+            "INVALID_INPUT",
+            Some("dims"),
+            "destroy deletes the journal too",
+        );
+    }
+
     /// A newer schema opened elsewhere closes this connection (with a typed error), and this
     /// build then refuses the newer database.
     pub async fn upgrade_elsewhere_closes_and_schema_too_new<F: Factory>(f: &F) {
@@ -1818,6 +1957,11 @@ impl Factory for IdbFactory {
         let out = b.raw_dump().await.expect("raw dump");
         Backend::close(&b);
         out
+    }
+    async fn wipe_database(&self, name: &str) {
+        super::idb::discard_database(name)
+            .await
+            .expect("discard the database");
     }
     async fn install_legacy(&self, name: &str, fx: &LegacyFixture) {
         super::idb::write_legacy(name, &fx.header, &fx.state, &fx.episodes, &fx.segments)

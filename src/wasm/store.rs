@@ -361,10 +361,40 @@ pub struct Store {
 impl Store {
     /// `null`, or what the browser said when it discarded this store's data before this open
     /// (`"total: <message>"`; Chromium deletes an IndexedDB backing store it finds corrupt and
-    /// reopens it empty, which an app should tell its user about).
+    /// reopens it empty), followed, when the store restored itself from its journal, by
+    /// `"; restored from the journal: <n> episodes up to sequence <seq>"` (also when the database
+    /// was missing or behind its journal without the browser saying so).
     #[wasm_bindgen(getter, js_name = dataLoss)]
     pub fn data_loss(&self) -> Option<String> {
-        self.inner.backend().data_loss()
+        let lost = self.inner.backend().data_loss();
+        match self.inner.recovery() {
+            Some(r) => Some(format!(
+                "{}; restored from the journal: {} episodes up to sequence {}{}",
+                lost.as_deref()
+                    .unwrap_or("total: the database was missing or behind its journal"),
+                r.episodes,
+                r.seq,
+                if r.gaps > 0 {
+                    format!(" ({} sequences missing from the journal)", r.gaps)
+                } else {
+                    String::new()
+                }
+            )),
+            None => lost,
+        }
+    }
+
+    /// `'opfs'` when the store keeps its journal (a second copy of every committed write, from
+    /// which it restores itself if the browser discards its database) in the Origin Private File
+    /// System, `'off'` where that is not available (the store works as before, without it).
+    #[wasm_bindgen(getter)]
+    pub fn journal(&self) -> String {
+        if self.inner.journal_on() {
+            "opfs"
+        } else {
+            "off"
+        }
+        .to_string()
     }
 
     /// Open (or create, with `options.dims`) the store `name` in this origin's IndexedDB.
@@ -390,10 +420,17 @@ impl Store {
             }
         }
         let backend = IdbBackend::open(&name).await.map_err(store_err)?;
-        let core = Core::open(backend, opts).await.map_err(store_err)?;
-        Ok(Store {
-            inner: Rc::new(core),
-        })
+        let core = Rc::new(Core::open(backend, opts).await.map_err(store_err)?);
+        // Journal compactions run as their own task, after the write that made them due.
+        let weak = Rc::downgrade(&core);
+        core.set_compaction_hook(Some(Rc::new(move || {
+            if let Some(c) = weak.upgrade() {
+                wasm_bindgen_futures::spawn_local(async move {
+                    let _ = c.compact_due().await;
+                });
+            }
+        })));
+        Ok(Store { inner: core })
     }
 
     /// Delete the store `name` (other tabs holding it open are closed and told).

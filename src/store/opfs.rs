@@ -1,0 +1,243 @@
+//! The journal directory in the Origin Private File System (wasm32): [`OpfsDir`], one directory
+//! `mnemo-journal/<hex of the database name>/` per store, holding the journal's whole files
+//! (see [`super::journal`]).
+//!
+//! Works on a page and in a dedicated worker alike: files are written with `createWritable()`
+//! (which writes a swap file and moves it into place on `close()`, so a file is replaced
+//! atomically and a failed write leaves nothing behind), never with `createSyncAccessHandle()`
+//! (workers only). Every file is written once, whole; nothing is appended (`keepExistingData`
+//! would copy the file first). Renames use `FileSystemHandle.move(name)`.
+//!
+//! Nothing here runs inside an IndexedDB transaction: the store calls these between its
+//! transactions.
+
+use js_sys::{ArrayBuffer, Function, Promise, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    Blob, DomException, FileSystemDirectoryHandle, FileSystemFileHandle,
+    FileSystemGetDirectoryOptions, FileSystemGetFileOptions, FileSystemRemoveOptions,
+    FileSystemWritableFileStream, StorageManager,
+};
+
+use super::backend::JournalDir;
+use super::error::{Result, StoreError};
+
+/// The OPFS directory holding every store's journal directory.
+const ROOT: &str = "mnemo-journal";
+
+fn opfs_err(ctx: &str, e: &JsValue) -> StoreError {
+    if let Some(d) = e.dyn_ref::<DomException>() {
+        let (name, msg) = (d.name(), d.message());
+        return match name.as_str() {
+            "QuotaExceededError" => {
+                StoreError::QuotaExceeded(format!("journal {ctx}: {name} {msg}"))
+            }
+            _ => StoreError::Backend(format!("journal {ctx}: {name}: {msg}")),
+        };
+    }
+    StoreError::Backend(format!("journal {ctx}: {e:?}"))
+}
+
+fn is_not_found(e: &JsValue) -> bool {
+    e.dyn_ref::<DomException>()
+        .is_some_and(|d| d.name() == "NotFoundError")
+}
+
+async fn wait(p: Promise) -> std::result::Result<JsValue, JsValue> {
+    JsFuture::from(p).await
+}
+
+/// `navigator.storage` of the current global (window or worker).
+fn storage() -> Result<StorageManager> {
+    let nav = Reflect::get(&js_sys::global(), &JsValue::from_str("navigator"))
+        .map_err(|e| opfs_err("navigator", &e))?;
+    let st = Reflect::get(&nav, &JsValue::from_str("storage")).unwrap_or(JsValue::UNDEFINED);
+    st.dyn_into::<StorageManager>()
+        .map_err(|_| StoreError::Backend("navigator.storage is not available".into()))
+}
+
+/// The OPFS root directory.
+async fn root() -> Result<FileSystemDirectoryHandle> {
+    let sm = storage()?;
+    if !Reflect::has(&sm, &JsValue::from_str("getDirectory")).unwrap_or(false) {
+        return Err(StoreError::Backend(
+            "the Origin Private File System is not available".into(),
+        ));
+    }
+    let v = wait(sm.get_directory())
+        .await
+        .map_err(|e| opfs_err("getDirectory", &e))?;
+    v.dyn_into()
+        .map_err(|_| StoreError::Backend("getDirectory gave no directory".into()))
+}
+
+/// A directory name for the database `dbname` (hex: any database name is a valid file name).
+fn dir_name(dbname: &str) -> String {
+    dbname.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn subdir(
+    parent: &FileSystemDirectoryHandle,
+    name: &str,
+    create: bool,
+) -> std::result::Result<FileSystemDirectoryHandle, JsValue> {
+    let o = FileSystemGetDirectoryOptions::new();
+    o.set_create(create);
+    let v = wait(parent.get_directory_handle_with_options(name, &o)).await?;
+    Ok(v.unchecked_into())
+}
+
+/// The journal directory of one store in the Origin Private File System.
+#[derive(Clone)]
+pub struct OpfsDir {
+    dir: FileSystemDirectoryHandle,
+}
+
+impl OpfsDir {
+    /// Open (creating) the journal directory of the database `dbname`. Fails where OPFS is not
+    /// available (the store then runs without a journal).
+    pub async fn open(dbname: &str) -> Result<OpfsDir> {
+        let root = root().await?;
+        let parent = subdir(&root, ROOT, true)
+            .await
+            .map_err(|e| opfs_err("open", &e))?;
+        let dir = subdir(&parent, &dir_name(dbname), true)
+            .await
+            .map_err(|e| opfs_err("open", &e))?;
+        Ok(OpfsDir { dir })
+    }
+
+    /// Delete the journal directory of the database `dbname` with everything in it (no error if
+    /// there is none, or no OPFS at all).
+    pub async fn delete(dbname: &str) -> Result<()> {
+        let Ok(root) = root().await else {
+            return Ok(());
+        };
+        let parent = match subdir(&root, ROOT, false).await {
+            Ok(p) => p,
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(opfs_err("delete", &e)),
+        };
+        let o = FileSystemRemoveOptions::new();
+        o.set_recursive(true);
+        match wait(parent.remove_entry_with_options(&dir_name(dbname), &o)).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(opfs_err("delete", &e)),
+        }
+    }
+
+    async fn file(
+        &self,
+        name: &str,
+        create: bool,
+    ) -> std::result::Result<FileSystemFileHandle, JsValue> {
+        let o = FileSystemGetFileOptions::new();
+        o.set_create(create);
+        let v = wait(self.dir.get_file_handle_with_options(name, &o)).await?;
+        Ok(v.unchecked_into())
+    }
+
+    async fn write_inner(&self, name: &str, bytes: &[u8]) -> std::result::Result<(), JsValue> {
+        let fh = self.file(name, true).await?;
+        let w: FileSystemWritableFileStream = wait(fh.create_writable()).await?.unchecked_into();
+        // A JS copy of the bytes: the write may read them after wasm memory moved on.
+        let data = Uint8Array::from(bytes);
+        let written = match w.write_with_js_u8_array(&data) {
+            Ok(p) => wait(p).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            let _ = wait(w.abort()).await;
+            return Err(e);
+        }
+        wait(w.close()).await.map(|_| ())
+    }
+}
+
+impl JournalDir for OpfsDir {
+    async fn list(&self) -> Result<Vec<String>> {
+        let it = self.dir.keys();
+        let mut out = Vec::new();
+        loop {
+            let r = wait(it.next().map_err(|e| opfs_err("list", &e))?)
+                .await
+                .map_err(|e| opfs_err("list", &e))?;
+            let done = Reflect::get(&r, &JsValue::from_str("done"))
+                .ok()
+                .and_then(|d| d.as_bool())
+                .unwrap_or(true);
+            if done {
+                break;
+            }
+            if let Some(n) = Reflect::get(&r, &JsValue::from_str("value"))
+                .ok()
+                .and_then(|v| v.as_string())
+            {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let fh = match self.file(name, false).await {
+            Ok(f) => f,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(opfs_err("read", &e)),
+        };
+        let file: Blob = wait(fh.get_file())
+            .await
+            .map_err(|e| opfs_err("read", &e))?
+            .unchecked_into();
+        let buf: ArrayBuffer = wait(file.array_buffer())
+            .await
+            .map_err(|e| opfs_err("read", &e))?
+            .unchecked_into();
+        Ok(Some(Uint8Array::new(&buf).to_vec()))
+    }
+
+    async fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        if let Err(e) = self.write_inner(name, bytes).await {
+            // Nothing half-written: the swap file was discarded; drop the (empty) new entry.
+            let _ = wait(self.dir.remove_entry(name)).await;
+            return Err(opfs_err("write", &e));
+        }
+        Ok(())
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let fh = self
+            .file(from, false)
+            .await
+            .map_err(|e| opfs_err("rename", &e))?;
+        let mv: Function = Reflect::get(&fh, &JsValue::from_str("move"))
+            .ok()
+            .and_then(|f| f.dyn_into().ok())
+            .ok_or_else(|| {
+                StoreError::Backend("journal rename: no FileSystemHandle.move".into())
+            })?;
+        let p: Promise = mv
+            .call1(&fh, &JsValue::from_str(to))
+            .map_err(|e| opfs_err("rename", &e))?
+            .dyn_into()
+            .map_err(|_| StoreError::Backend("journal rename: move gave no promise".into()))?;
+        wait(p).await.map_err(|e| opfs_err("rename", &e))?;
+        Ok(())
+    }
+
+    async fn remove(&self, name: &str) -> Result<()> {
+        match wait(self.dir.remove_entry(name)).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(opfs_err("remove", &e)),
+        }
+    }
+
+    fn unique(&self) -> u64 {
+        let r = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+        r ^ (js_sys::Date::now() as u64).rotate_left(40)
+    }
+}
