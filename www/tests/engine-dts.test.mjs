@@ -70,4 +70,13 @@ test('option and result interfaces are documented', () => {
   assert(/export type Embedder = 'hashed-ngrams' \| \(\(texts: string\[\]\) => Promise<Float32Array\[\]>.*\| EncoderOptions;/.test(dts), 'Embedder type (with EncoderOptions)');
 });
 
+test('Store and Kernels (second module) are declared, with Kernels.load', () => {
+  const k = block('class', 'Kernels');
+  for (const w of ['static create(options?: KernelsOptions | null): Promise<Kernels>;', 'static load(): Promise<void>;']) {
+    assert(k.includes(w), `Kernels declares ${w}`);
+  }
+  assert(block('class', 'Store').includes('static open(name: string, options?: StoreOptions | null): Promise<Store>;'), 'Store.open is declared');
+  for (const c of ['FlatBank', 'HierIndex']) block('class', c);
+});
+
 await run('engine-dts.test.mjs');
