@@ -9,9 +9,10 @@
 //! `MNEMO_BENCH_N=10000,100000` limits the sizes, `MNEMO_BENCH_FORMATS=f32` the formats,
 //! `MNEMO_BENCH_RUNS` sets the interleaved copy/scan pairs of the amortised measurement
 //! (default 5), and criterion's filter selects cases, e.g. `cargo bench --bench fetch --
-//! gpu/f32`. A summary table is printed at the end. The amortised scan's fraction of the copy
-//! bandwidth uses the copy kernel timed alternately with it (same load on a shared machine);
-//! the per-call line uses the copy measured at the start.
+//! gpu/f32`. A summary table is printed at the end. The `per-call ... (interleaved)` and
+//! `amortised` lines time the copy kernel, one top-k call and one amortised submission in turn
+//! (same load on a shared machine) and give medians; the criterion `latency` lines use the copy
+//! measured at the start.
 
 // Native only (criterion, pollster, lavapipe); the wasm32 build of the bench target is empty.
 #[cfg(not(target_arch = "wasm32"))]
@@ -249,14 +250,29 @@ mod native {
                             pollster::block_on(bank.bench_gpu_scans(&q, K, reps)).unwrap();
                             t.elapsed().as_secs_f64() / reps as f64
                         };
+                        let call_once = || {
+                            let t = Instant::now();
+                            let r = pollster::block_on(bank.topk(&q, K, None, FetchPath::Gpu));
+                            std::hint::black_box(r.unwrap());
+                            t.elapsed().as_secs_f64()
+                        };
                         scan_once();
-                        let (mut tc, mut ts) = (Vec::new(), Vec::new());
+                        let (mut tc, mut ts, mut tp) = (Vec::new(), Vec::new(), Vec::new());
                         for _ in 0..amortised_runs() {
                             tc.push(copy_once());
+                            tp.push(call_once());
                             ts.push(scan_once());
                         }
                         let t = stats(&mut ts).0;
                         let gpu_copy_bw = 2.0 * cb.bytes() as f64 / stats(&mut tc).0;
+                        let t_call = stats(&mut tp).0;
+                        summary(format!(
+                            "per-call gpu top-k n={n} {} B={b} (interleaved with the copy): {:.3} ms = {:.2} GB/s = {:.0}% of GPU copy",
+                            format.as_str(),
+                            t_call * 1e3,
+                            bytes / t_call / 1e9,
+                            100.0 * bytes / t_call / gpu_copy_bw
+                        ));
                         let bw = bytes / t;
                         let plan = bank.gpu_plan(b, K).unwrap();
                         let kernel = if plan.two_phase {
