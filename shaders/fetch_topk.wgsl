@@ -1,5 +1,14 @@
-// Flat top-k over a memory bank: fused scores + per-workgroup top-k in workgroup memory (entry
-// `scan`), then merge passes that reduce lists of candidates to one global top-k (entry `merge`).
+// Flat top-k over a memory bank: fused scores + per-workgroup top-k in workgroup memory (entries
+// `scan` for up to 16 queries per workgroup and `scan1` for one query), then merge passes that
+// reduce lists of candidates to one global top-k (entry `merge`).
+//
+// `scan` offers each round's 256 rows to the lists as it goes (a barrier per round). `scan1`
+// works in two phases: first every invocation scores its R rows per round for all the
+// workgroup's rounds with no barrier at all (one query vec4 load serves R rows), writing each
+// score to `scratch` (`[B, N]`) and keeping its own best row; then the invocations' best rows are offered
+// (which makes the list's K-th entry a tight bound) and the scratch is re-read, each invocation
+// offering its rows that beat the current K-th entry. On CPU rasterisers (lavapipe,
+// SwiftShader) a barrier inside the scoring loop roughly halved the scan's throughput.
 //
 // Bank layout (see src/kernels/fetch/format.rs): rows are stored in blocks of BR = 8 rows. A
 // block is `BR * (HDR + W)` u32 words: for int8 banks first BR per-row scales (f32 bits, HDR = 1),
@@ -28,6 +37,7 @@ override K2: u32 = 16u;     // power of two >= K: entries kept per list in workg
 override QB: u32 = 1u;      // queries per workgroup in `scan` (<= QMAX); 1 in `merge`
 override BEST: u32 = 16u;   // QB * K2
 override FORMAT: u32 = 0u;  // 0 = f32, 1 = f16 pairs, 2 = int8 quads with per-row scale
+override R: u32 = 4u;       // `scan1`: rows per invocation per round (1, 2, 3 or 4)
 
 struct Params {
     rows: u32,        // scan: rows of this chunk; merge: input lists per query
@@ -42,6 +52,10 @@ struct Params {
     use_mask: u32,    // scan: 1 when `allow` is a real mask
     per: u32,         // scan: values per data word (1, 2 or 4)
     neg_inf: f32,     // -infinity, from the host (WGSL constant expressions cannot be infinite)
+    total: u32,       // scan1: rows of the whole bank (scratch row stride per query)
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -53,6 +67,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> out_i: array<u32>;
 @group(0) @binding(7) var<storage, read> in_s: array<f32>;
 @group(0) @binding(8) var<storage, read> in_i: array<u32>;
+@group(0) @binding(9) var<storage, read_write> scratch: array<f32>;
 
 var<workgroup> best_s: array<f32, BEST>;
 var<workgroup> best_i: array<u32, BEST>;
@@ -89,7 +104,7 @@ fn wants(slot: u32, s: f32, id: u32) -> bool {
 // entry computes its rank in the union (entries are totally ordered: ids are unique, and
 // unfilled entries rank by position), and the K2 best are written to their rank. O(n) work per
 // invocation and a constant number of barriers, instead of a sorting network.
-fn offer(slot: u32, s: f32, id: u32, ok: bool, lid: u32) {
+fn offer(slot: u32, s: f32, id: u32, ok: bool, lid: u32) -> bool {
     if (ok && wants(slot, s, id)) {
         let at = atomicAdd(&counter, 1u);
         sc_s[at] = s;
@@ -98,7 +113,7 @@ fn offer(slot: u32, s: f32, id: u32, ok: bool, lid: u32) {
     // One barrier in the common case (no candidate: the counter stays 0).
     let n = workgroupUniformLoad(&counter);
     if (n == 0u) {
-        return;
+        return false;
     }
     let base = slot * K2;
     var c_s = 0.0;
@@ -150,6 +165,7 @@ fn offer(slot: u32, s: f32, id: u32, ok: bool, lid: u32) {
         atomicStore(&counter, 0u);
     }
     workgroupBarrier();
+    return true;
 }
 
 // Is any candidate of this round wanted by any list? Workgroup-uniform call.
@@ -307,7 +323,7 @@ fn scan(
             if (QB > 15u) { score[15] = fold(a15) * scale; }
         }
         if (QB == 1u) {
-            offer(0u, score[0], gid, ok, lid);
+            _ = offer(0u, score[0], gid, ok, lid);
         } else {
             // Cheap common case: nothing in this round beats any list's K-th entry.
             var mine = false;
@@ -318,7 +334,7 @@ fn scan(
             }
             if (any_wanted(mine, lid)) {
                 for (var s = 0u; s < nq; s = s + 1u) {
-                    offer(s, score[s], gid, ok, lid);
+                    _ = offer(s, score[s], gid, ok, lid);
                 }
             }
         }
@@ -330,6 +346,185 @@ fn scan(
             out_s[out + i] = best_s[s * K2 + i];
             out_i[out + i] = best_i[s * K2 + i];
         }
+    }
+}
+
+// A bank word's values as f32 lanes: x0 (f32, low halves or byte 0), x1 (high halves or byte 1),
+// x2, x3 (bytes 2, 3).
+struct Decoded {
+    x0: vec4<f32>,
+    x1: vec4<f32>,
+    x2: vec4<f32>,
+    x3: vec4<f32>,
+}
+
+fn decode(x: vec4<u32>) -> Decoded {
+    var d: Decoded;
+    if (FORMAT == 0u) {
+        d.x0 = bitcast<vec4<f32>>(x);
+    } else if (FORMAT == 1u) {
+        let u0 = unpack2x16float(x.x);
+        let u1 = unpack2x16float(x.y);
+        let u2 = unpack2x16float(x.z);
+        let u3 = unpack2x16float(x.w);
+        d.x0 = vec4<f32>(u0.x, u1.x, u2.x, u3.x);
+        d.x1 = vec4<f32>(u0.y, u1.y, u2.y, u3.y);
+    } else {
+        let xi = bitcast<vec4<i32>>(x);
+        d.x0 = vec4<f32>(extractBits(xi, 0u, 8u));
+        d.x1 = vec4<f32>(extractBits(xi, 8u, 8u));
+        d.x2 = vec4<f32>(extractBits(xi, 16u, 8u));
+        d.x3 = vec4<f32>(extractBits(xi, 24u, 8u));
+    }
+    return d;
+}
+
+// One slab of one row against one query's lanes (q0..q3 as `step` reads them), in the same
+// order as `step`.
+fn step1(a: vec4<f32>, x: vec4<u32>, q0: vec4<f32>, q1: vec4<f32>, q2: vec4<f32>, q3: vec4<f32>) -> vec4<f32> {
+    let d = decode(x);
+    var r = a + d.x0 * q0;
+    if (FORMAT >= 1u) {
+        r = r + d.x1 * q1;
+    }
+    if (FORMAT == 2u) {
+        r = r + d.x2 * q2;
+        r = r + d.x3 * q3;
+    }
+    return r;
+}
+
+fn row_scale(local: u32) -> f32 {
+    if (FORMAT != 2u) {
+        return 1.0;
+    }
+    let blk = local / BR;
+    let r = local % BR;
+    return bitcast<f32>(bank[(blk * p.block_words) / 4u + r / 4u][r % 4u]);
+}
+
+// One query per workgroup (QB = 1; the query is wid.z): each invocation scores R rows per round
+// (rows `lid + t * WG` of the round's R * WG, t < R), loading each query vec4 once for its R
+// rows, then offers them only when one of the round's rows beats the list's K-th entry (one
+// barrier per round in the common case).
+@compute @workgroup_size(WG)
+fn scan1(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = wid.x + wid.y * nwg.x;
+    if (group >= p.groups) {
+        return;
+    }
+    let q = wid.z;
+    init_best(lid);
+    workgroupBarrier();
+    let hdr = select(0u, BR, FORMAT == 2u);
+    let slabs = p.words / 4u;
+    let qbase = q * slabs * p.per;
+    let bw4 = p.block_words / 4u;
+    // vec4 distance between row `l` and row `l + WG` (WG is a multiple of BR).
+    let stride = (WG / BR) * bw4;
+    let last = p.rows - 1u;
+    // This query's scores of this chunk's rows in the scratch.
+    let sbase = q * p.total + p.row0;
+
+    var m_s = 0.0;
+    var m_i = NONE;
+    var m_ok = false;
+    for (var round = 0u; round < p.rounds; round = round + 1u) {
+        let l0 = (group * p.rounds + round) * WG * R + lid;
+        let l1 = l0 + WG;
+        let l2 = l0 + 2u * WG;
+        let l3 = l0 + 3u * WG;
+        let ok0 = l0 <= last && row_allowed(p.row0 + l0);
+        let ok1 = R > 1u && l1 <= last && row_allowed(p.row0 + l1);
+        let ok2 = R > 2u && l2 <= last && row_allowed(p.row0 + l2);
+        let ok3 = R > 3u && l3 <= last && row_allowed(p.row0 + l3);
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        if (ok0 || ok1 || ok2 || ok3) {
+            // Rows past the end load row `last` instead (their score is discarded).
+            let c0 = min(l0, last);
+            let b0 = (c0 / BR) * bw4 + hdr / 4u + c0 % BR;
+            let b1 = select(b0, b0 + stride, l1 <= last);
+            let b2 = select(b0, b0 + 2u * stride, l2 <= last);
+            let b3 = select(b0, b0 + 3u * stride, l3 <= last);
+            for (var j = 0u; j < slabs; j = j + 1u) {
+                let qo = qbase + j * p.per;
+                let q0 = queries[qo];
+                var q1 = vec4<f32>(0.0);
+                var q2 = vec4<f32>(0.0);
+                var q3 = vec4<f32>(0.0);
+                if (FORMAT >= 1u) {
+                    q1 = queries[qo + 1u];
+                }
+                if (FORMAT == 2u) {
+                    q2 = queries[qo + 2u];
+                    q3 = queries[qo + 3u];
+                }
+                let o = j * BR;
+                a0 = step1(a0, bank[b0 + o], q0, q1, q2, q3);
+                if (R > 1u) { a1 = step1(a1, bank[b1 + o], q0, q1, q2, q3); }
+                if (R > 2u) { a2 = step1(a2, bank[b2 + o], q0, q1, q2, q3); }
+                if (R > 3u) { a3 = step1(a3, bank[b3 + o], q0, q1, q2, q3); }
+            }
+        }
+        let s0 = fold(a0) * row_scale(min(l0, last));
+        let s1 = fold(a1) * row_scale(min(l1, last));
+        let s2 = fold(a2) * row_scale(min(l2, last));
+        let s3 = fold(a3) * row_scale(min(l3, last));
+        // Phase 1 keeps every score (the scratch is indexed by global row id) and this
+        // invocation's best row.
+        if (l0 <= last) { scratch[sbase + l0] = s0; }
+        if (R > 1u && l1 <= last) { scratch[sbase + l1] = s1; }
+        if (R > 2u && l2 <= last) { scratch[sbase + l2] = s2; }
+        if (R > 3u && l3 <= last) { scratch[sbase + l3] = s3; }
+        if (ok0 && (!m_ok || better(s0, p.row0 + l0, m_s, m_i))) { m_s = s0; m_i = p.row0 + l0; m_ok = true; }
+        if (ok1 && (!m_ok || better(s1, p.row0 + l1, m_s, m_i))) { m_s = s1; m_i = p.row0 + l1; m_ok = true; }
+        if (ok2 && (!m_ok || better(s2, p.row0 + l2, m_s, m_i))) { m_s = s2; m_i = p.row0 + l2; m_ok = true; }
+        if (ok3 && (!m_ok || better(s3, p.row0 + l3, m_s, m_i))) { m_s = s3; m_i = p.row0 + l3; m_ok = true; }
+    }
+    // Phase 2: the invocations' best rows first (the list's K-th entry is then a tight bound),
+    // then every other row of this invocation that beats the current K-th entry, one per
+    // invocation per offer, until no invocation has one left. Thresholds only rise, so a row
+    // not offered could never enter the list.
+    _ = offer(0u, m_s, m_i, m_ok, lid);
+    let total = p.rounds * R;
+    var next = 0u;
+    loop {
+        var c_s = 0.0;
+        var c_i = NONE;
+        var found = false;
+        while (next < total) {
+            let round = next / R;
+            let t = next % R;
+            next = next + 1u;
+            let l = (group * p.rounds + round) * WG * R + t * WG + lid;
+            if (l > last) {
+                break;
+            }
+            let g = p.row0 + l;
+            let sc = scratch[sbase + l];
+            if (g != m_i && wants(0u, sc, g) && row_allowed(g)) {
+                c_s = sc;
+                c_i = g;
+                found = true;
+                break;
+            }
+        }
+        if (!offer(0u, c_s, c_i, found, lid)) {
+            break;
+        }
+    }
+    workgroupBarrier();
+    let out = (q * p.lists + p.list0 + group) * K;
+    for (var i = lid; i < K; i = i + WG) {
+        out_s[out + i] = best_s[i];
+        out_i[out + i] = best_i[i];
     }
 }
 
@@ -360,7 +555,7 @@ fn merge(
             s = in_s[base + c];
             id = in_i[base + c];
         }
-        offer(0u, s, id, id != NONE, lid);
+        _ = offer(0u, s, id, id != NONE, lid);
     }
     workgroupBarrier();
     let out = (q * p.lists + g) * K;

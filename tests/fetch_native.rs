@@ -64,7 +64,16 @@ fn gpu_matches_cpu_on_seeded_shapes() {
         let format = FORMATS[case % 3];
         // Keep the case cheap: big banks only with small d.
         let n = if n * d > 2_000_000 { n / 8 } else { n };
-        let mut fb = bank(format, d, FlatBankOptions::default());
+        // Odd cases force the multi-query `scan` (software adapters default to one query per
+        // workgroup, the two-phase `scan1`).
+        let opts = FlatBankOptions {
+            tuning: Tuning {
+                queries_per_group: (case % 2 == 1).then_some(16),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut fb = bank(format, d, opts);
         let rows = rng.vec_f32(n * d);
         // Append in one or two pieces.
         let cut = if n > 1 { rng.below(n) } else { n };
@@ -148,6 +157,73 @@ fn exact_ties_give_identical_ids_and_scores() {
                 "{format:?} n={n} d={d} k={k}: scores differ"
             );
             agreement("ties", &g, &c, 0.0, &|_| true).unwrap();
+        }
+    }
+}
+
+/// Panics naming the first index where the GPU and CPU values differ, and both values.
+fn same<T: PartialEq + std::fmt::Debug>(what: &str, gpu: &[T], cpu: &[T]) {
+    if let Some(i) = (0..gpu.len().min(cpu.len())).find(|&i| gpu[i] != cpu[i]) {
+        panic!("{what}: index {i}: GPU {:?}, CPU {:?}", gpu[i], cpu[i]);
+    }
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
+}
+
+#[test]
+fn one_query_scan_every_rows_per_invocation_chunks_masks_and_ties() {
+    // B = 1 runs the two-phase `scan1` (score every row, then select): each rows-per-invocation
+    // setting, workgroups of one round or the default, many small chunks (sizes not multiples
+    // of a round), masks, deletions, and small-integer data whose exact ties must be broken by
+    // lower id exactly as on the CPU.
+    let mut rng = Rng::new(0x5CA1);
+    for case in 0..24 {
+        let format = FORMATS[case % 3];
+        let r = 1 + case % 4;
+        let d = *rng.pick(&[1usize, 5, 19, 64]);
+        let n = *rng.pick(&[1usize, 255, 257, 1023, 1025, 3000, 9001]);
+        let k = *rng.pick(&[1usize, 10, 16, 100, 256]);
+        let layout = Layout::new(format, d);
+        let chunks = (case % 2 == 0).then(|| (7 * layout.block_words() * 4 + 1) as u64 * 9);
+        let opts = FlatBankOptions {
+            max_chunk_bytes: chunks,
+            tuning: Tuning {
+                rows_per_invocation: Some(r),
+                rows_per_group: (case % 3 == 0).then_some(256 * r),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut fb = bank(format, d, opts);
+        let integer = case % 4 < 2;
+        let rows: Vec<f32> = if integer {
+            (0..n * d).map(|_| rng.below(3) as f32 - 1.0).collect()
+        } else {
+            rng.vec_f32(n * d)
+        };
+        pollster::block_on(fb.append(&rows)).unwrap();
+        for _ in 0..(n / 10) {
+            fb.remove(rng.below(n)).unwrap();
+        }
+        let mask: Vec<u32> = (0..n.div_ceil(32)).map(|_| rng.next_u64() as u32).collect();
+        let mask = (case % 5 < 2).then_some(&mask[..]);
+        let q: Vec<f32> = if integer {
+            (0..d).map(|_| rng.below(5) as f32 - 2.0).collect()
+        } else {
+            rng.vec_f32(d)
+        };
+        let plan = fb.gpu_plan(1, k).unwrap();
+        assert!(plan.two_phase && plan.rows_per_invocation == r, "{plan:?}");
+        let (g, c) = both_paths(&fb, &q, k, mask);
+        let what = format!(
+            "case {case}: n={n} d={d} k={k} R={r} {format:?} chunks={} mask={}",
+            fb.chunk_count(),
+            mask.is_some()
+        );
+        if integer {
+            same(&format!("{what}: ids"), &g.ids, &c.ids);
+            same(&format!("{what}: scores"), &g.scores, &c.scores);
+        } else {
+            agreement(&what, &g, &c, eps(d), &allowed_fn(&fb, mask)).unwrap();
         }
     }
 }
@@ -462,7 +538,7 @@ fn dispatch_over_65535_workgroups_is_folded() {
         tuning: Tuning {
             rows_per_group: Some(256),
             merge_fanin: Some(2),
-            queries_per_group: None,
+            ..Default::default()
         },
         ..Default::default()
     };

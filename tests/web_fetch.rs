@@ -67,6 +67,13 @@ async fn webgpu_topk_matches_cpu_on_seeded_shapes() {
             d,
             FlatBankOptions {
                 format,
+                // Odd cases force the multi-query `scan`, rows per invocation vary for `scan1`.
+                tuning: Tuning {
+                    queries_per_group: (case % 2 == 1).then_some(16),
+                    rows_per_invocation: Some(1 + case % 4),
+                    rows_per_group: (case % 3 == 0).then_some(1024),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         )
@@ -160,7 +167,7 @@ async fn folded_dispatch_over_65535_workgroups_on_webgpu() {
         tuning: Tuning {
             rows_per_group: Some(256),
             merge_fanin: Some(2),
-            queries_per_group: None,
+            ..Default::default()
         },
         ..Default::default()
     };

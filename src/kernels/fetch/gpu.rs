@@ -10,6 +10,12 @@
 //! Appends and row updates upload only the new rows, row-major, into a small staging buffer
 //! (at most [`STAGE_BYTES`]); the scatter kernel writes them into the blocked layout. Deleting a
 //! row rewrites one word of the live bitset.
+//!
+//! Top-k: one query runs the two-phase `scan1` entry (every invocation scores 4 rows per round
+//! with no barrier, a scratch buffer keeps one f32 score per row, then a selection phase offers
+//! only rows that beat the list's K-th entry); several queries run `scan` (up to 16 queries per
+//! workgroup, selection after every round of 256 rows). Merge passes reduce the per-workgroup
+//! lists to one.
 
 use super::format::{Layout, BLOCK_ROWS};
 use super::TopkResult;
@@ -41,9 +47,12 @@ pub struct Tuning {
     pub rows_per_group: Option<usize>,
     /// Lists each merge workgroup reduces to one (at least 2).
     pub merge_fanin: Option<usize>,
-    /// Queries one scan workgroup scores together (1..=16, default 16, fewer when k is large):
-    /// each bank row is read once per group of queries.
+    /// Queries one scan workgroup scores together (1..=16; default 16 on a GPU, fewer when k
+    /// is large: each bank row is read once per group of queries; 1 on a software adapter).
     pub queries_per_group: Option<usize>,
+    /// Rows each invocation scores per round in the one-query scan (`scan1`, used when a
+    /// workgroup holds one query): 1..=4, default 4 (each query vec4 is loaded once for them).
+    pub rows_per_invocation: Option<usize>,
 }
 
 pub(crate) struct Chunk {
@@ -63,6 +72,8 @@ pub(crate) struct GpuStore {
     pub(crate) uploaded: u64,
     /// Bytes copied GPU-to-GPU when buffers grew.
     pub(crate) grown: u64,
+    /// A software adapter (lavapipe, SwiftShader): tunes the launch defaults.
+    pub(crate) software: bool,
 }
 
 #[repr(C)]
@@ -80,6 +91,8 @@ struct TopkParams {
     use_mask: u32,
     per: u32,
     neg_inf: f32,
+    total: u32,
+    _p: [u32; 3],
 }
 
 #[repr(C)]
@@ -166,7 +179,11 @@ pub struct TopkPlan {
     pub qb: usize,
     /// Query groups (the z dimension of the scan).
     pub qgroups: usize,
-    /// Rounds of 256 rows per scan workgroup.
+    /// One query per workgroup: the two-phase scan (`scan1`: score every row, then select).
+    pub two_phase: bool,
+    /// Rows each invocation scores per round (`scan1`; 1 for `scan`).
+    pub rows_per_invocation: usize,
+    /// Rounds of `256 * rows_per_invocation` rows per scan workgroup.
     pub rounds: usize,
     /// Scan workgroups per query group, summed over chunks (= first-pass lists per query).
     pub lists: usize,
@@ -209,6 +226,7 @@ impl GpuStore {
             live_cap_words: 1,
             uploaded: 0,
             grown: 0,
+            software: ctx.adapter_info().device_type == "cpu",
         };
         if capacity > 0 {
             store.reserve(ctx, 0, capacity);
@@ -353,21 +371,39 @@ impl GpuStore {
     /// The launch geometry for `b` queries, `k` results, over `n` rows.
     pub(crate) fn plan(&self, n: usize, b: usize, k: usize, tuning: &Tuning) -> TopkPlan {
         let k2 = k.next_power_of_two();
+        // On a software adapter a workgroup per query is faster (its barrier-free `scan1` beats
+        // 16 accumulators per invocation); on a GPU, queries share each row read.
+        let qdefault = if self.software { 1 } else { 16 };
         let qmax = (1024 / k2)
-            .min(tuning.queries_per_group.unwrap_or(16))
+            .min(tuning.queries_per_group.unwrap_or(qdefault))
             .clamp(1, 16);
         let qgroups = b.div_ceil(qmax.min(b));
         let qb = b.div_ceil(qgroups);
+        // One query per workgroup: the two-phase `scan1` (R rows per invocation and round, a
+        // scratch score per query and row: at most one storage binding).
+        let one = qb == 1 && ((b * n * 4) as u64) <= PORTABLE_BINDING_BYTES;
+        let r = if one {
+            tuning.rows_per_invocation.unwrap_or(4).clamp(1, 4)
+        } else {
+            1
+        };
+        let round_rows = WG * r;
         // Enough rows per workgroup to amortise its selection; bounded candidate memory.
         let mut rounds = match tuning.rows_per_group {
-            Some(r) => r.div_ceil(WG).max(1),
+            Some(rows) => rows.div_ceil(round_rows).max(1),
+            // `scan1` selects after scoring all its rows: 4 Ki rows per workgroup on a
+            // software adapter (few threads; amortises the selection), one round on a GPU (more
+            // workgroups in flight); more for large k.
+            None if one => (16 * k2)
+                .max(if self.software { 4096 } else { round_rows })
+                .div_ceil(round_rows),
             None => (4 * k2).div_ceil(WG).max(4),
         };
         let max_lists = (CANDIDATE_BYTES / (4 * b * k)).max(1);
         let nchunks = n.div_ceil(self.chunk_rows).max(1);
         loop {
             let lists: usize = (0..nchunks)
-                .map(|c| self.rows_in_chunk(c, n).div_ceil(WG * rounds))
+                .map(|c| self.rows_in_chunk(c, n).div_ceil(round_rows * rounds))
                 .sum();
             if lists <= max_lists || tuning.rows_per_group.is_some() {
                 break;
@@ -375,12 +411,12 @@ impl GpuStore {
             rounds *= 2;
         }
         let lists: usize = (0..nchunks)
-            .map(|c| self.rows_in_chunk(c, n).div_ceil(WG * rounds))
+            .map(|c| self.rows_in_chunk(c, n).div_ceil(round_rows * rounds))
             .sum::<usize>()
             .max(1);
         let fanin = tuning.merge_fanin.unwrap_or((2048 / k).max(2)).max(2);
         let max_scan = (0..nchunks)
-            .map(|c| self.rows_in_chunk(c, n).div_ceil(WG * rounds))
+            .map(|c| self.rows_in_chunk(c, n).div_ceil(round_rows * rounds))
             .max()
             .unwrap_or(1);
         let max_dispatch = max_scan.max(if lists > 1 {
@@ -393,6 +429,8 @@ impl GpuStore {
             k2,
             qb,
             qgroups,
+            two_phase: one,
+            rows_per_invocation: r,
             rounds,
             lists,
             fanin,
@@ -438,21 +476,40 @@ impl GpuStore {
         ctx.check_binding("top-k candidate lists", first_bytes)?;
         let a_s = ctx.storage("fetch cand scores", first_bytes)?;
         let a_i = ctx.storage("fetch cand ids", first_bytes)?;
-        let scan = ctx.pipeline(
-            &PipelineKey::new(&crate::shaders::FETCH_TOPK, "scan")
-                .with_constant("K", k as f64)
-                .with_constant("K2", plan.k2 as f64)
-                .with_constant("QB", qb as f64)
-                .with_constant("BEST", (qb * plan.k2) as f64)
-                .with_constant("FORMAT", l.format.shader_id() as f64),
-        );
+        let one = plan.two_phase;
+        let scan = if one {
+            ctx.pipeline(
+                &PipelineKey::new(&crate::shaders::FETCH_TOPK, "scan1")
+                    .with_constant("K", k as f64)
+                    .with_constant("K2", plan.k2 as f64)
+                    .with_constant("BEST", plan.k2 as f64)
+                    .with_constant("R", plan.rows_per_invocation as f64)
+                    .with_constant("FORMAT", l.format.shader_id() as f64),
+            )
+        } else {
+            ctx.pipeline(
+                &PipelineKey::new(&crate::shaders::FETCH_TOPK, "scan")
+                    .with_constant("K", k as f64)
+                    .with_constant("K2", plan.k2 as f64)
+                    .with_constant("QB", qb as f64)
+                    .with_constant("BEST", (qb * plan.k2) as f64)
+                    .with_constant("FORMAT", l.format.shader_id() as f64),
+            )
+        };
+        // `scan1`'s per-row scores (indexed by global row id, all chunks).
+        let scratch = if one {
+            Some(ctx.storage("fetch scan scores", (b * n * 4) as u64)?)
+        } else {
+            None
+        };
+        let round_rows = WG * plan.rows_per_invocation;
         let mut list0 = 0usize;
         for (c, chunk) in self.chunks.iter().enumerate() {
             let rows = self.rows_in_chunk(c, n);
             if rows == 0 {
                 break;
             }
-            let groups = rows.div_ceil(WG * plan.rounds);
+            let groups = rows.div_ceil(round_rows * plan.rounds);
             let params = ctx.uniform(
                 "fetch scan params",
                 &TopkParams {
@@ -468,21 +525,27 @@ impl GpuStore {
                     use_mask: mask.is_some() as u32,
                     per: l.format.per_word() as u32,
                     neg_inf: f32::NEG_INFINITY,
+                    total: n as u32,
+                    _p: [0; 3],
                 },
             );
+            let mut entries = vec![
+                entry(0, &params),
+                entry(1, &chunk.buf),
+                entry(2, &qbuf),
+                entry(3, &self.live),
+                entry(4, mask.unwrap_or(&self.live)),
+                entry(5, &a_s),
+                entry(6, &a_i),
+            ];
+            if let Some(sc) = &scratch {
+                entries.push(entry(9, sc));
+            }
             dispatch(
                 ctx,
                 enc,
                 &scan,
-                &[
-                    entry(0, &params),
-                    entry(1, &chunk.buf),
-                    entry(2, &qbuf),
-                    entry(3, &self.live),
-                    entry(4, mask.unwrap_or(&self.live)),
-                    entry(5, &a_s),
-                    entry(6, &a_i),
-                ],
+                &entries,
                 groups,
                 plan.qgroups,
                 "fetch scan",
@@ -520,6 +583,8 @@ impl GpuStore {
                     use_mask: 0,
                     per: 0,
                     neg_inf: f32::NEG_INFINITY,
+                    total: n as u32,
+                    _p: [0; 3],
                 },
             );
             dispatch(
