@@ -9,6 +9,8 @@
 //! not have `../shared/eval`).
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -17,37 +19,8 @@ use mnemo::Compute;
 
 const D: usize = 384;
 
-fn minilm_dir() -> PathBuf {
-    std::env::var_os("MNEMO_MINILM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/minilm"))
-}
-
-fn weights_file(name: &str) -> Vec<u8> {
-    let p = minilm_dir().join(name);
-    std::fs::read(&p).unwrap_or_else(|e| {
-        panic!(
-            "all-MiniLM-L6-v2 weights missing: {} ({e}). Run `make setup` (it fetches them into \
-             .cache/minilm) or set MNEMO_MINILM_DIR.",
-            p.display()
-        )
-    })
-}
-
 fn reference_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("MNEMO_EVAL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/eval"))
-        .join("minilm");
-    if dir.join("sentences.jsonl").exists() {
-        Some(dir)
-    } else {
-        println!(
-            "MiniLM reference data not found at {} (set MNEMO_EVAL_DIR): nothing to check",
-            dir.display()
-        );
-        None
-    }
+    common::eval_dir("minilm", "encoder_parity", &["sentences.jsonl"])
 }
 
 /// (text, reference ids) per line of sentences.jsonl.
@@ -69,7 +42,7 @@ fn sentences(dir: &std::path::Path) -> Vec<(String, Vec<u32>)> {
 }
 
 fn tokenizer() -> WordPiece {
-    let vocab = String::from_utf8(weights_file("vocab.txt")).expect("vocab.txt is UTF-8");
+    let vocab = String::from_utf8(common::weights_file("vocab.txt")).expect("vocab.txt is UTF-8");
     WordPiece::from_vocab(&vocab).unwrap()
 }
 
@@ -99,8 +72,8 @@ fn token_ids_match_the_reference_tokenizer() {
 
 #[test]
 fn cpu_embeddings_match_sentence_transformers() {
-    let vocab = String::from_utf8(weights_file("vocab.txt")).unwrap();
-    let weights = weights_file("model.safetensors");
+    let vocab = String::from_utf8(common::weights_file("vocab.txt")).unwrap();
+    let weights = common::weights_file("model.safetensors");
     let t = Instant::now();
     let enc = TextEncoder::all_minilm_l6_v2(&vocab, &weights).unwrap();
     let load = t.elapsed();

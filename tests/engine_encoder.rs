@@ -9,7 +9,8 @@
 //! loudly and checks nothing else.
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::path::PathBuf;
+mod common;
+
 use std::rc::Rc;
 
 use mnemo::encoder::TextEncoder;
@@ -21,26 +22,11 @@ use mnemo::{Backend, Compute};
 
 const D: usize = 384;
 
-fn minilm_dir() -> PathBuf {
-    std::env::var_os("MNEMO_MINILM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/minilm"))
-}
-
-fn weights_file(name: &str) -> Vec<u8> {
-    let p = minilm_dir().join(name);
-    std::fs::read(&p).unwrap_or_else(|e| {
-        panic!(
-            "all-MiniLM-L6-v2 weights missing: {} ({e}). Run `make setup` (it fetches them into \
-             .cache/minilm) or set MNEMO_MINILM_DIR.",
-            p.display()
-        )
-    })
-}
-
 fn encoder() -> Rc<TextEncoder> {
-    let vocab = String::from_utf8(weights_file("vocab.txt")).expect("vocab.txt is UTF-8");
-    Rc::new(TextEncoder::all_minilm_l6_v2(&vocab, &weights_file("model.safetensors")).unwrap())
+    let vocab = String::from_utf8(common::weights_file("vocab.txt")).expect("vocab.txt is UTF-8");
+    Rc::new(
+        TextEncoder::all_minilm_l6_v2(&vocab, &common::weights_file("model.safetensors")).unwrap(),
+    )
 }
 
 fn opts(encoder: &Rc<TextEncoder>, path: EncoderPath) -> MnemoOptions {
@@ -62,18 +48,12 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 /// The reference texts and embeddings, or `None` (said loudly) when the data is absent.
 fn reference() -> Option<(Vec<String>, Vec<f32>)> {
-    let dir = std::env::var_os("MNEMO_EVAL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/eval"))
-        .join("minilm");
-    let Ok(lines) = std::fs::read_to_string(dir.join("sentences.jsonl")) else {
-        println!(
-            "WARNING: MiniLM reference data not found at {} (set MNEMO_EVAL_DIR): the reference \
-             parity of Mnemo::embed is NOT checked",
-            dir.display()
-        );
-        return None;
-    };
+    let dir = common::eval_dir(
+        "minilm",
+        "engine_encoder (the reference parity of Mnemo::embed)",
+        &["sentences.jsonl"],
+    )?;
+    let lines = std::fs::read_to_string(dir.join("sentences.jsonl")).unwrap();
     let texts = lines
         .lines()
         .map(|l| {
