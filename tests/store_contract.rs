@@ -19,7 +19,7 @@ mnemo::store_contract_cases!(native_case);
 mod journal {
     use mnemo::rng::Rng;
     use mnemo::store::testing::episode;
-    use mnemo::store::{JournalDir, MemoryBackend, NewEpisode, OpenOptions, Store};
+    use mnemo::store::{JournalDir, MemoryBackend, MemoryJournal, NewEpisode, OpenOptions, Store};
 
     const DIMS: usize = 8;
 
@@ -27,6 +27,26 @@ mod journal {
         (0..n)
             .map(|i| episode(rng, "ns", &format!("row {i}"), DIMS))
             .collect()
+    }
+
+    /// A journaled store holding two batches of 4: its backend, the store, its journal and the
+    /// name of the newest journal entry.
+    async fn two_batches(
+        seed: u64,
+    ) -> (MemoryBackend, Store<MemoryBackend>, MemoryJournal, String) {
+        let mut rng = Rng::new(seed);
+        let b = MemoryBackend::new();
+        let s = Store::open(b.clone(), opts()).await.unwrap();
+        s.put_many(batch(&mut rng, 4)).await.unwrap();
+        s.put_many(batch(&mut rng, 4)).await.unwrap();
+        let j = b.journal_dir().expect("journal");
+        let last = j
+            .names()
+            .into_iter()
+            .filter(|n| n.starts_with("e-"))
+            .max()
+            .unwrap();
+        (b, s, j, last)
     }
 
     fn opts() -> OpenOptions {
@@ -82,18 +102,7 @@ mod journal {
     #[test]
     fn an_entry_lost_between_commit_and_rename_is_covered_on_open() {
         pollster::block_on(async {
-            let mut rng = Rng::new(3);
-            let b = MemoryBackend::new();
-            let s = Store::open(b.clone(), opts()).await.unwrap();
-            s.put_many(batch(&mut rng, 4)).await.unwrap();
-            s.put_many(batch(&mut rng, 4)).await.unwrap();
-            let j = b.journal_dir().expect("journal");
-            let last = j
-                .names()
-                .into_iter()
-                .filter(|n| n.starts_with("e-"))
-                .max()
-                .unwrap();
+            let (b, s, j, last) = two_batches(3).await;
             j.poke(&last, None);
             s.close();
             let s = Store::open(b.connect().unwrap(), opts()).await.unwrap();
@@ -113,18 +122,7 @@ mod journal {
     #[test]
     fn a_damaged_entry_is_skipped() {
         pollster::block_on(async {
-            let mut rng = Rng::new(4);
-            let b = MemoryBackend::new();
-            let s = Store::open(b.clone(), opts()).await.unwrap();
-            s.put_many(batch(&mut rng, 4)).await.unwrap();
-            s.put_many(batch(&mut rng, 4)).await.unwrap();
-            let j = b.journal_dir().expect("journal");
-            let last = j
-                .names()
-                .into_iter()
-                .filter(|n| n.starts_with("e-"))
-                .max()
-                .unwrap();
+            let (b, s, j, last) = two_batches(4).await;
             let mut bytes = JournalDir::read(&j, &last).await.unwrap().unwrap();
             let mid = bytes.len() / 2;
             bytes[mid] ^= 1;
