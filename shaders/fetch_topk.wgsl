@@ -37,7 +37,8 @@ override K2: u32 = 16u;     // power of two >= K: entries kept per list in workg
 override QB: u32 = 1u;      // queries per workgroup in `scan` (<= QMAX); 1 in `merge`
 override BEST: u32 = 16u;   // QB * K2
 override FORMAT: u32 = 0u;  // 0 = f32, 1 = f16 pairs, 2 = int8 quads with per-row scale
-override R: u32 = 4u;       // `scan1`: rows per invocation per round (1, 2, 3 or 4)
+override R: u32 = 4u;       // `scan1`, `scanm`: rows per invocation per round (1, 2, 3 or 4)
+override QC: u32 = 4u;      // `scanm`: queries scored per pass over a round's rows (1..4)
 
 struct Params {
     rows: u32,        // scan: rows of this chunk; merge: input lists per query
@@ -525,6 +526,240 @@ fn scan1(
     for (var i = lid; i < K; i = i + WG) {
         out_s[out + i] = best_s[i];
         out_i[out + i] = best_i[i];
+    }
+}
+
+// The query lanes of one slab (v0: f32 or low halves or byte 0, v1: high halves or byte 1,
+// v2, v3: bytes 2, 3) for the query vec4s starting at `qo`.
+struct QLanes {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+}
+
+fn qlanes(qo: u32) -> QLanes {
+    var u: QLanes;
+    u.v0 = queries[qo];
+    if (FORMAT >= 1u) {
+        u.v1 = queries[qo + 1u];
+    }
+    if (FORMAT == 2u) {
+        u.v2 = queries[qo + 2u];
+        u.v3 = queries[qo + 3u];
+    }
+    return u;
+}
+
+// One decoded slab of one row against one query's lanes, in `step1`'s order.
+fn acc(a: vec4<f32>, x: Decoded, u: QLanes) -> vec4<f32> {
+    var r = a + x.x0 * u.v0;
+    if (FORMAT >= 1u) {
+        r = r + x.x1 * u.v1;
+    }
+    if (FORMAT == 2u) {
+        r = r + x.x2 * u.v2;
+        r = r + x.x3 * u.v3;
+    }
+    return r;
+}
+
+// Keep the score of query `q` for chunk row `l` (rows past the chunk, queries past the batch:
+// discarded).
+fn put(q: u32, l: u32, s: f32) {
+    if (l < p.rows && q < p.b) {
+        scratch[q * p.total + p.row0 + l] = s;
+    }
+}
+
+// Every query of the batch in one workgroup (queries laid out one after another, QB = 1), with
+// no barrier while scoring: phase 1 scores each round's R * WG rows against QC queries per pass
+// (R * QC accumulators; each bank vec4 serves QC queries, each query vec4 R rows; later passes
+// re-read the round's rows from cache, so the bank is read from memory once for the batch) and
+// keeps every score in `scratch` (`[B, N]`). Phase 2 selects per query, one after another in
+// the single list of workgroup memory (BEST = K2): the invocations' best rows, then the rows
+// that beat the list's K-th entry, as in `scan1`.
+@compute @workgroup_size(WG)
+fn scanm(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = wid.x + wid.y * nwg.x;
+    if (group >= p.groups) {
+        return;
+    }
+    let hdr = select(0u, BR, FORMAT == 2u);
+    let slabs = p.words / 4u;
+    let qstride = slabs * p.per;
+    let bw4 = p.block_words / 4u;
+    let stride = (WG / BR) * bw4;
+    let last = p.rows - 1u;
+    let nq = p.b;
+
+    for (var round = 0u; round < p.rounds; round = round + 1u) {
+        let l0 = (group * p.rounds + round) * WG * R + lid;
+        let l1 = l0 + WG;
+        let l2 = l0 + 2u * WG;
+        let l3 = l0 + 3u * WG;
+        let ok0 = l0 <= last && row_allowed(p.row0 + l0);
+        let ok1 = R > 1u && l1 <= last && row_allowed(p.row0 + l1);
+        let ok2 = R > 2u && l2 <= last && row_allowed(p.row0 + l2);
+        let ok3 = R > 3u && l3 <= last && row_allowed(p.row0 + l3);
+        if (!(ok0 || ok1 || ok2 || ok3)) {
+            // Phase 2 checks `row_allowed` before using a score: nothing to keep.
+            continue;
+        }
+        // Rows past the end load row `last` instead (their scores are discarded).
+        let c0 = min(l0, last);
+        let b0 = (c0 / BR) * bw4 + hdr / 4u + c0 % BR;
+        let b1 = select(b0, b0 + stride, l1 <= last);
+        let b2 = select(b0, b0 + 2u * stride, l2 <= last);
+        let b3 = select(b0, b0 + 3u * stride, l3 <= last);
+        let sc0 = row_scale(c0);
+        let sc1 = row_scale(min(l1, last));
+        let sc2 = row_scale(min(l2, last));
+        let sc3 = row_scale(min(l3, last));
+        for (var qc = 0u; qc < nq; qc = qc + QC) {
+            // Query slots past the batch score its last query (discarded by `put`).
+            let o0 = qc * qstride;
+            let o1 = min(qc + 1u, nq - 1u) * qstride;
+            let o2 = min(qc + 2u, nq - 1u) * qstride;
+            let o3 = min(qc + 3u, nq - 1u) * qstride;
+            var a00 = vec4<f32>(0.0);
+            var a01 = vec4<f32>(0.0);
+            var a02 = vec4<f32>(0.0);
+            var a03 = vec4<f32>(0.0);
+            var a10 = vec4<f32>(0.0);
+            var a11 = vec4<f32>(0.0);
+            var a12 = vec4<f32>(0.0);
+            var a13 = vec4<f32>(0.0);
+            var a20 = vec4<f32>(0.0);
+            var a21 = vec4<f32>(0.0);
+            var a22 = vec4<f32>(0.0);
+            var a23 = vec4<f32>(0.0);
+            var a30 = vec4<f32>(0.0);
+            var a31 = vec4<f32>(0.0);
+            var a32 = vec4<f32>(0.0);
+            var a33 = vec4<f32>(0.0);
+            for (var j = 0u; j < slabs; j = j + 1u) {
+                let o = j * BR;
+                let jq = j * p.per;
+                let u0 = qlanes(o0 + jq);
+                var u1: QLanes;
+                var u2: QLanes;
+                var u3: QLanes;
+                if (QC > 1u) { u1 = qlanes(o1 + jq); }
+                if (QC > 2u) { u2 = qlanes(o2 + jq); }
+                if (QC > 3u) { u3 = qlanes(o3 + jq); }
+                let x0 = decode(bank[b0 + o]);
+                a00 = acc(a00, x0, u0);
+                if (QC > 1u) { a01 = acc(a01, x0, u1); }
+                if (QC > 2u) { a02 = acc(a02, x0, u2); }
+                if (QC > 3u) { a03 = acc(a03, x0, u3); }
+                if (R > 1u) {
+                    let x1 = decode(bank[b1 + o]);
+                    a10 = acc(a10, x1, u0);
+                    if (QC > 1u) { a11 = acc(a11, x1, u1); }
+                    if (QC > 2u) { a12 = acc(a12, x1, u2); }
+                    if (QC > 3u) { a13 = acc(a13, x1, u3); }
+                }
+                if (R > 2u) {
+                    let x2 = decode(bank[b2 + o]);
+                    a20 = acc(a20, x2, u0);
+                    if (QC > 1u) { a21 = acc(a21, x2, u1); }
+                    if (QC > 2u) { a22 = acc(a22, x2, u2); }
+                    if (QC > 3u) { a23 = acc(a23, x2, u3); }
+                }
+                if (R > 3u) {
+                    let x3 = decode(bank[b3 + o]);
+                    a30 = acc(a30, x3, u0);
+                    if (QC > 1u) { a31 = acc(a31, x3, u1); }
+                    if (QC > 2u) { a32 = acc(a32, x3, u2); }
+                    if (QC > 3u) { a33 = acc(a33, x3, u3); }
+                }
+            }
+            put(qc, l0, fold(a00) * sc0);
+            if (QC > 1u) { put(qc + 1u, l0, fold(a01) * sc0); }
+            if (QC > 2u) { put(qc + 2u, l0, fold(a02) * sc0); }
+            if (QC > 3u) { put(qc + 3u, l0, fold(a03) * sc0); }
+            if (R > 1u) {
+                put(qc, l1, fold(a10) * sc1);
+                if (QC > 1u) { put(qc + 1u, l1, fold(a11) * sc1); }
+                if (QC > 2u) { put(qc + 2u, l1, fold(a12) * sc1); }
+                if (QC > 3u) { put(qc + 3u, l1, fold(a13) * sc1); }
+            }
+            if (R > 2u) {
+                put(qc, l2, fold(a20) * sc2);
+                if (QC > 1u) { put(qc + 1u, l2, fold(a21) * sc2); }
+                if (QC > 2u) { put(qc + 2u, l2, fold(a22) * sc2); }
+                if (QC > 3u) { put(qc + 3u, l2, fold(a23) * sc2); }
+            }
+            if (R > 3u) {
+                put(qc, l3, fold(a30) * sc3);
+                if (QC > 1u) { put(qc + 1u, l3, fold(a31) * sc3); }
+                if (QC > 2u) { put(qc + 2u, l3, fold(a32) * sc3); }
+                if (QC > 3u) { put(qc + 3u, l3, fold(a33) * sc3); }
+            }
+        }
+    }
+
+    // Phase 2, one query at a time (workgroup-uniform loop).
+    let total = p.rounds * R;
+    for (var q = 0u; q < nq; q = q + 1u) {
+        let sbase = q * p.total + p.row0;
+        init_best(lid);
+        // This invocation's best allowed row for this query.
+        var m_s = 0.0;
+        var m_i = NONE;
+        var m_ok = false;
+        for (var i = 0u; i < total; i = i + 1u) {
+            let l = (group * p.rounds + i / R) * WG * R + (i % R) * WG + lid;
+            if (l > last) {
+                break;
+            }
+            let g = p.row0 + l;
+            let sc = scratch[sbase + l];
+            if ((!m_ok || better(sc, g, m_s, m_i)) && row_allowed(g)) {
+                m_s = sc;
+                m_i = g;
+                m_ok = true;
+            }
+        }
+        workgroupBarrier();
+        _ = offer(0u, m_s, m_i, m_ok, lid);
+        var next = 0u;
+        loop {
+            var c_s = 0.0;
+            var c_i = NONE;
+            var found = false;
+            while (next < total) {
+                let l = (group * p.rounds + next / R) * WG * R + (next % R) * WG + lid;
+                next = next + 1u;
+                if (l > last) {
+                    break;
+                }
+                let g = p.row0 + l;
+                let sc = scratch[sbase + l];
+                if (g != m_i && wants(0u, sc, g) && row_allowed(g)) {
+                    c_s = sc;
+                    c_i = g;
+                    found = true;
+                    break;
+                }
+            }
+            if (!offer(0u, c_s, c_i, found, lid)) {
+                break;
+            }
+        }
+        workgroupBarrier();
+        let out = (q * p.lists + p.list0 + group) * K;
+        for (var i = lid; i < K; i = i + WG) {
+            out_s[out + i] = best_s[i];
+            out_i[out + i] = best_i[i];
+        }
+        // The next query's `init_best` overwrites the list.
+        workgroupBarrier();
     }
 }
 

@@ -229,6 +229,95 @@ fn one_query_scan_every_rows_per_invocation_chunks_masks_and_ties() {
 }
 
 #[test]
+fn multi_query_scan_every_shape_chunks_masks_and_ties() {
+    // B > 1 on the barrier-free multi-query scan (`scanm`: every query of the batch in each
+    // workgroup, scores in a [B, N] scratch, then selection per query), forced on any adapter:
+    // B = 1 (`scan1`), 2, 16, 64; rows per invocation and queries per pass 1..=4; N not a
+    // multiple of a round; k = 1 and k > N; masks allowing nothing; many small chunks;
+    // small-integer data whose exact ties must be broken by lower id exactly as on the CPU.
+    let t0 = Instant::now();
+    let mut rng = Rng::new(0x5CA2);
+    for case in 0..32 {
+        let format = FORMATS[case % 3];
+        let r = 1 + case % 4;
+        let qc = 1 + (case / 4) % 4;
+        let b = [1usize, 2, 16, 64][(case / 2) % 4];
+        let d = *rng.pick(&[1usize, 5, 19, 64]);
+        let n = *rng.pick(&[1usize, 255, 257, 1025, 3000, 9001]);
+        let n = if b * n * d > 4_000_000 { n / 4 } else { n };
+        let k = *rng.pick(&[1usize, 10, 100, 256, n + 1]).min(&256);
+        let layout = Layout::new(format, d);
+        let chunks = (case % 2 == 0).then(|| (7 * layout.block_words() * 4 + 1) as u64 * 9);
+        let opts = FlatBankOptions {
+            max_chunk_bytes: chunks,
+            tuning: Tuning {
+                rows_per_invocation: Some(r),
+                queries_per_pass: Some(qc),
+                rows_per_group: (case % 3 == 0).then_some(256 * r),
+                multi_query_scan: Some(true),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut fb = bank(format, d, opts);
+        let integer = case % 4 < 2;
+        let rows: Vec<f32> = if integer {
+            (0..n * d).map(|_| rng.below(3) as f32 - 1.0).collect()
+        } else {
+            rng.vec_f32(n * d)
+        };
+        pollster::block_on(fb.append(&rows)).unwrap();
+        for _ in 0..(n / 10) {
+            fb.remove(rng.below(n)).unwrap();
+        }
+        let mask_mode = case % 5;
+        let mask: Vec<u32> = (0..n.div_ceil(32))
+            .map(|_| match mask_mode {
+                0 => 0,
+                _ => rng.next_u64() as u32,
+            })
+            .collect();
+        let mask = (mask_mode < 2).then_some(&mask[..]);
+        let q: Vec<f32> = if integer {
+            (0..b * d).map(|_| rng.below(5) as f32 - 2.0).collect()
+        } else {
+            rng.vec_f32(b * d)
+        };
+        let plan = fb.gpu_plan(b, k).unwrap();
+        assert!(
+            plan.two_phase
+                && plan.multi_query == (b > 1)
+                && plan.rows_per_invocation == r
+                && plan.queries_per_pass == if b > 1 { qc } else { 1 },
+            "{plan:?}"
+        );
+        let (g, c) = both_paths(&fb, &q, k, mask);
+        let what = format!(
+            "case {case}: n={n} d={d} k={k} b={b} R={r} QC={qc} {format:?} chunks={} mask={mask_mode}",
+            fb.chunk_count()
+        );
+        if integer {
+            same(&format!("{what}: ids"), &g.ids, &c.ids);
+            same(&format!("{what}: scores"), &g.scores, &c.scores);
+        } else {
+            agreement(&what, &g, &c, eps(d), &allowed_fn(&fb, mask)).unwrap();
+        }
+        if mask_mode == 0 {
+            if let Some(i) = g.ids.iter().position(|&i| i != NO_ID) {
+                panic!(
+                    "{what}: mask allows nothing, GPU slot {i} holds row {}",
+                    g.ids[i]
+                );
+            }
+        }
+    }
+    println!(
+        "32 multi-query scan cases in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
 fn k_larger_than_n_and_empty_bank_fill_sentinels() {
     for format in FORMATS {
         let mut fb = bank(format, 5, FlatBankOptions::default());

@@ -50,9 +50,17 @@ pub struct Tuning {
     /// Queries one scan workgroup scores together (1..=16; default 16 on a GPU, fewer when k
     /// is large: each bank row is read once per group of queries; 1 on a software adapter).
     pub queries_per_group: Option<usize>,
-    /// Rows each invocation scores per round in the one-query scan (`scan1`, used when a
-    /// workgroup holds one query): 1..=4, default 4 (each query vec4 is loaded once for them).
+    /// Rows each invocation scores per round in the barrier-free scans (`scan1`, one query per
+    /// workgroup, and `scanm`): 1..=4, default 4 (each query vec4 is loaded once for them).
     pub rows_per_invocation: Option<usize>,
+    /// Queries the multi-query barrier-free scan (`scanm`) scores per pass over a round's rows:
+    /// 1..=4, default 4 (each bank vec4 is loaded once for them).
+    pub queries_per_pass: Option<usize>,
+    /// Run B > 1 queries with `scanm` (one workgroup scores every query of the batch with no
+    /// barrier, then selects per query: each row read once for the batch). Default: on a
+    /// software adapter unless `queries_per_group` is set; `Some(true)` forces it (when the
+    /// `[B, N]` score scratch fits one storage binding), `Some(false)` forbids it.
+    pub multi_query_scan: Option<bool>,
 }
 
 pub(crate) struct Chunk {
@@ -179,10 +187,15 @@ pub struct TopkPlan {
     pub qb: usize,
     /// Query groups (the z dimension of the scan).
     pub qgroups: usize,
-    /// One query per workgroup: the two-phase scan (`scan1`: score every row, then select).
+    /// The two-phase scan (score every row into a scratch with no barrier, then select):
+    /// `scan1` (one query per workgroup) or, with `multi_query`, `scanm`.
     pub two_phase: bool,
-    /// Rows each invocation scores per round (`scan1`; 1 for `scan`).
+    /// Every query of the batch in each scan workgroup (`scanm`; dispatch z = 1).
+    pub multi_query: bool,
+    /// Rows each invocation scores per round (`scan1`, `scanm`; 1 for `scan`).
     pub rows_per_invocation: usize,
+    /// Queries scored per pass over a round's rows (`scanm`; 1 otherwise).
+    pub queries_per_pass: usize,
     /// Rounds of `256 * rows_per_invocation` rows per scan workgroup.
     pub rounds: usize,
     /// Scan workgroups per query group, summed over chunks (= first-pass lists per query).
@@ -374,14 +387,30 @@ impl GpuStore {
         // On a software adapter a workgroup per query is faster (its barrier-free `scan1` beats
         // 16 accumulators per invocation); on a GPU, queries share each row read.
         let qdefault = if self.software { 1 } else { 16 };
-        let qmax = (1024 / k2)
-            .min(tuning.queries_per_group.unwrap_or(qdefault))
-            .clamp(1, 16);
+        // The two-phase scans keep a score per query and row: at most one storage binding.
+        let fits = ((b * n * 4) as u64) <= PORTABLE_BINDING_BYTES;
+        let multi = b > 1
+            && fits
+            && tuning
+                .multi_query_scan
+                .unwrap_or(self.software && tuning.queries_per_group.is_none());
+        let qmax = if multi {
+            1
+        } else {
+            (1024 / k2)
+                .min(tuning.queries_per_group.unwrap_or(qdefault))
+                .clamp(1, 16)
+        };
         let qgroups = b.div_ceil(qmax.min(b));
         let qb = b.div_ceil(qgroups);
-        // One query per workgroup: the two-phase `scan1` (R rows per invocation and round, a
-        // scratch score per query and row: at most one storage binding).
-        let one = qb == 1 && ((b * n * 4) as u64) <= PORTABLE_BINDING_BYTES;
+        // One query per workgroup (`scan1`) or all of them (`scanm`): the two-phase scans (R
+        // rows per invocation and round).
+        let one = qb == 1 && fits;
+        let qc = if multi {
+            tuning.queries_per_pass.unwrap_or(4).clamp(1, 4)
+        } else {
+            1
+        };
         let r = if one {
             tuning.rows_per_invocation.unwrap_or(4).clamp(1, 4)
         } else {
@@ -430,7 +459,9 @@ impl GpuStore {
             qb,
             qgroups,
             two_phase: one,
+            multi_query: multi,
             rows_per_invocation: r,
+            queries_per_pass: qc,
             rounds,
             lists,
             fanin,
@@ -477,7 +508,17 @@ impl GpuStore {
         let a_s = ctx.storage("fetch cand scores", first_bytes)?;
         let a_i = ctx.storage("fetch cand ids", first_bytes)?;
         let one = plan.two_phase;
-        let scan = if one {
+        let scan = if plan.multi_query {
+            ctx.pipeline(
+                &PipelineKey::new(&crate::shaders::FETCH_TOPK, "scanm")
+                    .with_constant("K", k as f64)
+                    .with_constant("K2", plan.k2 as f64)
+                    .with_constant("BEST", plan.k2 as f64)
+                    .with_constant("R", plan.rows_per_invocation as f64)
+                    .with_constant("QC", plan.queries_per_pass as f64)
+                    .with_constant("FORMAT", l.format.shader_id() as f64),
+            )
+        } else if one {
             ctx.pipeline(
                 &PipelineKey::new(&crate::shaders::FETCH_TOPK, "scan1")
                     .with_constant("K", k as f64)
@@ -547,7 +588,7 @@ impl GpuStore {
                 &scan,
                 &entries,
                 groups,
-                plan.qgroups,
+                if plan.multi_query { 1 } else { plan.qgroups },
                 "fetch scan",
             )?;
             list0 += groups;
