@@ -318,6 +318,41 @@ fn multi_query_scan_every_shape_chunks_masks_and_ties() {
 }
 
 #[test]
+fn score_scratch_is_kept_and_reused_across_calls() {
+    let (n, d) = (3000usize, 16usize);
+    let mut rng = Rng::new(0x5C7);
+    let opts = FlatBankOptions {
+        tuning: Tuning {
+            multi_query_scan: Some(true),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut fb = bank(BankFormat::F32, d, opts);
+    pollster::block_on(fb.append(&rng.vec_f32(n * d))).unwrap();
+    assert_eq!(fb.gpu_scratch_bytes(), 0);
+    let q = rng.vec_f32(16 * d);
+    let (g, c) = both_paths(&fb, &q, 10, None);
+    agreement("first", &g, &c, eps(d), &|_| true).unwrap();
+    let held = fb.gpu_scratch_bytes();
+    assert!(held >= (16 * n * 4) as u64, "scratch of {held} bytes");
+    // Smaller and equal batches reuse it; results stay right with stale scores in it.
+    for b in [1usize, 16, 3] {
+        let mask: Vec<u32> = (0..n.div_ceil(32)).map(|_| rng.next_u64() as u32).collect();
+        let (g, c) = both_paths(&fb, &q[..b * d], 10, Some(&mask));
+        agreement(
+            &format!("b={b}"),
+            &g,
+            &c,
+            eps(d),
+            &allowed_fn(&fb, Some(&mask)),
+        )
+        .unwrap();
+        assert_eq!(fb.gpu_scratch_bytes(), held, "b={b}: scratch reallocated");
+    }
+}
+
+#[test]
 fn k_larger_than_n_and_empty_bank_fill_sentinels() {
     for format in FORMATS {
         let mut fb = bank(format, 5, FlatBankOptions::default());

@@ -15,7 +15,9 @@
 //! with no barrier, a scratch buffer keeps one f32 score per row, then a selection phase offers
 //! only rows that beat the list's K-th entry); several queries run `scan` (up to 16 queries per
 //! workgroup, selection after every round of 256 rows). Merge passes reduce the per-workgroup
-//! lists to one.
+//! lists to one. The two-phase scans' score scratch (`[B, N]` f32) is kept with the store and
+//! reused by later calls (grown when a call needs more, never shrunk), so a query allocates no
+//! scratch; calls are ordered on the device queue, so reusing it between submissions is safe.
 
 use super::format::{Layout, BLOCK_ROWS};
 use super::TopkResult;
@@ -82,6 +84,8 @@ pub(crate) struct GpuStore {
     pub(crate) grown: u64,
     /// A software adapter (lavapipe, SwiftShader): tunes the launch defaults.
     pub(crate) software: bool,
+    /// The two-phase scans' score scratch, reused across calls (see the module docs).
+    scratch: std::sync::Mutex<Option<wgpu::Buffer>>,
 }
 
 #[repr(C)]
@@ -240,6 +244,7 @@ impl GpuStore {
             uploaded: 0,
             grown: 0,
             software: ctx.adapter_info().device_type == "cpu",
+            scratch: std::sync::Mutex::new(None),
         };
         if capacity > 0 {
             store.reserve(ctx, 0, capacity);
@@ -265,6 +270,31 @@ impl GpuStore {
     /// Rows held by chunk `c` when the bank has `n` rows.
     pub(crate) fn rows_in_chunk(&self, c: usize, n: usize) -> usize {
         n.saturating_sub(c * self.chunk_rows).min(self.chunk_rows)
+    }
+
+    /// The cached score scratch with at least `bytes` (allocated or grown on demand: to twice
+    /// the old size when that fits one binding, so a growing bank does not reallocate per call).
+    fn scratch(&self, ctx: &GpuContext, bytes: u64) -> Result<wgpu::Buffer, KernelError> {
+        let mut cached = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(buf) = cached.as_ref().filter(|b| b.size() >= bytes) {
+            return Ok(buf.clone());
+        }
+        ctx.check_binding("top-k score scratch", bytes)?;
+        let old = cached.as_ref().map_or(0, |b| b.size());
+        let limits = ctx.limits();
+        let limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let size = bytes.max((2 * old).min(limit));
+        let buf = ctx.storage("fetch scan scores", size)?;
+        *cached = Some(buf.clone());
+        Ok(buf)
+    }
+
+    /// Bytes of the cached score scratch (0 before the first two-phase scan).
+    pub(crate) fn scratch_bytes(&self) -> u64 {
+        let cached = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        cached.as_ref().map_or(0, |b| b.size())
     }
 
     /// Bytes of GPU memory held by the bank's chunks and live bitset.
@@ -537,9 +567,9 @@ impl GpuStore {
                     .with_constant("FORMAT", l.format.shader_id() as f64),
             )
         };
-        // `scan1`'s per-row scores (indexed by global row id, all chunks).
+        // The two-phase scans' per-row scores (indexed by global row id, all chunks).
         let scratch = if one {
-            Some(ctx.storage("fetch scan scores", (b * n * 4) as u64)?)
+            Some(self.scratch(ctx, (b * n * 4) as u64)?)
         } else {
             None
         };
