@@ -15,8 +15,9 @@
 // then the W data words of each row (W a multiple of 4) in slabs of four words per row: slab s of
 // row r is the vec4 at word `block * block_words + HDR * BR + 4 * (s * BR + r)`. One invocation
 // scores one row; consecutive invocations load consecutive vec4s.
-// A data word holds one f32 (FORMAT 0), two f16 (FORMAT 1, `unpack2x16float`) or four int8
-// (FORMAT 2, score multiplied by the row's scale at the end).
+// A data word holds one f32 (FORMAT 0), two f16 (FORMAT 1, `unpack2x16float`, or integer ops
+// with F16INT) or four int8 (FORMAT 2, sign-extended by shifts, score multiplied by the row's
+// scale at the end).
 //
 // The dot product accumulates in four lanes (lane t: word t of every slab; for packed formats the
 // low halves then the high halves, bytes 0..3), combined as (l0 + l1) + (l2 + l3): the order of
@@ -39,6 +40,7 @@ override BEST: u32 = 16u;   // QB * K2
 override FORMAT: u32 = 0u;  // 0 = f32, 1 = f16 pairs, 2 = int8 quads with per-row scale
 override R: u32 = 4u;       // `scan1`, `scanm`: rows per invocation per round (1, 2, 3 or 4)
 override QC: u32 = 4u;      // `scanm`: queries scored per pass over a round's rows (1..4)
+override F16INT: bool = false; // f16 decoded with integer ops instead of `unpack2x16float`
 
 struct Params {
     rows: u32,        // scan: rows of this chunk; merge: input lists per query
@@ -271,19 +273,12 @@ fn scan(
                 var x3: vec4<f32>;
                 if (FORMAT == 0u) {
                     x0 = bitcast<vec4<f32>>(x);
-                } else if (FORMAT == 1u) {
-                    let u0 = unpack2x16float(x.x);
-                    let u1 = unpack2x16float(x.y);
-                    let u2 = unpack2x16float(x.z);
-                    let u3 = unpack2x16float(x.w);
-                    x0 = vec4<f32>(u0.x, u1.x, u2.x, u3.x);
-                    x1 = vec4<f32>(u0.y, u1.y, u2.y, u3.y);
                 } else {
-                    let xi = bitcast<vec4<i32>>(x);
-                    x0 = vec4<f32>(extractBits(xi, 0u, 8u));
-                    x1 = vec4<f32>(extractBits(xi, 8u, 8u));
-                    x2 = vec4<f32>(extractBits(xi, 16u, 8u));
-                    x3 = vec4<f32>(extractBits(xi, 24u, 8u));
+                    let d = decode(x);
+                    x0 = d.x0;
+                    x1 = d.x1;
+                    x2 = d.x2;
+                    x3 = d.x3;
                 }
                 a0 = step(a0, x0, x1, x2, x3, qo);
                 if (QB > 1u) { a1 = step(a1, x0, x1, x2, x3, qo + 1u); }
@@ -359,10 +354,25 @@ struct Decoded {
     x3: vec4<f32>,
 }
 
+// f16 bits (the low 16 bits of each lane) to f32 with integer ops, exactly as
+// `unpack2x16float` for every finite half (banks hold no inf or NaN): normal halves rebias the
+// exponent (+112 << 23); subnormal ones (exponent 0) become 2^-14 * (1 + m / 1024) - 2^-14 =
+// m * 2^-24, exact and without an f32 subnormal in between (CPU rasterisers may flush those).
+fn half_bits(h: vec4<u32>) -> vec4<f32> {
+    let o = (h & vec4<u32>(0x7FFFu)) << vec4<u32>(13u);
+    let normal = bitcast<vec4<f32>>(o + vec4<u32>(0x38000000u));
+    let sub = bitcast<vec4<f32>>(o + vec4<u32>(0x38800000u)) - vec4<f32>(6.103515625e-05);
+    let mag = select(normal, sub, o < vec4<u32>(0x00800000u));
+    return bitcast<vec4<f32>>(bitcast<vec4<u32>>(mag) | ((h & vec4<u32>(0x8000u)) << vec4<u32>(16u)));
+}
+
 fn decode(x: vec4<u32>) -> Decoded {
     var d: Decoded;
     if (FORMAT == 0u) {
         d.x0 = bitcast<vec4<f32>>(x);
+    } else if (FORMAT == 1u && F16INT) {
+        d.x0 = half_bits(x);
+        d.x1 = half_bits(x >> vec4<u32>(16u));
     } else if (FORMAT == 1u) {
         let u0 = unpack2x16float(x.x);
         let u1 = unpack2x16float(x.y);
@@ -371,11 +381,13 @@ fn decode(x: vec4<u32>) -> Decoded {
         d.x0 = vec4<f32>(u0.x, u1.x, u2.x, u3.x);
         d.x1 = vec4<f32>(u0.y, u1.y, u2.y, u3.y);
     } else {
+        // Signed bytes by shifting each to the top and back (arithmetic shift): two vector ops
+        // per byte where `extractBits` is slow on some adapters (SwiftShader).
         let xi = bitcast<vec4<i32>>(x);
-        d.x0 = vec4<f32>(extractBits(xi, 0u, 8u));
-        d.x1 = vec4<f32>(extractBits(xi, 8u, 8u));
-        d.x2 = vec4<f32>(extractBits(xi, 16u, 8u));
-        d.x3 = vec4<f32>(extractBits(xi, 24u, 8u));
+        d.x0 = vec4<f32>((xi << vec4<u32>(24u)) >> vec4<u32>(24u));
+        d.x1 = vec4<f32>((xi << vec4<u32>(16u)) >> vec4<u32>(24u));
+        d.x2 = vec4<f32>((xi << vec4<u32>(8u)) >> vec4<u32>(24u));
+        d.x3 = vec4<f32>(xi >> vec4<u32>(24u));
     }
     return d;
 }

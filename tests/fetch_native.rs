@@ -255,6 +255,7 @@ fn multi_query_scan_every_shape_chunks_masks_and_ties() {
                 queries_per_pass: Some(qc),
                 rows_per_group: (case % 3 == 0).then_some(256 * r),
                 multi_query_scan: Some(true),
+                f16_integer_decode: Some(case % 2 == 1),
                 ..Default::default()
             },
             ..Default::default()
@@ -349,6 +350,46 @@ fn score_scratch_is_kept_and_reused_across_calls() {
         )
         .unwrap();
         assert_eq!(fb.gpu_scratch_bytes(), held, "b={b}: scratch reallocated");
+    }
+}
+
+#[test]
+fn f16_integer_decode_is_exact_for_subnormal_and_normal_halves() {
+    // Halves m * 2^-24 for |m| < 1024 (subnormal) and normal ones (11-bit m, up to 2^-5)
+    // times small-integer queries: every score is a multiple of 2^-24 below 1, exact in f32, so
+    // both f16 decodes must equal the CPU path bit for bit, ties included.
+    let mut rng = Rng::new(0xF16);
+    let (n, d, b, k) = (2000usize, 8usize, 4usize, 256usize);
+    let rows: Vec<f32> = (0..n * d)
+        .map(|i| {
+            let sign = if rng.below(2) == 0 { 1.0 } else { -1.0 };
+            if i % 3 == 0 {
+                let m = (rng.below(1024) + 1024) as f32;
+                sign * m * (2.0f32).powi(rng.below(8) as i32 - 24)
+            } else {
+                sign * rng.below(1024) as f32 * (2.0f32).powi(-24)
+            }
+        })
+        .collect();
+    let q: Vec<f32> = (0..b * d).map(|_| rng.below(5) as f32 - 2.0).collect();
+    for int_decode in [false, true] {
+        for multi in [false, true] {
+            let opts = FlatBankOptions {
+                tuning: Tuning {
+                    multi_query_scan: Some(multi),
+                    queries_per_group: (!multi).then_some(1),
+                    f16_integer_decode: Some(int_decode),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let mut fb = bank(BankFormat::F16, d, opts);
+            pollster::block_on(fb.append(&rows)).unwrap();
+            let (g, c) = both_paths(&fb, &q, k, None);
+            let what = format!("f16 integer decode {int_decode}, multi-query {multi}");
+            same(&format!("{what}: ids"), &g.ids, &c.ids);
+            same(&format!("{what}: scores"), &g.scores, &c.scores);
+        }
     }
 }
 

@@ -63,6 +63,9 @@ pub struct Tuning {
     /// software adapter unless `queries_per_group` is set; `Some(true)` forces it (when the
     /// `[B, N]` score scratch fits one storage binding), `Some(false)` forbids it.
     pub multi_query_scan: Option<bool>,
+    /// Decode f16 banks with integer ops instead of `unpack2x16float` (same values; which is
+    /// faster depends on the adapter). Default: off.
+    pub f16_integer_decode: Option<bool>,
 }
 
 pub(crate) struct Chunk {
@@ -200,6 +203,8 @@ pub struct TopkPlan {
     pub rows_per_invocation: usize,
     /// Queries scored per pass over a round's rows (`scanm`; 1 otherwise).
     pub queries_per_pass: usize,
+    /// f16 rows decoded with integer ops (`F16INT`) instead of `unpack2x16float`.
+    pub f16_integer_decode: bool,
     /// Rounds of `256 * rows_per_invocation` rows per scan workgroup.
     pub rounds: usize,
     /// Scan workgroups per query group, summed over chunks (= first-pass lists per query).
@@ -492,6 +497,7 @@ impl GpuStore {
             multi_query: multi,
             rows_per_invocation: r,
             queries_per_pass: qc,
+            f16_integer_decode: tuning.f16_integer_decode.unwrap_or(false),
             rounds,
             lists,
             fanin,
@@ -538,6 +544,8 @@ impl GpuStore {
         let a_s = ctx.storage("fetch cand scores", first_bytes)?;
         let a_i = ctx.storage("fetch cand ids", first_bytes)?;
         let one = plan.two_phase;
+        let f16int =
+            (plan.f16_integer_decode && l.format == super::format::BankFormat::F16) as u8 as f64;
         let scan = if plan.multi_query {
             ctx.pipeline(
                 &PipelineKey::new(&crate::shaders::FETCH_TOPK, "scanm")
@@ -546,7 +554,8 @@ impl GpuStore {
                     .with_constant("BEST", plan.k2 as f64)
                     .with_constant("R", plan.rows_per_invocation as f64)
                     .with_constant("QC", plan.queries_per_pass as f64)
-                    .with_constant("FORMAT", l.format.shader_id() as f64),
+                    .with_constant("FORMAT", l.format.shader_id() as f64)
+                    .with_constant("F16INT", f16int),
             )
         } else if one {
             ctx.pipeline(
@@ -555,7 +564,8 @@ impl GpuStore {
                     .with_constant("K2", plan.k2 as f64)
                     .with_constant("BEST", plan.k2 as f64)
                     .with_constant("R", plan.rows_per_invocation as f64)
-                    .with_constant("FORMAT", l.format.shader_id() as f64),
+                    .with_constant("FORMAT", l.format.shader_id() as f64)
+                    .with_constant("F16INT", f16int),
             )
         } else {
             ctx.pipeline(
@@ -564,7 +574,8 @@ impl GpuStore {
                     .with_constant("K2", plan.k2 as f64)
                     .with_constant("QB", qb as f64)
                     .with_constant("BEST", (qb * plan.k2) as f64)
-                    .with_constant("FORMAT", l.format.shader_id() as f64),
+                    .with_constant("FORMAT", l.format.shader_id() as f64)
+                    .with_constant("F16INT", f16int),
             )
         };
         // The two-phase scans' per-row scores (indexed by global row id, all chunks).
