@@ -59,7 +59,7 @@ function median(arr) {
 export async function run({
   sizes = [10000, 100000], dims = 384, k = 10, batches = [1, 16],
   formats = ['f32', 'f16', 'int8'], paths = ['gpu', 'cpu'], budgetMs = 3000, runs = 3,
-  log = () => {},
+  bankOptions = {}, log = () => {},
 } = {}) {
   const kernels = await Kernels.create({ prefer: 'webgpu' });
   const out = {
@@ -81,7 +81,7 @@ export async function run({
   const piece = 10000;
   for (const n of sizes) {
     for (const format of formats) {
-      const bank = kernels.flatBank(dims, { format, capacity: n });
+      const bank = kernels.flatBank(dims, { ...bankOptions, format, capacity: n });
       const t0 = performance.now();
       for (let p = 0; p * piece < n; p++) {
         await bank.append(normalRows(Math.min(piece, n - p * piece), dims, 1000 + p));
