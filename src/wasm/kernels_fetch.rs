@@ -160,10 +160,10 @@ fn opt_usize(options: Option<&JsValue>, key: &str, default: usize) -> Result<usi
 /// `_multiQueryScan`, `_f16IntegerDecode`); absent keys keep the defaults.
 fn opt_tuning(options: Option<&JsValue>) -> Result<Tuning, JsValue> {
     let num = |key: &str| -> Result<Option<usize>, JsValue> {
-        Ok(opt(options, key)?
+        opt(options, key)?
             .is_some()
             .then(|| opt_usize(options, key, 0))
-            .transpose()?)
+            .transpose()
     };
     let flag = |key: &str| -> Result<Option<bool>, JsValue> {
         opt(options, key)?

@@ -13,9 +13,11 @@
 //!
 //! Top-k: one query runs the two-phase `scan1` entry (every invocation scores 4 rows per round
 //! with no barrier, a scratch buffer keeps one f32 score per row, then a selection phase offers
-//! only rows that beat the list's K-th entry); several queries run `scan` (up to 16 queries per
-//! workgroup, selection after every round of 256 rows). Merge passes reduce the per-workgroup
-//! lists to one. The two-phase scans' score scratch (`[B, N]` f32) is kept with the store and
+//! only rows that beat the list's K-th entry). Several queries run `scanm` on a software adapter
+//! (the same two phases for the whole batch in each workgroup: 4 rows x 4 queries per pass, the
+//! bank read from memory once per batch, then selection per query) and `scan` on a GPU (up to 16
+//! queries per workgroup, selection after every round of 256 rows); `Tuning` overrides the
+//! choice. Merge passes reduce the per-workgroup lists to one. The two-phase scans' score scratch (`[B, N]` f32) is kept with the store and
 //! reused by later calls (grown when a call needs more, never shrunk), so a query allocates no
 //! scratch; calls are ordered on the device queue, so reusing it between submissions is safe.
 
