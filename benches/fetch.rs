@@ -8,7 +8,9 @@
 //! `cargo bench --bench fetch` runs everything (the 1M GPU cases are slow on a software adapter);
 //! `MNEMO_BENCH_N=10000,100000` limits the sizes, `MNEMO_BENCH_FORMATS=f32` the formats,
 //! `MNEMO_BENCH_RUNS` sets the interleaved copy/scan pairs of the amortised measurement
-//! (default 5), and criterion's filter selects cases, e.g. `cargo bench --bench fetch --
+//! (default 5), `MNEMO_BENCH_R` / `MNEMO_BENCH_QC` the rows per invocation / queries per pass of
+//! the barrier-free scans and `MNEMO_BENCH_MULTI=0|1` forbids/forces the multi-query one
+//! (`Tuning`), and criterion's filter selects cases, e.g. `cargo bench --bench fetch --
 //! gpu/f32`. A summary table is printed at the end. The `per-call ... (interleaved)` and
 //! `amortised` lines time the copy kernel, one top-k call and one amortised submission in turn
 //! (same load on a shared machine) and give medians; the criterion `latency` lines use the copy
@@ -21,7 +23,9 @@ mod native {
     use std::time::{Duration, Instant};
 
     use criterion::{criterion_group, Criterion, SamplingMode};
-    use mnemo::kernels::fetch::{BankFormat, FetchPath, FlatBank, FlatBankOptions, GpuCopyBench};
+    use mnemo::kernels::fetch::{
+        BankFormat, FetchPath, FlatBank, FlatBankOptions, GpuCopyBench, Tuning,
+    };
     use mnemo::rng::Rng;
 
     const D: usize = 384;
@@ -53,6 +57,20 @@ mod native {
                     .collect()
             })
             .unwrap_or_else(|| vec![BankFormat::F32, BankFormat::F16, BankFormat::Int8])
+    }
+
+    fn env_usize(name: &str) -> Option<usize> {
+        std::env::var(name).ok().and_then(|s| s.parse().ok())
+    }
+
+    /// Launch tuning from `MNEMO_BENCH_R`, `MNEMO_BENCH_QC`, `MNEMO_BENCH_MULTI`.
+    fn tuning() -> Tuning {
+        Tuning {
+            rows_per_invocation: env_usize("MNEMO_BENCH_R"),
+            queries_per_pass: env_usize("MNEMO_BENCH_QC"),
+            multi_query_scan: env_usize("MNEMO_BENCH_MULTI").map(|m| m != 0),
+            ..Tuning::default()
+        }
     }
 
     fn sizes() -> Vec<usize> {
@@ -155,6 +173,7 @@ mod native {
                 let opts = FlatBankOptions {
                     format,
                     capacity: n,
+                    tuning: tuning(),
                     ..FlatBankOptions::default()
                 };
                 let mut bank = FlatBank::new(&gpu, D, opts).unwrap();
@@ -275,7 +294,14 @@ mod native {
                         ));
                         let bw = bytes / t;
                         let plan = bank.gpu_plan(b, K).unwrap();
-                        let kernel = if plan.two_phase {
+                        let kernel = if plan.multi_query {
+                            format!(
+                                "scanm, {} rows/invocation/round, {} queries/pass, {} rows/workgroup",
+                                plan.rows_per_invocation,
+                                plan.queries_per_pass,
+                                256 * plan.rows_per_invocation * plan.rounds
+                            )
+                        } else if plan.two_phase {
                             format!(
                                 "scan1, {} rows/invocation/round, {} rows/workgroup",
                                 plan.rows_per_invocation,

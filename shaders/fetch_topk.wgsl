@@ -15,8 +15,9 @@
 // then the W data words of each row (W a multiple of 4) in slabs of four words per row: slab s of
 // row r is the vec4 at word `block * block_words + HDR * BR + 4 * (s * BR + r)`. One invocation
 // scores one row; consecutive invocations load consecutive vec4s.
-// A data word holds one f32 (FORMAT 0), two f16 (FORMAT 1, `unpack2x16float`) or four int8
-// (FORMAT 2, score multiplied by the row's scale at the end).
+// A data word holds one f32 (FORMAT 0), two f16 (FORMAT 1, `unpack2x16float`, or integer ops
+// with F16INT) or four int8 (FORMAT 2, sign-extended by shifts, score multiplied by the row's
+// scale at the end).
 //
 // The dot product accumulates in four lanes (lane t: word t of every slab; for packed formats the
 // low halves then the high halves, bytes 0..3), combined as (l0 + l1) + (l2 + l3): the order of
@@ -37,7 +38,9 @@ override K2: u32 = 16u;     // power of two >= K: entries kept per list in workg
 override QB: u32 = 1u;      // queries per workgroup in `scan` (<= QMAX); 1 in `merge`
 override BEST: u32 = 16u;   // QB * K2
 override FORMAT: u32 = 0u;  // 0 = f32, 1 = f16 pairs, 2 = int8 quads with per-row scale
-override R: u32 = 4u;       // `scan1`: rows per invocation per round (1, 2, 3 or 4)
+override R: u32 = 4u;       // `scan1`, `scanm`: rows per invocation per round (1, 2, 3 or 4)
+override QC: u32 = 4u;      // `scanm`: queries scored per pass over a round's rows (1..4)
+override F16INT: bool = false; // f16 decoded with integer ops instead of `unpack2x16float`
 
 struct Params {
     rows: u32,        // scan: rows of this chunk; merge: input lists per query
@@ -270,19 +273,12 @@ fn scan(
                 var x3: vec4<f32>;
                 if (FORMAT == 0u) {
                     x0 = bitcast<vec4<f32>>(x);
-                } else if (FORMAT == 1u) {
-                    let u0 = unpack2x16float(x.x);
-                    let u1 = unpack2x16float(x.y);
-                    let u2 = unpack2x16float(x.z);
-                    let u3 = unpack2x16float(x.w);
-                    x0 = vec4<f32>(u0.x, u1.x, u2.x, u3.x);
-                    x1 = vec4<f32>(u0.y, u1.y, u2.y, u3.y);
                 } else {
-                    let xi = bitcast<vec4<i32>>(x);
-                    x0 = vec4<f32>(extractBits(xi, 0u, 8u));
-                    x1 = vec4<f32>(extractBits(xi, 8u, 8u));
-                    x2 = vec4<f32>(extractBits(xi, 16u, 8u));
-                    x3 = vec4<f32>(extractBits(xi, 24u, 8u));
+                    let d = decode(x);
+                    x0 = d.x0;
+                    x1 = d.x1;
+                    x2 = d.x2;
+                    x3 = d.x3;
                 }
                 a0 = step(a0, x0, x1, x2, x3, qo);
                 if (QB > 1u) { a1 = step(a1, x0, x1, x2, x3, qo + 1u); }
@@ -358,10 +354,25 @@ struct Decoded {
     x3: vec4<f32>,
 }
 
+// f16 bits (the low 16 bits of each lane) to f32 with integer ops, exactly as
+// `unpack2x16float` for every finite half (banks hold no inf or NaN): normal halves rebias the
+// exponent (+112 << 23); subnormal ones (exponent 0) become 2^-14 * (1 + m / 1024) - 2^-14 =
+// m * 2^-24, exact and without an f32 subnormal in between (CPU rasterisers may flush those).
+fn half_bits(h: vec4<u32>) -> vec4<f32> {
+    let o = (h & vec4<u32>(0x7FFFu)) << vec4<u32>(13u);
+    let normal = bitcast<vec4<f32>>(o + vec4<u32>(0x38000000u));
+    let sub = bitcast<vec4<f32>>(o + vec4<u32>(0x38800000u)) - vec4<f32>(6.103515625e-05);
+    let mag = select(normal, sub, o < vec4<u32>(0x00800000u));
+    return bitcast<vec4<f32>>(bitcast<vec4<u32>>(mag) | ((h & vec4<u32>(0x8000u)) << vec4<u32>(16u)));
+}
+
 fn decode(x: vec4<u32>) -> Decoded {
     var d: Decoded;
     if (FORMAT == 0u) {
         d.x0 = bitcast<vec4<f32>>(x);
+    } else if (FORMAT == 1u && F16INT) {
+        d.x0 = half_bits(x);
+        d.x1 = half_bits(x >> vec4<u32>(16u));
     } else if (FORMAT == 1u) {
         let u0 = unpack2x16float(x.x);
         let u1 = unpack2x16float(x.y);
@@ -370,11 +381,13 @@ fn decode(x: vec4<u32>) -> Decoded {
         d.x0 = vec4<f32>(u0.x, u1.x, u2.x, u3.x);
         d.x1 = vec4<f32>(u0.y, u1.y, u2.y, u3.y);
     } else {
+        // Signed bytes by shifting each to the top and back (arithmetic shift): two vector ops
+        // per byte where `extractBits` is slow on some adapters (SwiftShader).
         let xi = bitcast<vec4<i32>>(x);
-        d.x0 = vec4<f32>(extractBits(xi, 0u, 8u));
-        d.x1 = vec4<f32>(extractBits(xi, 8u, 8u));
-        d.x2 = vec4<f32>(extractBits(xi, 16u, 8u));
-        d.x3 = vec4<f32>(extractBits(xi, 24u, 8u));
+        d.x0 = vec4<f32>((xi << vec4<u32>(24u)) >> vec4<u32>(24u));
+        d.x1 = vec4<f32>((xi << vec4<u32>(16u)) >> vec4<u32>(24u));
+        d.x2 = vec4<f32>((xi << vec4<u32>(8u)) >> vec4<u32>(24u));
+        d.x3 = vec4<f32>(xi >> vec4<u32>(24u));
     }
     return d;
 }
@@ -525,6 +538,240 @@ fn scan1(
     for (var i = lid; i < K; i = i + WG) {
         out_s[out + i] = best_s[i];
         out_i[out + i] = best_i[i];
+    }
+}
+
+// The query lanes of one slab (v0: f32 or low halves or byte 0, v1: high halves or byte 1,
+// v2, v3: bytes 2, 3) for the query vec4s starting at `qo`.
+struct QLanes {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+}
+
+fn qlanes(qo: u32) -> QLanes {
+    var u: QLanes;
+    u.v0 = queries[qo];
+    if (FORMAT >= 1u) {
+        u.v1 = queries[qo + 1u];
+    }
+    if (FORMAT == 2u) {
+        u.v2 = queries[qo + 2u];
+        u.v3 = queries[qo + 3u];
+    }
+    return u;
+}
+
+// One decoded slab of one row against one query's lanes, in `step1`'s order.
+fn acc(a: vec4<f32>, x: Decoded, u: QLanes) -> vec4<f32> {
+    var r = a + x.x0 * u.v0;
+    if (FORMAT >= 1u) {
+        r = r + x.x1 * u.v1;
+    }
+    if (FORMAT == 2u) {
+        r = r + x.x2 * u.v2;
+        r = r + x.x3 * u.v3;
+    }
+    return r;
+}
+
+// Keep the score of query `q` for chunk row `l` (rows past the chunk, queries past the batch:
+// discarded).
+fn put(q: u32, l: u32, s: f32) {
+    if (l < p.rows && q < p.b) {
+        scratch[q * p.total + p.row0 + l] = s;
+    }
+}
+
+// Every query of the batch in one workgroup (queries laid out one after another, QB = 1), with
+// no barrier while scoring: phase 1 scores each round's R * WG rows against QC queries per pass
+// (R * QC accumulators; each bank vec4 serves QC queries, each query vec4 R rows; later passes
+// re-read the round's rows from cache, so the bank is read from memory once for the batch) and
+// keeps every score in `scratch` (`[B, N]`). Phase 2 selects per query, one after another in
+// the single list of workgroup memory (BEST = K2): the invocations' best rows, then the rows
+// that beat the list's K-th entry, as in `scan1`.
+@compute @workgroup_size(WG)
+fn scanm(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = wid.x + wid.y * nwg.x;
+    if (group >= p.groups) {
+        return;
+    }
+    let hdr = select(0u, BR, FORMAT == 2u);
+    let slabs = p.words / 4u;
+    let qstride = slabs * p.per;
+    let bw4 = p.block_words / 4u;
+    let stride = (WG / BR) * bw4;
+    let last = p.rows - 1u;
+    let nq = p.b;
+
+    for (var round = 0u; round < p.rounds; round = round + 1u) {
+        let l0 = (group * p.rounds + round) * WG * R + lid;
+        let l1 = l0 + WG;
+        let l2 = l0 + 2u * WG;
+        let l3 = l0 + 3u * WG;
+        let ok0 = l0 <= last && row_allowed(p.row0 + l0);
+        let ok1 = R > 1u && l1 <= last && row_allowed(p.row0 + l1);
+        let ok2 = R > 2u && l2 <= last && row_allowed(p.row0 + l2);
+        let ok3 = R > 3u && l3 <= last && row_allowed(p.row0 + l3);
+        if (!(ok0 || ok1 || ok2 || ok3)) {
+            // Phase 2 checks `row_allowed` before using a score: nothing to keep.
+            continue;
+        }
+        // Rows past the end load row `last` instead (their scores are discarded).
+        let c0 = min(l0, last);
+        let b0 = (c0 / BR) * bw4 + hdr / 4u + c0 % BR;
+        let b1 = select(b0, b0 + stride, l1 <= last);
+        let b2 = select(b0, b0 + 2u * stride, l2 <= last);
+        let b3 = select(b0, b0 + 3u * stride, l3 <= last);
+        let sc0 = row_scale(c0);
+        let sc1 = row_scale(min(l1, last));
+        let sc2 = row_scale(min(l2, last));
+        let sc3 = row_scale(min(l3, last));
+        for (var qc = 0u; qc < nq; qc = qc + QC) {
+            // Query slots past the batch score its last query (discarded by `put`).
+            let o0 = qc * qstride;
+            let o1 = min(qc + 1u, nq - 1u) * qstride;
+            let o2 = min(qc + 2u, nq - 1u) * qstride;
+            let o3 = min(qc + 3u, nq - 1u) * qstride;
+            var a00 = vec4<f32>(0.0);
+            var a01 = vec4<f32>(0.0);
+            var a02 = vec4<f32>(0.0);
+            var a03 = vec4<f32>(0.0);
+            var a10 = vec4<f32>(0.0);
+            var a11 = vec4<f32>(0.0);
+            var a12 = vec4<f32>(0.0);
+            var a13 = vec4<f32>(0.0);
+            var a20 = vec4<f32>(0.0);
+            var a21 = vec4<f32>(0.0);
+            var a22 = vec4<f32>(0.0);
+            var a23 = vec4<f32>(0.0);
+            var a30 = vec4<f32>(0.0);
+            var a31 = vec4<f32>(0.0);
+            var a32 = vec4<f32>(0.0);
+            var a33 = vec4<f32>(0.0);
+            for (var j = 0u; j < slabs; j = j + 1u) {
+                let o = j * BR;
+                let jq = j * p.per;
+                let u0 = qlanes(o0 + jq);
+                var u1: QLanes;
+                var u2: QLanes;
+                var u3: QLanes;
+                if (QC > 1u) { u1 = qlanes(o1 + jq); }
+                if (QC > 2u) { u2 = qlanes(o2 + jq); }
+                if (QC > 3u) { u3 = qlanes(o3 + jq); }
+                let x0 = decode(bank[b0 + o]);
+                a00 = acc(a00, x0, u0);
+                if (QC > 1u) { a01 = acc(a01, x0, u1); }
+                if (QC > 2u) { a02 = acc(a02, x0, u2); }
+                if (QC > 3u) { a03 = acc(a03, x0, u3); }
+                if (R > 1u) {
+                    let x1 = decode(bank[b1 + o]);
+                    a10 = acc(a10, x1, u0);
+                    if (QC > 1u) { a11 = acc(a11, x1, u1); }
+                    if (QC > 2u) { a12 = acc(a12, x1, u2); }
+                    if (QC > 3u) { a13 = acc(a13, x1, u3); }
+                }
+                if (R > 2u) {
+                    let x2 = decode(bank[b2 + o]);
+                    a20 = acc(a20, x2, u0);
+                    if (QC > 1u) { a21 = acc(a21, x2, u1); }
+                    if (QC > 2u) { a22 = acc(a22, x2, u2); }
+                    if (QC > 3u) { a23 = acc(a23, x2, u3); }
+                }
+                if (R > 3u) {
+                    let x3 = decode(bank[b3 + o]);
+                    a30 = acc(a30, x3, u0);
+                    if (QC > 1u) { a31 = acc(a31, x3, u1); }
+                    if (QC > 2u) { a32 = acc(a32, x3, u2); }
+                    if (QC > 3u) { a33 = acc(a33, x3, u3); }
+                }
+            }
+            put(qc, l0, fold(a00) * sc0);
+            if (QC > 1u) { put(qc + 1u, l0, fold(a01) * sc0); }
+            if (QC > 2u) { put(qc + 2u, l0, fold(a02) * sc0); }
+            if (QC > 3u) { put(qc + 3u, l0, fold(a03) * sc0); }
+            if (R > 1u) {
+                put(qc, l1, fold(a10) * sc1);
+                if (QC > 1u) { put(qc + 1u, l1, fold(a11) * sc1); }
+                if (QC > 2u) { put(qc + 2u, l1, fold(a12) * sc1); }
+                if (QC > 3u) { put(qc + 3u, l1, fold(a13) * sc1); }
+            }
+            if (R > 2u) {
+                put(qc, l2, fold(a20) * sc2);
+                if (QC > 1u) { put(qc + 1u, l2, fold(a21) * sc2); }
+                if (QC > 2u) { put(qc + 2u, l2, fold(a22) * sc2); }
+                if (QC > 3u) { put(qc + 3u, l2, fold(a23) * sc2); }
+            }
+            if (R > 3u) {
+                put(qc, l3, fold(a30) * sc3);
+                if (QC > 1u) { put(qc + 1u, l3, fold(a31) * sc3); }
+                if (QC > 2u) { put(qc + 2u, l3, fold(a32) * sc3); }
+                if (QC > 3u) { put(qc + 3u, l3, fold(a33) * sc3); }
+            }
+        }
+    }
+
+    // Phase 2, one query at a time (workgroup-uniform loop).
+    let total = p.rounds * R;
+    for (var q = 0u; q < nq; q = q + 1u) {
+        let sbase = q * p.total + p.row0;
+        init_best(lid);
+        // This invocation's best allowed row for this query.
+        var m_s = 0.0;
+        var m_i = NONE;
+        var m_ok = false;
+        for (var i = 0u; i < total; i = i + 1u) {
+            let l = (group * p.rounds + i / R) * WG * R + (i % R) * WG + lid;
+            if (l > last) {
+                break;
+            }
+            let g = p.row0 + l;
+            let sc = scratch[sbase + l];
+            if ((!m_ok || better(sc, g, m_s, m_i)) && row_allowed(g)) {
+                m_s = sc;
+                m_i = g;
+                m_ok = true;
+            }
+        }
+        workgroupBarrier();
+        _ = offer(0u, m_s, m_i, m_ok, lid);
+        var next = 0u;
+        loop {
+            var c_s = 0.0;
+            var c_i = NONE;
+            var found = false;
+            while (next < total) {
+                let l = (group * p.rounds + next / R) * WG * R + (next % R) * WG + lid;
+                next = next + 1u;
+                if (l > last) {
+                    break;
+                }
+                let g = p.row0 + l;
+                let sc = scratch[sbase + l];
+                if (g != m_i && wants(0u, sc, g) && row_allowed(g)) {
+                    c_s = sc;
+                    c_i = g;
+                    found = true;
+                    break;
+                }
+            }
+            if (!offer(0u, c_s, c_i, found, lid)) {
+                break;
+            }
+        }
+        workgroupBarrier();
+        let out = (q * p.lists + p.list0 + group) * K;
+        for (var i = lid; i < K; i = i + WG) {
+            out_s[out + i] = best_s[i];
+            out_i[out + i] = best_i[i];
+        }
+        // The next query's `init_best` overwrites the list.
+        workgroupBarrier();
     }
 }
 

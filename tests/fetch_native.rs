@@ -229,6 +229,171 @@ fn one_query_scan_every_rows_per_invocation_chunks_masks_and_ties() {
 }
 
 #[test]
+fn multi_query_scan_every_shape_chunks_masks_and_ties() {
+    // B > 1 on the barrier-free multi-query scan (`scanm`: every query of the batch in each
+    // workgroup, scores in a [B, N] scratch, then selection per query), forced on any adapter:
+    // B = 1 (`scan1`), 2, 16, 64; rows per invocation and queries per pass 1..=4; N not a
+    // multiple of a round; k = 1 and k > N; masks allowing nothing; many small chunks;
+    // small-integer data whose exact ties must be broken by lower id exactly as on the CPU.
+    let t0 = Instant::now();
+    let mut rng = Rng::new(0x5CA2);
+    for case in 0..32 {
+        let format = FORMATS[case % 3];
+        let r = 1 + case % 4;
+        let qc = 1 + (case / 4) % 4;
+        let b = [1usize, 2, 16, 64][(case / 2) % 4];
+        let d = *rng.pick(&[1usize, 5, 19, 64]);
+        let n = *rng.pick(&[1usize, 255, 257, 1025, 3000, 9001]);
+        let n = if b * n * d > 4_000_000 { n / 4 } else { n };
+        let k = *rng.pick(&[1usize, 10, 100, 256, n + 1]).min(&256);
+        let layout = Layout::new(format, d);
+        let chunks = (case % 2 == 0).then(|| (7 * layout.block_words() * 4 + 1) as u64 * 9);
+        let opts = FlatBankOptions {
+            max_chunk_bytes: chunks,
+            tuning: Tuning {
+                rows_per_invocation: Some(r),
+                queries_per_pass: Some(qc),
+                rows_per_group: (case % 3 == 0).then_some(256 * r),
+                multi_query_scan: Some(true),
+                f16_integer_decode: Some(case % 2 == 1),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut fb = bank(format, d, opts);
+        let integer = case % 4 < 2;
+        let rows: Vec<f32> = if integer {
+            (0..n * d).map(|_| rng.below(3) as f32 - 1.0).collect()
+        } else {
+            rng.vec_f32(n * d)
+        };
+        pollster::block_on(fb.append(&rows)).unwrap();
+        for _ in 0..(n / 10) {
+            fb.remove(rng.below(n)).unwrap();
+        }
+        let mask_mode = case % 5;
+        let mask: Vec<u32> = (0..n.div_ceil(32))
+            .map(|_| match mask_mode {
+                0 => 0,
+                _ => rng.next_u64() as u32,
+            })
+            .collect();
+        let mask = (mask_mode < 2).then_some(&mask[..]);
+        let q: Vec<f32> = if integer {
+            (0..b * d).map(|_| rng.below(5) as f32 - 2.0).collect()
+        } else {
+            rng.vec_f32(b * d)
+        };
+        let plan = fb.gpu_plan(b, k).unwrap();
+        assert!(
+            plan.two_phase
+                && plan.multi_query == (b > 1)
+                && plan.rows_per_invocation == r
+                && plan.queries_per_pass == if b > 1 { qc } else { 1 },
+            "{plan:?}"
+        );
+        let (g, c) = both_paths(&fb, &q, k, mask);
+        let what = format!(
+            "case {case}: n={n} d={d} k={k} b={b} R={r} QC={qc} {format:?} chunks={} mask={mask_mode}",
+            fb.chunk_count()
+        );
+        if integer {
+            same(&format!("{what}: ids"), &g.ids, &c.ids);
+            same(&format!("{what}: scores"), &g.scores, &c.scores);
+        } else {
+            agreement(&what, &g, &c, eps(d), &allowed_fn(&fb, mask)).unwrap();
+        }
+        if mask_mode == 0 {
+            if let Some(i) = g.ids.iter().position(|&i| i != NO_ID) {
+                panic!(
+                    "{what}: mask allows nothing, GPU slot {i} holds row {}",
+                    g.ids[i]
+                );
+            }
+        }
+    }
+    println!(
+        "32 multi-query scan cases in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn score_scratch_is_kept_and_reused_across_calls() {
+    let (n, d) = (3000usize, 16usize);
+    let mut rng = Rng::new(0x5C7);
+    let opts = FlatBankOptions {
+        tuning: Tuning {
+            multi_query_scan: Some(true),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut fb = bank(BankFormat::F32, d, opts);
+    pollster::block_on(fb.append(&rng.vec_f32(n * d))).unwrap();
+    assert_eq!(fb.gpu_scratch_bytes(), 0);
+    let q = rng.vec_f32(16 * d);
+    let (g, c) = both_paths(&fb, &q, 10, None);
+    agreement("first", &g, &c, eps(d), &|_| true).unwrap();
+    let held = fb.gpu_scratch_bytes();
+    assert!(held >= (16 * n * 4) as u64, "scratch of {held} bytes");
+    // Smaller and equal batches reuse it; results stay right with stale scores in it.
+    for b in [1usize, 16, 3] {
+        let mask: Vec<u32> = (0..n.div_ceil(32)).map(|_| rng.next_u64() as u32).collect();
+        let (g, c) = both_paths(&fb, &q[..b * d], 10, Some(&mask));
+        agreement(
+            &format!("b={b}"),
+            &g,
+            &c,
+            eps(d),
+            &allowed_fn(&fb, Some(&mask)),
+        )
+        .unwrap();
+        assert_eq!(fb.gpu_scratch_bytes(), held, "b={b}: scratch reallocated");
+    }
+}
+
+#[test]
+fn f16_integer_decode_is_exact_for_subnormal_and_normal_halves() {
+    // Halves m * 2^-24 for |m| < 1024 (subnormal) and normal ones (11-bit m, up to 2^-5)
+    // times small-integer queries: every score is a multiple of 2^-24 below 1, exact in f32, so
+    // both f16 decodes must equal the CPU path bit for bit, ties included.
+    let mut rng = Rng::new(0xF16);
+    let (n, d, b, k) = (2000usize, 8usize, 4usize, 256usize);
+    let rows: Vec<f32> = (0..n * d)
+        .map(|i| {
+            let sign = if rng.below(2) == 0 { 1.0 } else { -1.0 };
+            if i % 3 == 0 {
+                let m = (rng.below(1024) + 1024) as f32;
+                sign * m * (2.0f32).powi(rng.below(8) as i32 - 24)
+            } else {
+                sign * rng.below(1024) as f32 * (2.0f32).powi(-24)
+            }
+        })
+        .collect();
+    let q: Vec<f32> = (0..b * d).map(|_| rng.below(5) as f32 - 2.0).collect();
+    for int_decode in [false, true] {
+        for multi in [false, true] {
+            let opts = FlatBankOptions {
+                tuning: Tuning {
+                    multi_query_scan: Some(multi),
+                    queries_per_group: (!multi).then_some(1),
+                    f16_integer_decode: Some(int_decode),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let mut fb = bank(BankFormat::F16, d, opts);
+            pollster::block_on(fb.append(&rows)).unwrap();
+            let (g, c) = both_paths(&fb, &q, k, None);
+            let what = format!("f16 integer decode {int_decode}, multi-query {multi}");
+            same(&format!("{what}: ids"), &g.ids, &c.ids);
+            same(&format!("{what}: scores"), &g.scores, &c.scores);
+        }
+    }
+}
+
+#[test]
 fn k_larger_than_n_and_empty_bank_fill_sentinels() {
     for format in FORMATS {
         let mut fb = bank(format, 5, FlatBankOptions::default());

@@ -1,6 +1,7 @@
 //! Browser tests of the flat top-k (wasm-bindgen-test in headless Chromium, WebGPU on SwiftShader):
 //! the WGSL kernels against the CPU path (compiled with simd128) over seeded shapes, exact ties,
-//! a chunked 100k x 384 bank, a folded dispatch, incremental updates, gather, and the JS API.
+//! a chunked 100k x 384 bank, a folded dispatch, the multi-query barrier-free scan, incremental
+//! updates, gather, and the JS API.
 //! A missing WebGPU adapter fails the tests.
 #![cfg(target_arch = "wasm32")]
 
@@ -67,7 +68,9 @@ async fn webgpu_topk_matches_cpu_on_seeded_shapes() {
             d,
             FlatBankOptions {
                 format,
-                // Odd cases force the multi-query `scan`, rows per invocation vary for `scan1`.
+                // Odd cases force the multi-query `scan`; even ones run `scan1` (B = 1) or the
+                // barrier-free multi-query `scanm` (the software adapter's default for B > 1),
+                // rows per invocation vary.
                 tuning: Tuning {
                     queries_per_group: (case % 2 == 1).then_some(16),
                     rows_per_invocation: Some(1 + case % 4),
@@ -93,6 +96,73 @@ async fn webgpu_topk_matches_cpu_on_seeded_shapes() {
         agreement(&what, &g, &cpu, eps(d), &allowed(&fb, mask)).unwrap();
         if mode == 2 || n == 0 {
             assert!(g.ids.iter().all(|&i| i == NO_ID), "{what}");
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn multi_query_scan_on_webgpu_chunks_masks_and_ties() {
+    // `scanm` forced: B = 2, 16, 64; rows per invocation and queries per pass vary; N not a
+    // multiple of a round; k = 1 and k > N; a mask allowing nothing; small chunks; small-integer
+    // data (exact scores: ids and scores identical to the CPU path, ties by lower id).
+    let c = require_gpu().await;
+    let mut rng = Rng::new(0x5CA3);
+    for case in 0..9 {
+        let format = FORMATS[case % 3];
+        let b = [2usize, 16, 64][case / 3];
+        let (r, qc) = (1 + case % 4, 4 - case % 4);
+        let d = *rng.pick(&[3usize, 19]);
+        let n = *rng.pick(&[257usize, 1025, 3000]);
+        let k = [1usize, 10, n + 1][case % 3].min(256);
+        let chunks = (case % 2 == 0).then_some(7 * 1024 + 16);
+        let mut fb = FlatBank::new(
+            &c,
+            d,
+            FlatBankOptions {
+                format,
+                max_chunk_bytes: chunks,
+                tuning: Tuning {
+                    rows_per_invocation: Some(r),
+                    queries_per_pass: Some(qc),
+                    multi_query_scan: Some(true),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let rows: Vec<f32> = (0..n * d).map(|_| rng.below(3) as f32 - 1.0).collect();
+        fb.append(&rows).await.unwrap();
+        fb.remove(n / 3).unwrap();
+        let mask: Vec<u32> = (0..n.div_ceil(32))
+            .map(|_| if case == 4 { 0 } else { rng.next_u64() as u32 })
+            .collect();
+        let mask = (case % 2 == 0).then_some(&mask[..]);
+        let q: Vec<f32> = (0..b * d).map(|_| rng.below(5) as f32 - 2.0).collect();
+        let plan = fb.gpu_plan(b, k).unwrap();
+        assert!(plan.multi_query, "case {case}: {plan:?}");
+        let (g, cpu) = both(&fb, &q, k, mask).await;
+        let what = format!(
+            "case {case}: n={n} d={d} k={k} b={b} R={r} QC={qc} {format:?} chunks={}",
+            fb.chunk_count()
+        );
+        if let Some(i) = (0..g.ids.len()).find(|&i| g.ids[i] != cpu.ids[i]) {
+            panic!(
+                "{what}: slot {i}: GPU id {}, CPU id {}",
+                g.ids[i], cpu.ids[i]
+            );
+        }
+        if let Some(i) = (0..g.scores.len()).find(|&i| g.scores[i] != cpu.scores[i]) {
+            panic!(
+                "{what}: slot {i}: GPU score {}, CPU score {}",
+                g.scores[i], cpu.scores[i]
+            );
+        }
+        if case == 4 {
+            assert!(
+                g.ids.iter().all(|&i| i == NO_ID),
+                "{what}: mask allows nothing"
+            );
         }
     }
 }

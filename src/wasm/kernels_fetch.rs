@@ -15,7 +15,7 @@ use super::errors::{invalid_input, to_js_error, JsError2};
 use super::kernels::Kernels;
 use crate::kernels::fetch::{
     self, BankFormat, FetchPath, FlatBank, FlatBankOptions, GatherIds, GpuCopyBench, TopkOptions,
-    TopkResult,
+    TopkResult, Tuning,
 };
 use crate::kernels::KernelError;
 
@@ -156,6 +156,32 @@ fn opt_usize(options: Option<&JsValue>, key: &str, default: usize) -> Result<usi
     }
 }
 
+/// Undocumented launch tuning for the benchmark page (`_rowsPerInvocation`, `_queriesPerPass`,
+/// `_multiQueryScan`, `_f16IntegerDecode`); absent keys keep the defaults.
+fn opt_tuning(options: Option<&JsValue>) -> Result<Tuning, JsValue> {
+    let num = |key: &str| -> Result<Option<usize>, JsValue> {
+        opt(options, key)?
+            .is_some()
+            .then(|| opt_usize(options, key, 0))
+            .transpose()
+    };
+    let flag = |key: &str| -> Result<Option<bool>, JsValue> {
+        opt(options, key)?
+            .map(|v| {
+                v.as_bool()
+                    .ok_or_else(|| invalid_input(format!("{key} must be a boolean")))
+            })
+            .transpose()
+    };
+    Ok(Tuning {
+        rows_per_invocation: num("_rowsPerInvocation")?,
+        queries_per_pass: num("_queriesPerPass")?,
+        multi_query_scan: flag("_multiQueryScan")?,
+        f16_integer_decode: flag("_f16IntegerDecode")?,
+        ..Tuning::default()
+    })
+}
+
 fn result_js(r: &TopkResult) -> Result<TopkResultJs, JsValue> {
     let o = Object::new();
     Reflect::set(&o, &"ids".into(), &Uint32Array::from(&r.ids[..]))?;
@@ -259,6 +285,7 @@ impl Kernels {
                 "autoGpuMinBytes",
                 defaults.auto_gpu_min_bytes,
             )?,
+            tuning: opt_tuning(o.as_ref())?,
             ..defaults
         };
         let bank = FlatBank::new(&self.compute, dims, fopts).map_err(kerr)?;

@@ -2,13 +2,22 @@
 // SwiftShader) and print the flat top-k benchmark: query latency (median, p95) for N = 10k and
 // 100k, d = 384, k = 10, B = 1 and 16, each format, WebGPU and CPU paths, with the scan bandwidth
 // as a fraction of a GPU copy kernel / wasm memcpy measured in the same run. The full result is
-// written to target/bench-fetch.json. MNEMO_BENCH_N=10000 limits the sizes.
+// written to target/bench-fetch.json. MNEMO_BENCH_N=10000 limits the sizes; MNEMO_BENCH_FORMATS=f32,int8,
+// MNEMO_BENCH_B=16, MNEMO_BENCH_PATHS=gpu select cases; MNEMO_BENCH_RUNS (default 3) sets the copy /
+// per-call / amortised triples timed in turn; MNEMO_BENCH_BANK_OPTS='{"_multiQueryScan":false}' adds
+// (undocumented tuning) options to every bank.
 import fs from 'node:fs';
 import path from 'node:path';
 import { startServer, REPO } from '../scripts/server.mjs';
 import { launch, chromiumVersion } from '../scripts/browser.mjs';
 
 const sizes = (process.env.MNEMO_BENCH_N || '10000,100000').split(',').map(Number).filter(Boolean);
+const list = (name, dflt) => (process.env[name] || dflt).split(',').map((x) => x.trim()).filter(Boolean);
+const formats = list('MNEMO_BENCH_FORMATS', 'f32,f16,int8');
+const batches = list('MNEMO_BENCH_B', '1,16').map(Number);
+const paths = list('MNEMO_BENCH_PATHS', 'gpu,cpu');
+const runs = Number(process.env.MNEMO_BENCH_RUNS || 3);
+const bankOptions = JSON.parse(process.env.MNEMO_BENCH_BANK_OPTS || '{}');
 const { server, url } = await startServer();
 const context = await launch();
 let failed = false;
@@ -24,7 +33,7 @@ try {
   console.log(`browser: ${chromiumVersion()} (headless, WebGPU on SwiftShader)`);
   const r = await page.evaluate(
     (cfg) => window.fetchBench.run({ ...cfg, log: (l) => console.log(`bench: ${l}`) }),
-    { sizes },
+    { sizes, formats, batches, paths, runs, bankOptions },
   );
   const a = r.adapter;
   console.log(`mnemo ${r.version}: backend ${r.backend}${a ? `, adapter ${a.name || '(unnamed)'} [${a.api}, ${a.device_type}]` : ''}${r.fallbackReason ? `, fallback: ${r.fallbackReason}` : ''}`);

@@ -324,6 +324,11 @@ impl FlatBank {
         self.gpu.as_ref().map_or(0, |g| g.capacity_bytes())
     }
 
+    /// Bytes of the two-phase scans' score scratch kept for later calls (0 before the first).
+    pub fn gpu_scratch_bytes(&self) -> u64 {
+        self.gpu.as_ref().map_or(0, |g| g.scratch_bytes())
+    }
+
     /// Bytes uploaded host-to-GPU since creation (new rows, updated rows, live-bitset words).
     pub fn uploaded_bytes(&self) -> u64 {
         self.gpu.as_ref().map_or(0, |g| g.uploaded)

@@ -13,9 +13,13 @@
 //!
 //! Top-k: one query runs the two-phase `scan1` entry (every invocation scores 4 rows per round
 //! with no barrier, a scratch buffer keeps one f32 score per row, then a selection phase offers
-//! only rows that beat the list's K-th entry); several queries run `scan` (up to 16 queries per
-//! workgroup, selection after every round of 256 rows). Merge passes reduce the per-workgroup
-//! lists to one.
+//! only rows that beat the list's K-th entry). Several queries run `scanm` on a software adapter
+//! (the same two phases for the whole batch in each workgroup: 4 rows x 4 queries per pass, the
+//! bank read from memory once per batch, then selection per query) and `scan` on a GPU (up to 16
+//! queries per workgroup, selection after every round of 256 rows); `Tuning` overrides the
+//! choice. Merge passes reduce the per-workgroup lists to one. The two-phase scans' score scratch (`[B, N]` f32) is kept with the store and
+//! reused by later calls (grown when a call needs more, never shrunk), so a query allocates no
+//! scratch; calls are ordered on the device queue, so reusing it between submissions is safe.
 
 use super::format::{Layout, BLOCK_ROWS};
 use super::TopkResult;
@@ -50,9 +54,20 @@ pub struct Tuning {
     /// Queries one scan workgroup scores together (1..=16; default 16 on a GPU, fewer when k
     /// is large: each bank row is read once per group of queries; 1 on a software adapter).
     pub queries_per_group: Option<usize>,
-    /// Rows each invocation scores per round in the one-query scan (`scan1`, used when a
-    /// workgroup holds one query): 1..=4, default 4 (each query vec4 is loaded once for them).
+    /// Rows each invocation scores per round in the barrier-free scans (`scan1`, one query per
+    /// workgroup, and `scanm`): 1..=4, default 4 (each query vec4 is loaded once for them).
     pub rows_per_invocation: Option<usize>,
+    /// Queries the multi-query barrier-free scan (`scanm`) scores per pass over a round's rows:
+    /// 1..=4, default 4 (each bank vec4 is loaded once for them).
+    pub queries_per_pass: Option<usize>,
+    /// Run B > 1 queries with `scanm` (one workgroup scores every query of the batch with no
+    /// barrier, then selects per query: each row read once for the batch). Default: on a
+    /// software adapter unless `queries_per_group` is set; `Some(true)` forces it (when the
+    /// `[B, N]` score scratch fits one storage binding), `Some(false)` forbids it.
+    pub multi_query_scan: Option<bool>,
+    /// Decode f16 banks with integer ops instead of `unpack2x16float` (same values; which is
+    /// faster depends on the adapter). Default: off.
+    pub f16_integer_decode: Option<bool>,
 }
 
 pub(crate) struct Chunk {
@@ -74,6 +89,8 @@ pub(crate) struct GpuStore {
     pub(crate) grown: u64,
     /// A software adapter (lavapipe, SwiftShader): tunes the launch defaults.
     pub(crate) software: bool,
+    /// The two-phase scans' score scratch, reused across calls (see the module docs).
+    scratch: std::sync::Mutex<Option<wgpu::Buffer>>,
 }
 
 #[repr(C)]
@@ -179,10 +196,17 @@ pub struct TopkPlan {
     pub qb: usize,
     /// Query groups (the z dimension of the scan).
     pub qgroups: usize,
-    /// One query per workgroup: the two-phase scan (`scan1`: score every row, then select).
+    /// The two-phase scan (score every row into a scratch with no barrier, then select):
+    /// `scan1` (one query per workgroup) or, with `multi_query`, `scanm`.
     pub two_phase: bool,
-    /// Rows each invocation scores per round (`scan1`; 1 for `scan`).
+    /// Every query of the batch in each scan workgroup (`scanm`; dispatch z = 1).
+    pub multi_query: bool,
+    /// Rows each invocation scores per round (`scan1`, `scanm`; 1 for `scan`).
     pub rows_per_invocation: usize,
+    /// Queries scored per pass over a round's rows (`scanm`; 1 otherwise).
+    pub queries_per_pass: usize,
+    /// f16 rows decoded with integer ops (`F16INT`) instead of `unpack2x16float`.
+    pub f16_integer_decode: bool,
     /// Rounds of `256 * rows_per_invocation` rows per scan workgroup.
     pub rounds: usize,
     /// Scan workgroups per query group, summed over chunks (= first-pass lists per query).
@@ -227,6 +251,7 @@ impl GpuStore {
             uploaded: 0,
             grown: 0,
             software: ctx.adapter_info().device_type == "cpu",
+            scratch: std::sync::Mutex::new(None),
         };
         if capacity > 0 {
             store.reserve(ctx, 0, capacity);
@@ -252,6 +277,31 @@ impl GpuStore {
     /// Rows held by chunk `c` when the bank has `n` rows.
     pub(crate) fn rows_in_chunk(&self, c: usize, n: usize) -> usize {
         n.saturating_sub(c * self.chunk_rows).min(self.chunk_rows)
+    }
+
+    /// The cached score scratch with at least `bytes` (allocated or grown on demand: to twice
+    /// the old size when that fits one binding, so a growing bank does not reallocate per call).
+    fn scratch(&self, ctx: &GpuContext, bytes: u64) -> Result<wgpu::Buffer, KernelError> {
+        let mut cached = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(buf) = cached.as_ref().filter(|b| b.size() >= bytes) {
+            return Ok(buf.clone());
+        }
+        ctx.check_binding("top-k score scratch", bytes)?;
+        let old = cached.as_ref().map_or(0, |b| b.size());
+        let limits = ctx.limits();
+        let limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let size = bytes.max((2 * old).min(limit));
+        let buf = ctx.storage("fetch scan scores", size)?;
+        *cached = Some(buf.clone());
+        Ok(buf)
+    }
+
+    /// Bytes of the cached score scratch (0 before the first two-phase scan).
+    pub(crate) fn scratch_bytes(&self) -> u64 {
+        let cached = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        cached.as_ref().map_or(0, |b| b.size())
     }
 
     /// Bytes of GPU memory held by the bank's chunks and live bitset.
@@ -374,14 +424,30 @@ impl GpuStore {
         // On a software adapter a workgroup per query is faster (its barrier-free `scan1` beats
         // 16 accumulators per invocation); on a GPU, queries share each row read.
         let qdefault = if self.software { 1 } else { 16 };
-        let qmax = (1024 / k2)
-            .min(tuning.queries_per_group.unwrap_or(qdefault))
-            .clamp(1, 16);
+        // The two-phase scans keep a score per query and row: at most one storage binding.
+        let fits = ((b * n * 4) as u64) <= PORTABLE_BINDING_BYTES;
+        let multi = b > 1
+            && fits
+            && tuning
+                .multi_query_scan
+                .unwrap_or(self.software && tuning.queries_per_group.is_none());
+        let qmax = if multi {
+            1
+        } else {
+            (1024 / k2)
+                .min(tuning.queries_per_group.unwrap_or(qdefault))
+                .clamp(1, 16)
+        };
         let qgroups = b.div_ceil(qmax.min(b));
         let qb = b.div_ceil(qgroups);
-        // One query per workgroup: the two-phase `scan1` (R rows per invocation and round, a
-        // scratch score per query and row: at most one storage binding).
-        let one = qb == 1 && ((b * n * 4) as u64) <= PORTABLE_BINDING_BYTES;
+        // One query per workgroup (`scan1`) or all of them (`scanm`): the two-phase scans (R
+        // rows per invocation and round).
+        let one = qb == 1 && fits;
+        let qc = if multi {
+            tuning.queries_per_pass.unwrap_or(4).clamp(1, 4)
+        } else {
+            1
+        };
         let r = if one {
             tuning.rows_per_invocation.unwrap_or(4).clamp(1, 4)
         } else {
@@ -430,7 +496,10 @@ impl GpuStore {
             qb,
             qgroups,
             two_phase: one,
+            multi_query: multi,
             rows_per_invocation: r,
+            queries_per_pass: qc,
+            f16_integer_decode: tuning.f16_integer_decode.unwrap_or(false),
             rounds,
             lists,
             fanin,
@@ -477,14 +546,28 @@ impl GpuStore {
         let a_s = ctx.storage("fetch cand scores", first_bytes)?;
         let a_i = ctx.storage("fetch cand ids", first_bytes)?;
         let one = plan.two_phase;
-        let scan = if one {
+        let f16int =
+            (plan.f16_integer_decode && l.format == super::format::BankFormat::F16) as u8 as f64;
+        let scan = if plan.multi_query {
+            ctx.pipeline(
+                &PipelineKey::new(&crate::shaders::FETCH_TOPK, "scanm")
+                    .with_constant("K", k as f64)
+                    .with_constant("K2", plan.k2 as f64)
+                    .with_constant("BEST", plan.k2 as f64)
+                    .with_constant("R", plan.rows_per_invocation as f64)
+                    .with_constant("QC", plan.queries_per_pass as f64)
+                    .with_constant("FORMAT", l.format.shader_id() as f64)
+                    .with_constant("F16INT", f16int),
+            )
+        } else if one {
             ctx.pipeline(
                 &PipelineKey::new(&crate::shaders::FETCH_TOPK, "scan1")
                     .with_constant("K", k as f64)
                     .with_constant("K2", plan.k2 as f64)
                     .with_constant("BEST", plan.k2 as f64)
                     .with_constant("R", plan.rows_per_invocation as f64)
-                    .with_constant("FORMAT", l.format.shader_id() as f64),
+                    .with_constant("FORMAT", l.format.shader_id() as f64)
+                    .with_constant("F16INT", f16int),
             )
         } else {
             ctx.pipeline(
@@ -493,12 +576,13 @@ impl GpuStore {
                     .with_constant("K2", plan.k2 as f64)
                     .with_constant("QB", qb as f64)
                     .with_constant("BEST", (qb * plan.k2) as f64)
-                    .with_constant("FORMAT", l.format.shader_id() as f64),
+                    .with_constant("FORMAT", l.format.shader_id() as f64)
+                    .with_constant("F16INT", f16int),
             )
         };
-        // `scan1`'s per-row scores (indexed by global row id, all chunks).
+        // The two-phase scans' per-row scores (indexed by global row id, all chunks).
         let scratch = if one {
-            Some(ctx.storage("fetch scan scores", (b * n * 4) as u64)?)
+            Some(self.scratch(ctx, (b * n * 4) as u64)?)
         } else {
             None
         };
@@ -547,7 +631,7 @@ impl GpuStore {
                 &scan,
                 &entries,
                 groups,
-                plan.qgroups,
+                if plan.multi_query { 1 } else { plan.qgroups },
                 "fetch scan",
             )?;
             list0 += groups;
