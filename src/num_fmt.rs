@@ -45,7 +45,7 @@ impl fmt::Display for Num {
             e += 1;
         }
         let mut digits = 6i32;
-        while d % 10 == 0 {
+        while d.is_multiple_of(10) {
             d /= 10;
             e += 1;
             digits -= 1;

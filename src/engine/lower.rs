@@ -27,7 +27,7 @@ pub fn push_lowercase(out: &mut String, c: char) {
         let stride = ((a >> 21) & 1) + 1;
         let len = (a >> 22) + 1;
         let k = u - start;
-        if k % stride == 0 && k / stride < len {
+        if k.is_multiple_of(stride) && k / stride < len {
             if let Some(l) = char::from_u32(u.wrapping_add_signed(delta)) {
                 out.push(l);
                 return;
