@@ -15,8 +15,8 @@ WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable
   --enable-simd --enable-mutable-globals --enable-reference-types --enable-multivalue
 
 # The engine module of the npm package (Cargo.toml, profile `pkg-engine`): lower LLVM inlining and
-# unrolling thresholds for size. RUSTFLAGS replaces .cargo/config.toml's wasm32 rustflags, so
-# simd128 is repeated here.
+# unrolling thresholds for size, and wasm-opt -Oz (not -O3) on it. RUSTFLAGS replaces
+# .cargo/config.toml's wasm32 rustflags, so simd128 is repeated here.
 PKG_ENGINE_RUSTFLAGS := -C target-feature=+simd128 -C llvm-args=-inline-threshold=50 \
   -C llvm-args=-unroll-threshold=50
 
@@ -30,14 +30,14 @@ setup:
 
 ## Build the npm package (pkg/) from three wasm-pack builds of the crate (no tool downloads; wasm-opt
 ## from npm binaryen): the `js-engine` module (mnemo.js + mnemo_bg.wasm: `Mnemo`, what a memory
-## app loads; profile `pkg-engine`), the `js-store` + `js-kernels` module (mnemo_extra*: `Store`, `Kernels`,
+## app loads; profile `pkg-engine`, wasm-opt -Oz), the `js-store` + `js-kernels` module (mnemo_extra*: `Store`, `Kernels`,
 ## `FlatBank`, `HierIndex`, loaded on first use) and the `mnemo/encoder` entry (mnemo_encoder*:
 ## `Mnemo` with the built-in text encoder), joined by scripts/pkg-split.mjs; the npm README
 ## (pkg-readme/README.md; npm always ships README.md); the gzipped sizes (gzip -9).
 pkg: setup
 	RUSTFLAGS="$(PKG_ENGINE_RUSTFLAGS)" wasm-pack build --profile pkg-engine --target web \
 	  --mode no-install --out-dir pkg --out-name mnemo -- --no-default-features --features js-engine
-	$(WASM_OPT) -O3 $(WASM_FEATURES) pkg/mnemo_bg.wasm -o pkg/mnemo_bg.wasm
+	$(WASM_OPT) -Oz $(WASM_FEATURES) pkg/mnemo_bg.wasm -o pkg/mnemo_bg.wasm
 	wasm-pack build --release --target web --mode no-install --out-dir target/pkg-extra \
 	  --out-name mnemo_extra -- --no-default-features --features js-store,js-kernels
 	$(WASM_OPT) -O3 $(WASM_FEATURES) target/pkg-extra/mnemo_extra_bg.wasm -o pkg/mnemo_extra_bg.wasm

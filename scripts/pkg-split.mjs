@@ -51,13 +51,15 @@ if (encoderDir && !fs.existsSync(path.join(pkgDir, 'mnemo_encoder_bg.wasm'))) {
   throw new Error(`${pkgDir}/mnemo_encoder_bg.wasm is missing (the Makefile writes it)`);
 }
 
+// The emitted comment is kept short (this JS is part of what a Mnemo app downloads):
+// `Store`, `Kernels`, `FlatBank` and `HierIndex` live in mnemo_extra_bg.wasm, fetched and
+// initialised on the first `Store.open`, `Store.deleteStore`, `Kernels.create` or
+// `Kernels.load`; an app that only uses `Mnemo` never downloads it. The classes below stand in
+// for the extra module's: their static methods forward to it, and `instanceof` recognises its
+// objects.
 const loader = `
 ${MARK}
-// \`Store\`, \`Kernels\`, \`FlatBank\` and \`HierIndex\` live in mnemo_extra_bg.wasm, fetched and
-// initialised on the first \`Store.open\`, \`Store.deleteStore\`, \`Kernels.create\` or
-// \`Kernels.load\`; an app that only uses \`Mnemo\` never downloads it. The classes below stand in
-// for the extra module's: their static methods forward to it, and \`instanceof\` recognises its
-// objects.
+// Stand-ins for the classes of mnemo_extra_bg.wasm, which they load on first use.
 
 let extraModule = null;
 let extraLoading = null;

@@ -16,8 +16,10 @@ pub mod encoder;
 pub mod engine;
 pub mod gpu;
 pub mod kernels;
+pub(crate) mod num_fmt;
 pub mod rng;
 pub mod shaders;
+pub(crate) mod sort;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;

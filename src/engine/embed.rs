@@ -12,6 +12,7 @@
 //! ([`HashedNgrams::VERSION`]): stored vectors stay valid only while these do not change.
 
 use super::error::EngineError;
+use crate::num_fmt::Num;
 
 /// Feature weights and n-gram range of [`HashedNgrams`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -230,7 +231,14 @@ impl HashedNgrams {
         {
             return Err(EngineError::invalid(
                 "config",
-                format!("invalid n-gram config {config:?}"),
+                format!(
+                    "invalid n-gram config: word {}, bigram {}, chars {}, char n-grams {}..={}",
+                    Num(config.word.into()),
+                    Num(config.bigram.into()),
+                    Num(config.chars.into()),
+                    config.char_min,
+                    config.char_max
+                ),
             ));
         }
         Ok(HashedNgrams { dims, config })
@@ -315,7 +323,7 @@ impl HashedNgrams {
                 }
             }
         }
-        feats.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        crate::sort::sort_by(&mut feats, |a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
         let mut i = 0;
         while i < feats.len() {
             let h = feats[i].0;
@@ -350,7 +358,7 @@ fn words(text: &str) -> Vec<String> {
     let mut cur = String::new();
     for ch in text.chars() {
         if ch.is_alphanumeric() {
-            cur.extend(ch.to_lowercase());
+            super::lower::push_lowercase(&mut cur, ch);
         } else if !cur.is_empty() {
             out.push(std::mem::take(&mut cur));
         }

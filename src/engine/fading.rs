@@ -57,13 +57,19 @@ impl FadingConfig {
         if !(self.decay > 0.0 && self.decay <= 1.0) {
             return Err(EngineError::invalid(
                 "decay",
-                format!("must be in (0, 1], got {}", self.decay),
+                format!(
+                    "must be in (0, 1], got {}",
+                    crate::num_fmt::Num(self.decay.into())
+                ),
             ));
         }
         if !(self.mix.is_finite() && self.mix >= 0.0) {
             return Err(EngineError::invalid(
                 "mix",
-                format!("must be finite and >= 0, got {}", self.mix),
+                format!(
+                    "must be finite and >= 0, got {}",
+                    crate::num_fmt::Num(self.mix.into())
+                ),
             ));
         }
         Ok(())

@@ -20,6 +20,7 @@ use std::cmp::Ordering;
 use super::error::EngineError;
 use super::recency::Recency;
 use super::DocId;
+use crate::num_fmt::Num;
 
 /// Weights of the four parts (non-negative, finite, not all zero).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,7 +71,14 @@ impl Weights {
         if w.iter().any(|v| !v.is_finite() || *v < 0.0) || w.iter().all(|v| *v == 0.0) {
             return Err(EngineError::invalid(
                 "weights",
-                format!("need finite weights >= 0, not all 0; got {self:?}"),
+                format!(
+                    "need finite weights >= 0, not all 0; got vector = {}, lexical = {}, \
+                     recency = {}, importance = {}",
+                    Num(self.vector),
+                    Num(self.lexical),
+                    Num(self.recency),
+                    Num(self.importance)
+                ),
             ));
         }
         Ok(())
@@ -212,7 +220,9 @@ fn ranks(cands: &[Candidate], values: &[Option<f64>]) -> Vec<Option<usize>> {
         .enumerate()
         .filter_map(|(i, v)| v.map(|v| (i, v)))
         .collect();
-    order.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(cands[a.0].id.cmp(&cands[b.0].id)));
+    crate::sort::sort_by(&mut order, |a, b| {
+        b.1.total_cmp(&a.1).then(cands[a.0].id.cmp(&cands[b.0].id))
+    });
     let mut out = vec![None; cands.len()];
     for (r, (i, _)) in order.into_iter().enumerate() {
         out[i] = Some(r + 1);
@@ -326,7 +336,7 @@ pub fn fuse(cands: &[Candidate], cfg: &FusionConfig) -> Result<Vec<Hit>, EngineE
             }
         })
         .collect();
-    hits.sort_unstable_by(by_score_then_id);
+    crate::sort::sort_by(&mut hits, by_score_then_id);
     Ok(hits)
 }
 

@@ -20,13 +20,14 @@
 //! - Search: [`LexicalQuery::top_k`] with an optional allow-set ([`Allow`]); ties by lower id.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::codec::{self, Writer};
 use super::error::EngineError;
 use super::tokenize::{for_each_token, is_token};
 use super::DocId;
+use crate::num_fmt::Num;
 
 const MAGIC: &[u8; 8] = b"MNMOBM25";
 /// Version of the serialised form written by [`LexicalIndex::to_bytes`].
@@ -70,7 +71,9 @@ impl Bm25Params {
                 "bm25 params",
                 format!(
                     "need finite k1 >= 0, 0 <= b <= 1, epsilon >= 0; got k1 = {}, b = {}, epsilon = {}",
-                    self.k1, self.b, self.epsilon
+                    Num(self.k1),
+                    Num(self.b),
+                    Num(self.epsilon)
                 ),
             ))
         }
@@ -240,8 +243,9 @@ struct Namespace {
     dead_slots: usize,
     /// term → postings.
     postings: IdMap<u32, Postings>,
-    /// df → number of terms with that df.
-    df_hist: BTreeMap<u32, u32>,
+    /// (df, number of terms with that df), by df, counts > 0. (A sorted `Vec` rather than a
+    /// `BTreeMap`: a few hundred distinct dfs, and one fewer tree instance in wasm.)
+    df_hist: Vec<(u32, u32)>,
     docs: u32,
     total_len: u64,
 }
@@ -251,17 +255,20 @@ impl Namespace {
         if df == 0 {
             return;
         }
-        if let Some(c) = self.df_hist.get_mut(&df) {
-            *c -= 1;
-            if *c == 0 {
-                self.df_hist.remove(&df);
+        if let Ok(i) = self.df_hist.binary_search_by_key(&df, |e| e.0) {
+            self.df_hist[i].1 -= 1;
+            if self.df_hist[i].1 == 0 {
+                self.df_hist.remove(i);
             }
         }
     }
 
     fn hist_inc(&mut self, df: u32) {
         if df > 0 {
-            *self.df_hist.entry(df).or_insert(0) += 1;
+            match self.df_hist.binary_search_by_key(&df, |e| e.0) {
+                Ok(i) => self.df_hist[i].1 += 1,
+                Err(i) => self.df_hist.insert(i, (df, 1)),
+            }
         }
     }
 
@@ -274,7 +281,7 @@ impl Namespace {
         let n = self.docs as f64;
         let mut sum = 0.0;
         let mut terms = 0u64;
-        for (&df, &count) in &self.df_hist {
+        for &(df, count) in &self.df_hist {
             sum += count as f64 * raw_idf(n, df);
             terms += count as u64;
         }
@@ -353,7 +360,7 @@ impl LexicalIndex {
     /// The non-empty namespaces, sorted.
     pub fn namespaces(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.ns_ids.keys().map(|s| s.as_str()).collect();
-        v.sort_unstable();
+        crate::sort::sort(&mut v);
         v
     }
 
@@ -615,7 +622,7 @@ impl LexicalIndex {
         // (The sorts below use a few element types only — `&str` and `(u64, u64)` — so that the
         // wasm build carries few instances of the sort code.)
         let mut strings: Vec<&str> = self.vocab.ids.keys().map(|s| s.as_ref()).collect();
-        strings.sort_unstable();
+        crate::sort::sort(&mut strings);
         let live: Vec<(&str, u32)> = strings
             .into_iter()
             .map(|s| (s, self.vocab.ids[s]))
@@ -645,7 +652,7 @@ impl LexicalIndex {
                 .filter(|(_, s)| s.live)
                 .map(|(i, s)| (s.id, i as u64))
                 .collect();
-            order.sort_unstable();
+            crate::sort::sort(&mut order);
             let mut slot_of = vec![u32::MAX; ns.slots.len()];
             for (new, &(_, old)) in order.iter().enumerate() {
                 slot_of[old as usize] = new as u32;
@@ -663,7 +670,7 @@ impl LexicalIndex {
                 .enumerate()
                 .map(|(i, &t)| (canon[t as usize] as u64, i as u64))
                 .collect();
-            lists.sort_unstable();
+            crate::sort::sort(&mut lists);
             w.varint(lists.len() as u64);
             let mut prev_t = 0u64;
             let mut entries: Vec<(u64, u64)> = Vec::new();
@@ -676,7 +683,7 @@ impl LexicalIndex {
                         .filter(|&&(s, _)| ns.slots[s as usize].live)
                         .map(|&(s, tf)| (slot_of[s as usize] as u64, tf as u64)),
                 );
-                entries.sort_unstable();
+                crate::sort::sort(&mut entries);
                 w.varint(if i == 0 { t } else { t - prev_t });
                 prev_t = t;
                 w.varint(entries.len() as u64);
@@ -806,7 +813,7 @@ impl LexicalIndex {
                     list.push((slot as u32, tf as u32));
                 }
                 idx.vocab.retain(t as u32);
-                *ns.df_hist.entry(len as u32).or_insert(0) += 1;
+                ns.hist_inc(len as u32);
                 order.push(t as u32);
                 ns.postings.insert(
                     t as u32,
@@ -997,7 +1004,7 @@ impl LexicalQuery<'_> {
             .filter(|s| s.live)
             .map(|s| (s.id, 0.0))
             .collect();
-        out.sort_unstable_by_key(|&(id, _)| id);
+        crate::sort::sort_by(&mut out, |a, b| a.0.cmp(&b.0));
         for h in self.matched() {
             if let Ok(i) = out.binary_search_by_key(&h.id, |&(id, _)| id) {
                 out[i].1 = h.score;
@@ -1015,8 +1022,8 @@ pub fn by_score_then_id(a: &LexHit, b: &LexHit) -> Ordering {
 /// Keep the best `k` of `hits` (score descending, ties by lower id), sorted.
 fn select_top(hits: &mut Vec<LexHit>, k: usize) {
     if hits.len() > k {
-        hits.select_nth_unstable_by(k - 1, by_score_then_id);
+        crate::sort::select_nth_by(hits, k - 1, by_score_then_id);
         hits.truncate(k);
     }
-    hits.sort_unstable_by(by_score_then_id);
+    crate::sort::sort_by(hits, by_score_then_id);
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`lexical`]: the per-namespace BM25 inverted index (incremental, persisted);
 //! - [`embed`]: the built-in `'hashed-ngrams'` embedder (no model, lexical quality);
+//!   [`lower`] is its Unicode lowercasing from a compact table;
 //! - [`fusion`] and [`recency`]: fusion of vector, lexical, recency and importance parts;
 //! - [`fading`]: the per-namespace fading-context state (a linear recurrence);
 //! - [`recall`]: the CPU recall pipeline tying them together over an in-memory corpus;
@@ -19,6 +20,7 @@ pub mod fading;
 pub mod fusion;
 pub mod lexical;
 pub mod locomo;
+pub mod lower;
 pub mod mnemo;
 pub mod recall;
 pub mod recency;

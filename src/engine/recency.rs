@@ -33,7 +33,10 @@ impl Recency {
         } else {
             Err(EngineError::invalid(
                 "halfLife",
-                format!("must be > 0 ms, got {}", self.half_life_ms),
+                format!(
+                    "must be > 0 ms, got {}",
+                    crate::num_fmt::Num(self.half_life_ms)
+                ),
             ))
         }
     }

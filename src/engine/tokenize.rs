@@ -26,16 +26,32 @@ pub fn for_each_token(text: &str, mut f: impl FnMut(&str)) {
                 buf.clear();
             }
         } else {
-            for lc in c.to_lowercase() {
-                if !push(lc, &mut buf) && !buf.is_empty() {
-                    f(&buf);
-                    buf.clear();
-                }
+            // `non_ascii_lower` is what `c.to_lowercase()` gives here (see the test that checks
+            // every code point), without carrying Unicode's lowercase table.
+            let (head, ends) = non_ascii_lower(c);
+            if let Some(a) = head {
+                push(a, &mut buf);
+            }
+            if ends && !buf.is_empty() {
+                f(&buf);
+                buf.clear();
             }
         }
     }
     if !buf.is_empty() {
         f(&buf);
+    }
+}
+
+/// The part of `c.to_lowercase()` (`c` not ASCII) the tokenizer sees: its leading ASCII
+/// alphanumeric, if any, and whether a non-token character follows (which ends the token). Only
+/// `İ` (U+0130, lowercase `i` + U+0307) and the Kelvin sign (U+212A, lowercase `k`) lowercase to
+/// ASCII letters; any other non-ASCII character lowercases to non-ASCII characters only.
+fn non_ascii_lower(c: char) -> (Option<char>, bool) {
+    match c {
+        '\u{130}' => (Some('i'), true),
+        '\u{212A}' => (Some('k'), false),
+        _ => (None, true),
     }
 }
 
@@ -77,6 +93,31 @@ mod tests {
         assert_eq!(tokenize("I'm"), vec!["i", "m"]);
         assert!(tokenize("").is_empty());
         assert!(tokenize("  ,.;  ").is_empty());
+    }
+
+    /// The tokenizer as first written, over `char::to_lowercase`.
+    fn tokenize_with_to_lowercase(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = String::new();
+        for lc in text.chars().flat_map(char::to_lowercase) {
+            if lc.is_ascii_alphanumeric() {
+                buf.push(lc.to_ascii_lowercase());
+            } else if !buf.is_empty() {
+                out.push(std::mem::take(&mut buf));
+            }
+        }
+        if !buf.is_empty() {
+            out.push(buf);
+        }
+        out
+    }
+
+    #[test]
+    fn non_ascii_lower_is_to_lowercase() {
+        for c in (0x80u32..=0x10FFFF).filter_map(char::from_u32) {
+            let text = format!("a{c}b{c} {c}");
+            assert_eq!(tokenize(&text), tokenize_with_to_lowercase(&text), "{c:?}");
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ impl PipelineKey {
     pub fn with_constant(mut self, name: &'static str, value: f64) -> Self {
         self.constants.retain(|(n, _)| *n != name);
         self.constants.push((name, value.to_bits()));
-        self.constants.sort_by_key(|(n, _)| *n);
+        crate::sort::sort_stable_by_key(&mut self.constants, |(n, _)| *n);
         self
     }
 

@@ -8,7 +8,7 @@
 //! the change record and the state.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::backend::{
     Backend, CommitOutcome, Durability, JournalDir, NoticeListener, NsPages, PageRecord,
@@ -310,11 +310,11 @@ fn page_views(res: &ReadResult) -> Result<HashMap<u64, PageView<'_>>> {
 
 /// The sorted, distinct keys `key_of` finds for `ids`.
 fn keys_of(ids: &[u64], key_of: impl Fn(u64) -> Option<u64>) -> Vec<u64> {
-    ids.iter()
-        .filter_map(|&id| key_of(id))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
+    // (A sorted `Vec`, not a `BTreeSet`: one fewer instance of the tree and its sort in wasm.)
+    let mut keys: Vec<u64> = ids.iter().filter_map(|&id| key_of(id)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 impl<B: Backend> Store<B> {
@@ -486,7 +486,7 @@ impl<B: Backend> Store<B> {
                 .id;
             rows.push((id, ns, t, b.as_slice()));
         }
-        rows.sort_by_key(|r| r.0);
+        crate::sort::sort_by(&mut rows, |a, b| a.0.cmp(&b.0));
         if rows.windows(2).any(|w| w[0].0 == w[1].0) || rows.len() as u64 != st.live {
             return Err(StoreError::corrupt(
                 "legacy episodes",
@@ -618,10 +618,10 @@ impl<B: Backend> Store<B> {
     /// holding one of them.
     fn tails_for(&self, st: &State, ids: &[u64]) -> Vec<(u64, usize)> {
         let row = self.dims() * 4;
-        ids.iter()
-            .filter_map(|&id| st.seg_of(id))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
+        let mut segs: Vec<usize> = ids.iter().filter_map(|&id| st.seg_of(id)).collect();
+        crate::sort::sort(&mut segs);
+        segs.dedup();
+        segs.into_iter()
             .map(|i| (st.segs[i].lo, st.segs[i].n as usize * row))
             .collect()
     }
@@ -1025,8 +1025,10 @@ impl<B: Backend> Store<B> {
             &SplitRows::new(),
             Policy::Counter,
         );
-        let mut want_pages: BTreeSet<u64> = first.reads.iter().copied().collect();
+        let mut want_pages: Vec<u64> = first.reads.clone();
         want_pages.extend(dirty.keys().map(|&i| st.pages[i].lo));
+        want_pages.sort_unstable();
+        want_pages.dedup();
         let row_bytes = dims * 4;
         let seg_tails: Vec<(u64, usize)> = seg_layout
             .reads
@@ -1039,10 +1041,7 @@ impl<B: Backend> Store<B> {
                     .map(|s| (*k, s.n as usize * row_bytes))
             })
             .collect();
-        let Some(mut res) = self
-            .read_at(st, want_pages.into_iter().collect(), seg_tails)
-            .await?
-        else {
+        let Some(mut res) = self.read_at(st, want_pages, seg_tails).await? else {
             return Ok(Attempt::Stale);
         };
 
@@ -1589,9 +1588,13 @@ impl<B: Backend> Store<B> {
                 .filter(|p| p.tmax >= from)
                 .collect();
             if q.reverse {
-                cands.sort_by(|a, b| b.tmax.total_cmp(&a.tmax).then(b.lo.cmp(&a.lo)));
+                crate::sort::sort_by(&mut cands, |a, b| {
+                    b.tmax.total_cmp(&a.tmax).then(b.lo.cmp(&a.lo))
+                });
             } else {
-                cands.sort_by(|a, b| a.tmin.total_cmp(&b.tmin).then(a.lo.cmp(&b.lo)));
+                crate::sort::sort_by(&mut cands, |a, b| {
+                    a.tmin.total_cmp(&b.tmin).then(a.lo.cmp(&b.lo))
+                });
             }
             let mut found: Vec<((f64, u64), EpisodeRecord)> = Vec::new();
             let mut next = 0;
@@ -1625,7 +1628,7 @@ impl<B: Backend> Store<B> {
                         }
                     }
                 }
-                found.sort_by(|a, b| before(&a.0, &b.0));
+                crate::sort::sort_by(&mut found, |a, b| before(&a.0, &b.0));
                 found.truncate(limit);
                 if found.len() == limit && next < cands.len() {
                     // Every row of the pages left is at or after (reverse: at or before) their
@@ -1783,8 +1786,9 @@ impl<B: Backend> Store<B> {
             out.reset = true;
             return Ok(out);
         }
-        let mut up: BTreeSet<u64> = BTreeSet::new();
-        let mut del: BTreeSet<u64> = BTreeSet::new();
+        // Hash sets, sorted at the end (not `BTreeSet`s: one fewer tree instance in wasm).
+        let mut up: HashSet<u64> = HashSet::new();
+        let mut del: HashSet<u64> = HashSet::new();
         let mut expect = after + 1;
         for (seq, b) in &res.changes {
             if *seq > st.seq {
@@ -1820,7 +1824,9 @@ impl<B: Backend> Store<B> {
             return Ok(out);
         }
         out.upserted = up.into_iter().collect();
+        out.upserted.sort_unstable();
         out.deleted = del.into_iter().collect();
+        out.deleted.sort_unstable();
         Ok(out)
     }
 

@@ -262,7 +262,10 @@ pub fn check_importance(v: f32, field: &str) -> Result<()> {
     if !(0.0..=1.0).contains(&v) {
         return Err(StoreError::invalid(
             field,
-            format!("importance must be in [0, 1], got {v}"),
+            format!(
+                "importance must be in [0, 1], got {}",
+                crate::num_fmt::Num(v.into())
+            ),
         ));
     }
     Ok(())

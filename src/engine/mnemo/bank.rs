@@ -204,7 +204,7 @@ impl VectorBank {
             .filter(|r| live.binary_search(r).is_err())
             .collect();
         stale.extend(moved.iter().copied().filter(|&r| h.contains(r)));
-        stale.sort_unstable();
+        crate::sort::sort(&mut stale);
         stale.dedup();
         let ok = h.remove(&stale).is_ok();
         let add: Vec<Row> = live.iter().copied().filter(|&r| !h.contains(r)).collect();

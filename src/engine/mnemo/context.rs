@@ -46,13 +46,19 @@ impl ContextConfig {
         if self.half_life_turns.is_nan() || self.half_life_turns <= 0.0 {
             return Err(MnemoError::invalid(
                 "context.halfLife",
-                format!("must be > 0 turns, got {}", self.half_life_turns),
+                format!(
+                    "must be > 0 turns, got {}",
+                    crate::num_fmt::Num(self.half_life_turns.into())
+                ),
             ));
         }
         if !(self.mix.is_finite() && self.mix >= 0.0) {
             return Err(MnemoError::invalid(
                 "context.mix",
-                format!("must be finite and >= 0, got {}", self.mix),
+                format!(
+                    "must be finite and >= 0, got {}",
+                    crate::num_fmt::Num(self.mix.into())
+                ),
             ));
         }
         Ok(())

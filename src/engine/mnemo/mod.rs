@@ -883,7 +883,11 @@ impl<B: StoreBackend> Mnemo<B> {
                 continue;
             };
             let id = vs.ids[i];
-            let a = attrs.remove(&id).unwrap_or_else(|| {
+            let a = attrs
+                .binary_search_by_key(&id, |e| e.0)
+                .ok()
+                .and_then(|i| attrs[i].1.take());
+            let a = a.unwrap_or_else(|| {
                 missing.push(id);
                 Attrs {
                     importance: DEFAULT_IMPORTANCE,
@@ -916,8 +920,10 @@ impl<B: StoreBackend> Mnemo<B> {
             }
         }
         // Episodes in the blob but not in the vectors were deleted since.
-        for (id, _) in attrs {
-            inner.lexical.remove(id);
+        for (id, a) in attrs {
+            if a.is_some() {
+                inner.lexical.remove(id);
+            }
         }
         inner.seq = vs.seq;
         let mut replayed = 0;
@@ -1536,7 +1542,7 @@ impl<B: StoreBackend> Mnemo<B> {
                     truncated |= h.len() == depth;
                     merged.extend(h);
                 }
-                merged.sort_unstable_by(by_score_then_id);
+                crate::sort::sort_by(&mut merged, by_score_then_id);
                 if merged.len() > depth {
                     truncated = true;
                     merged.truncate(depth);
@@ -1546,7 +1552,7 @@ impl<B: StoreBackend> Mnemo<B> {
                 }
                 cand_rows.extend(merged.iter().filter_map(|h| rows.row_of(h.id)));
             }
-            cand_rows.sort_unstable();
+            crate::sort::sort(&mut cand_rows);
             cand_rows.dedup();
             let cands: Vec<Candidate> = cand_rows
                 .iter()

@@ -11,8 +11,6 @@
 //! importance as f32, record bytes, tag count and tag indexes); the lexical index's own bytes
 //! (length, bytes); an optional vector-index section (length, 0 = none, then its bytes).
 
-use std::collections::BTreeMap;
-
 use crate::engine::codec::{self, Writer};
 use crate::engine::lexical::LexicalIndex;
 use crate::engine::{DocId, EngineError};
@@ -32,7 +30,9 @@ pub(crate) struct EngineBlob {
     pub dims: usize,
     /// Episode id per row (0: a hole).
     pub rows: Vec<DocId>,
-    pub attrs: BTreeMap<DocId, Attrs>,
+    /// The rows' attributes by id, sorted by id (distinct ids); `Option` so that open can take
+    /// each one out. (Sorted `Vec`s rather than `BTreeMap`s here: fewer tree instances in wasm.)
+    pub attrs: Vec<(DocId, Option<Attrs>)>,
     pub lexical: LexicalIndex,
     /// The persisted vector index over the rows, if any.
     pub index: Option<Vec<u8>>,
@@ -47,19 +47,18 @@ pub(crate) fn encode(
     index: Option<&[u8]>,
 ) -> Vec<u8> {
     let rows: Vec<Option<(DocId, Attrs)>> = rows.collect();
-    let mut dict: BTreeMap<&str, u32> = BTreeMap::new();
-    for (_, a) in rows.iter().flatten() {
-        for t in &a.tags {
-            dict.entry(t.as_str()).or_insert(0);
-        }
-    }
-    for (i, v) in dict.values_mut().enumerate() {
-        *v = i as u32;
-    }
+    // The tag dictionary: distinct tags, sorted; a tag's index is its position.
+    let mut dict: Vec<&str> = rows
+        .iter()
+        .flatten()
+        .flat_map(|(_, a)| a.tags.iter().map(|t| t.as_str()))
+        .collect();
+    crate::sort::sort(&mut dict);
+    dict.dedup();
     let mut w = Writer::new();
     w.varint(dims as u64);
     w.varint(dict.len() as u64);
-    for t in dict.keys() {
+    for t in &dict {
         w.str(t);
     }
     w.varint(rows.len() as u64);
@@ -72,7 +71,10 @@ pub(crate) fn encode(
                 w.varint(a.bytes as u64);
                 w.varint(a.tags.len() as u64);
                 for t in &a.tags {
-                    w.varint(dict[t.as_str()] as u64);
+                    let i = dict
+                        .binary_search(&t.as_str())
+                        .expect("tag in the dictionary");
+                    w.varint(i as u64);
                 }
             }
         }
@@ -97,7 +99,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<EngineBlob, EngineError> {
     }
     let n = r.count(1, "rows")?;
     let mut rows = Vec::with_capacity(n);
-    let mut attrs = BTreeMap::new();
+    let mut attrs = Vec::with_capacity(n);
     for _ in 0..n {
         let id = r.varint()?;
         rows.push(id);
@@ -106,7 +108,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<EngineBlob, EngineError> {
         }
         let importance = r.f32()?;
         if !(0.0..=1.0).contains(&importance) {
-            return Err(r.error(format!("importance {importance} outside [0, 1]")));
+            return Err(r.error(format!(
+                "importance {} outside [0, 1]",
+                crate::num_fmt::Num(importance.into())
+            )));
         }
         let bytes = r.u32_max(u32::MAX as u64, "record bytes")?;
         let nt = r.count(1, "row tags")?;
@@ -123,9 +128,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<EngineBlob, EngineError> {
             tags,
             bytes,
         };
-        if attrs.insert(id, a).is_some() {
-            return Err(r.error(format!("episode {id} in two rows")));
-        }
+        attrs.push((id, Some(a)));
+    }
+    crate::sort::sort_by(&mut attrs, |a, b| a.0.cmp(&b.0));
+    if let Some(w) = attrs.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(r.error(format!("episode {} in two rows", w[0].0)));
     }
     let len = r.count(1, "lexical bytes")?;
     let lex = r.take(len)?;
@@ -175,7 +182,8 @@ mod tests {
         assert_eq!(d.dims, 8);
         assert_eq!(d.rows, vec![9, 0, 3]);
         assert_eq!(d.attrs.len(), 2);
-        assert_eq!(d.attrs[&3], attrs[2].as_ref().unwrap().1);
+        assert_eq!(d.attrs[0].0, 3);
+        assert_eq!(d.attrs[0].1.as_ref(), Some(&attrs[2].as_ref().unwrap().1));
         assert_eq!(d.index.as_deref(), Some(&[1u8, 2, 3][..]));
         assert_eq!(d.lexical.to_bytes(), lex.to_bytes());
         for cut in [0, 10, 24, b.len() - 1] {

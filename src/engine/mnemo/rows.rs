@@ -220,7 +220,7 @@ impl RowTable {
         self.live_bytes -= self.bytes[i] as u64;
         self.importance[i] = a.importance;
         let mut t: Vec<u32> = a.tags.iter().map(|s| self.tag_names.intern(s)).collect();
-        t.sort_unstable();
+        crate::sort::sort(&mut t);
         t.dedup();
         self.tags[i] = t.into_boxed_slice();
         self.bytes[i] = a.bytes;
@@ -255,7 +255,7 @@ impl RowTable {
         let mut mask = vec![0u32; words];
         let tag_set: Option<Vec<u32>> = f.tags.as_ref().map(|ts| {
             let mut v: Vec<u32> = ts.iter().filter_map(|t| self.tag_names.get(t)).collect();
-            v.sort_unstable();
+            crate::sort::sort(&mut v);
             v.dedup();
             v
         });
@@ -279,7 +279,7 @@ impl RowTable {
         match &f.namespaces {
             Some(list) => {
                 let mut ns: Vec<u32> = list.iter().filter_map(|n| self.namespaces.get(n)).collect();
-                ns.sort_unstable();
+                crate::sort::sort(&mut ns);
                 ns.dedup();
                 for n in ns {
                     rows.extend(
@@ -289,7 +289,7 @@ impl RowTable {
                             .filter(|&r| keep(r)),
                     );
                 }
-                rows.sort_unstable();
+                crate::sort::sort(&mut rows);
             }
             None => rows.extend((0..self.ids.len() as Row).filter(|&r| keep(r))),
         }
@@ -303,7 +303,7 @@ impl RowTable {
                 namespaces.push(n);
             }
         }
-        namespaces.sort_unstable();
+        crate::sort::sort(&mut namespaces);
         Allowed {
             mask,
             rows,

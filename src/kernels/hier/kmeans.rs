@@ -340,7 +340,7 @@ pub fn sample_indices(n: usize, m: usize, rng: &mut Rng) -> Vec<u32> {
         idx.swap(i, j);
     }
     idx.truncate(m);
-    idx.sort_unstable();
+    crate::sort::sort(&mut idx);
     idx
 }
 
@@ -470,7 +470,7 @@ pub fn two_means(
                 (m, i)
             })
             .collect();
-        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        crate::sort::sort_by(&mut order, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         for (rank, &(_, i)) in order.iter().enumerate() {
             side[i] = u8::from(rank >= n / 2);
         }

@@ -412,7 +412,7 @@ impl HierIndex {
         let mut stats = SearchStats::default();
         self.route(query, beam, &mut scratch, &mut stats);
         let mut leaves = scratch.frontier.clone();
-        leaves.sort_unstable();
+        crate::sort::sort(&mut leaves);
         (leaves, scratch.min_gap)
     }
 
@@ -436,7 +436,7 @@ impl HierIndex {
                 let cmp = |a: &(f32, u32), b: &(f32, u32)| {
                     b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1))
                 };
-                s.cand.select_nth_unstable_by(beam, cmp);
+                crate::sort::select_nth_by(&mut s.cand, beam, cmp);
                 let cut = s.cand[beam].0;
                 let kept_min = s.cand[..beam]
                     .iter()

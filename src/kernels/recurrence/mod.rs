@@ -210,7 +210,10 @@ impl RecurrenceConfig {
         if !self.scale.is_finite() {
             return Err(KernelError::InvalidArgument {
                 name: "scale",
-                reason: format!("must be finite, got {}", self.scale),
+                reason: format!(
+                    "must be finite, got {}",
+                    crate::num_fmt::Num(self.scale.into())
+                ),
             });
         }
         Ok(())
@@ -251,7 +254,7 @@ fn check_decay(values: &[f32]) -> Result<(), KernelError> {
             name: "decay",
             reason: format!(
                 "value {} at index {i} is outside (0, 1] (decays are multiplicative)",
-                values[i]
+                crate::num_fmt::Num(values[i].into())
             ),
         });
     }
