@@ -42,6 +42,9 @@ struct LnParams {
     eps: f32,
 }
 
+/// Rows of `y` per invocation of the `linear_t` entry point (`TR` in the shader).
+const LINEAR_T_ROWS: usize = 8;
+
 /// The widest row [`layer_norm_gpu`] takes (the shader's workgroup buffer).
 pub const MAX_LAYER_NORM_WIDTH: usize = 1024;
 
@@ -175,7 +178,7 @@ pub async fn linear_gpu(
     Ok(out?)
 }
 
-/// The same dense layer with `wt` = `wᵀ` (`[k, n]`, `n` a multiple of 4), on the
+/// The same dense layer with `wt` = `wᵀ` (`[k, n]`), on the
 /// workgroup-memory-free entry point `linear_t` (faster on CPU-backed adapters).
 #[allow(clippy::too_many_arguments)]
 pub async fn linear_t_gpu(
@@ -188,10 +191,10 @@ pub async fn linear_t_gpu(
     k: usize,
     gelu: bool,
 ) -> Result<Vec<f32>, EncoderError> {
-    if m == 0 || n == 0 || k == 0 || !n.is_multiple_of(4) {
+    if m == 0 || n == 0 || k == 0 {
         return Err(KernelError::InvalidArgument {
             name: "m, n, k",
-            reason: format!("must all be at least 1 and n a multiple of 4, got {m}, {n}, {k}"),
+            reason: format!("must all be at least 1, got {m}, {n}, {k}"),
         }
         .into());
     }
@@ -209,8 +212,11 @@ pub async fn linear_t_gpu(
     ctx.check_binding("encoder linear x", (x.len() * 4) as u64)?;
     ctx.check_binding("encoder linear w", (wt.len() * 4) as u64)?;
     ctx.check_binding("encoder linear y", (m * n * 4) as u64)?;
-    let groups_n = (n / 4).div_ceil(64);
-    let g = groups("encoder linear workgroups", m.div_ceil(4) * groups_n)?;
+    let groups_n = n.div_ceil(64);
+    let g = groups(
+        "encoder linear workgroups",
+        m.div_ceil(LINEAR_T_ROWS) * groups_n,
+    )?;
     let scope = ctx.error_scope();
     let dims = ctx.uniform(
         "encoder linear dims",
@@ -416,13 +422,6 @@ impl GpuModel {
         let c = model.config;
         let h = c.hidden;
         let transposed = ctx.adapter_info().device_type == "cpu";
-        if transposed && (!h.is_multiple_of(4) || !c.ffn.is_multiple_of(4)) {
-            return Err(KernelError::InvalidArgument {
-                name: "hidden, ffn",
-                reason: format!("must be multiples of 4 on this adapter, got {h}, {}", c.ffn),
-            }
-            .into());
-        }
         if h > MAX_LAYER_NORM_WIDTH {
             return Err(shape(
                 "hidden",
@@ -485,8 +484,8 @@ impl GpuModel {
     ) -> Result<(), EncoderError> {
         let (n, k) = (lin.n, lin.k);
         let (entry, tiles_n, g) = if self.transposed {
-            let groups_n = (n / 4).div_ceil(64);
-            ("linear_t", groups_n, m.div_ceil(4) * groups_n)
+            let groups_n = n.div_ceil(64);
+            ("linear_t", groups_n, m.div_ceil(LINEAR_T_ROWS) * groups_n)
         } else {
             let tiles_n = n.div_ceil(64);
             ("linear", tiles_n, m.div_ceil(64) * tiles_n)
