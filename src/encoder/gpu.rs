@@ -338,20 +338,13 @@ impl DenseWeights {
         rows: std::ops::Range<usize>,
         transposed: bool,
     ) -> DenseWeights {
-        let k = lin.k;
-        let n = rows.len();
-        let w = &lin.weight[rows.start * k..rows.end * k];
+        let (n, k) = (rows.len(), lin.k);
         let w = if transposed {
-            let mut t = vec![0.0f32; n * k];
-            for (c, row) in w.chunks_exact(k).enumerate() {
-                for (kk, &v) in row.iter().enumerate() {
-                    t[kk * n + c] = v;
-                }
-            }
-            ctx.upload("encoder weights", &t)
+            lin.transposed_rows(rows.clone())
         } else {
-            ctx.upload("encoder weights", w)
+            lin.weight_rows(rows.clone())
         };
+        let w = ctx.upload("encoder weights", &w);
         DenseWeights {
             w,
             bias: ctx.upload("encoder bias", &lin.bias[rows]),
