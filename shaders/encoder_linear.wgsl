@@ -101,44 +101,45 @@ fn linear(
     }
 }
 
-// The same dense layer with the weights pre-transposed, w[K, N], and no workgroup memory: one
-// invocation per 4 x 4 block of Y, reading a vec4 of W per k (adjacent invocations read adjacent
-// columns) and broadcasting X. Faster on CPU-backed adapters (lavapipe, SwiftShader), where
-// barriers are expensive and the caches do the staging. N must be a multiple of 4.
+// The same dense layer with the weights pre-transposed, w[K, N], and no workgroup memory, for
+// CPU-backed adapters (lavapipe, SwiftShader), which run invocations as SIMD lanes and where
+// barriers are expensive: one invocation per (column, block of TR rows), a workgroup = 64
+// adjacent columns of the same rows. Per k, the lanes read 64 adjacent floats of W (one vector
+// load) and all read the same TR values of X (uniform, broadcast), so every load feeds TR
+// multiply-adds. tiles_n = ceil(N / 64); any M, N, K.
+const TR: u32 = 8u;
+
 @compute @workgroup_size(64)
 fn linear_t(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let cols4 = dims.n / 4u;
-    let groups_n = (cols4 + 63u) / 64u;
     let g = wid.x + wid.y * nwg.x;
-    let r0 = (g / groups_n) * 4u;
-    let c4 = (g % groups_n) * 64u + lid;
-    if (r0 >= dims.m || c4 >= cols4) {
+    let r0 = (g / dims.tiles_n) * TR;
+    let c = (g % dims.tiles_n) * 64u + lid;
+    if (r0 >= dims.m || c >= dims.n) {
         return;
     }
-    let c = c4 * 4u;
-    var acc: array<vec4<f32>, 4>;
-    let rows = min(4u, dims.m - r0);
+    // Rows past M read the last row (valid memory); their results are not written.
+    var xb: array<u32, TR>;
+    for (var u = 0u; u < TR; u++) {
+        xb[u] = min(r0 + u, dims.m - 1u) * dims.k;
+    }
+    var acc: array<f32, TR>;
     for (var k = 0u; k < dims.k; k++) {
-        let wv = vec4<f32>(w[k * dims.n + c], w[k * dims.n + c + 1u], w[k * dims.n + c + 2u], w[k * dims.n + c + 3u]);
-        for (var u = 0u; u < 4u; u++) {
-            let rr = min(r0 + u, dims.m - 1u);
-            acc[u] = fma(vec4<f32>(x[rr * dims.k + k]), wv, acc[u]);
+        let wv = w[k * dims.n + c];
+        for (var u = 0u; u < TR; u++) {
+            acc[u] = fma(x[xb[u] + k], wv, acc[u]);
         }
     }
-    let bv = vec4<f32>(bias[c], bias[c + 1u], bias[c + 2u], bias[c + 3u]);
+    let b = bias[c];
+    let rows = min(TR, dims.m - r0);
     for (var u = 0u; u < rows; u++) {
-        var o = acc[u] + bv;
+        var o = acc[u] + b;
         if (GELU != 0u) {
-            o = 0.5 * o * (1.0 + vec4<f32>(erf(o.x * 0.70710678), erf(o.y * 0.70710678), erf(o.z * 0.70710678), erf(o.w * 0.70710678)));
+            o = 0.5 * o * (1.0 + erf(o * 0.70710678));
         }
-        let base = (r0 + u) * dims.n + c;
-        y[base] = o.x;
-        y[base + 1u] = o.y;
-        y[base + 2u] = o.z;
-        y[base + 3u] = o.w;
+        y[(r0 + u) * dims.n + c] = o;
     }
 }

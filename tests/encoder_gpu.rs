@@ -46,18 +46,15 @@ fn linear_matches_cpu_on_seeded_shapes() {
                 1e-4,
                 1e-4,
             );
-            if n % 4 == 0 {
-                let wt = lin.transposed();
-                let got =
-                    pollster::block_on(linear_t_gpu(ctx, &x, &wt, &b, m, n, k, gelu_on)).unwrap();
-                assert_close(
-                    &format!("linear_t m={m} n={n} k={k} gelu={gelu_on}"),
-                    &got,
-                    &want,
-                    1e-4,
-                    1e-4,
-                );
-            }
+            let wt = lin.transposed();
+            let got = pollster::block_on(linear_t_gpu(ctx, &x, &wt, &b, m, n, k, gelu_on)).unwrap();
+            assert_close(
+                &format!("linear_t m={m} n={n} k={k} gelu={gelu_on}"),
+                &got,
+                &want,
+                1e-4,
+                1e-4,
+            );
         }
     }
 }
@@ -103,9 +100,11 @@ fn bad_shapes_are_typed_errors() {
     let e = pollster::block_on(linear_gpu(ctx, &[], &[], &[], 0, 1, 1, false)).unwrap_err();
     assert_eq!(e.code(), "INVALID_INPUT", "{e}");
     let e = pollster::block_on(linear_t_gpu(
-        ctx, &[1.0; 6], &[1.0; 9], &[0.0; 3], 2, 3, 3, false,
+        ctx, &[1.0; 6], &[1.0; 8], &[0.0; 3], 2, 3, 3, false,
     ))
     .unwrap_err();
+    assert_eq!(e.code(), "SHAPE_MISMATCH", "{e}");
+    let e = pollster::block_on(linear_t_gpu(ctx, &[], &[], &[], 0, 3, 3, false)).unwrap_err();
     assert_eq!(e.code(), "INVALID_INPUT", "{e}");
     let e = pollster::block_on(layer_norm_gpu(
         ctx, &[1.0; 5], None, &[1.0; 2], &[0.0; 2], 1e-5,

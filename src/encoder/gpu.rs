@@ -5,17 +5,23 @@
 //!   tiles staged in workgroup memory; [`linear_t_gpu`]: the same from `Wᵀ` without workgroup
 //!   memory;
 //! - [`layer_norm_gpu`]: `shaders/encoder_layernorm.wgsl`, `LayerNorm(x [+ residual])`;
-//! - attention: the prefill kernel of [`crate::kernels::attention`], one call per sequence of the
-//!   padded batch with its key padding mask.
+//! - attention: the prefill kernel of [`crate::kernels::attention`], one dispatch per sequence of
+//!   the padded batch (its rows of q, k, v bound at an offset) with its key padding mask.
 //!
-//! [`embed_ids_gpu`] runs a batch padded to its longest sequence (pad id `[PAD]` = 0, mask 0),
-//! attention and mean pooling restricted by the mask. This first version makes one round trip per
-//! kernel call (activations go back to the host between kernels): correct, not yet fast.
+//! [`GpuModel`] holds the model's weights resident on one device (uploaded once; dense weights
+//! transposed for `linear_t` on CPU-backed adapters, the fused QKV projection split into q, k, v).
+//! [`GpuModel::embed_ids`] runs a batch padded to its longest sequence (pad id `[PAD]` = 0, mask
+//! 0) as one command buffer — embedding LayerNorm, 6 × (3 projections, attention per sequence,
+//! output projection, residual LayerNorm, FFN with GELU, residual LayerNorm) — with one upload
+//! (the gathered embeddings), one submission and one readback (the last hidden states, pooled on
+//! the host). [`embed_ids_gpu`] is the same with the weights uploaded for the one call.
 
 use super::model::{mean_pool_normalize, Linear, MiniLm};
 use super::EncoderError;
 use crate::gpu::{fold_workgroups, GpuContext, GpuError, PipelineKey};
-use crate::kernels::attention::{attention_gpu, AttentionArgs};
+use crate::kernels::attention::gpu::Params as AttnParams;
+use crate::kernels::attention::pack_mask;
+use crate::kernels::attention::prefill::{prefill_tiles, PREFILL_WG};
 use crate::kernels::{check_finite, KernelError};
 
 #[repr(C)]
@@ -35,6 +41,9 @@ struct LnParams {
     has_residual: u32,
     eps: f32,
 }
+
+/// Rows of `y` per invocation of the `linear_t` entry point (`TR` in the shader).
+const LINEAR_T_ROWS: usize = 8;
 
 /// The widest row [`layer_norm_gpu`] takes (the shader's workgroup buffer).
 pub const MAX_LAYER_NORM_WIDTH: usize = 1024;
@@ -169,7 +178,7 @@ pub async fn linear_gpu(
     Ok(out?)
 }
 
-/// The same dense layer with `wt` = `wᵀ` (`[k, n]`, `n` a multiple of 4), on the
+/// The same dense layer with `wt` = `wᵀ` (`[k, n]`), on the
 /// workgroup-memory-free entry point `linear_t` (faster on CPU-backed adapters).
 #[allow(clippy::too_many_arguments)]
 pub async fn linear_t_gpu(
@@ -182,10 +191,10 @@ pub async fn linear_t_gpu(
     k: usize,
     gelu: bool,
 ) -> Result<Vec<f32>, EncoderError> {
-    if m == 0 || n == 0 || k == 0 || !n.is_multiple_of(4) {
+    if m == 0 || n == 0 || k == 0 {
         return Err(KernelError::InvalidArgument {
             name: "m, n, k",
-            reason: format!("must all be at least 1 and n a multiple of 4, got {m}, {n}, {k}"),
+            reason: format!("must all be at least 1, got {m}, {n}, {k}"),
         }
         .into());
     }
@@ -203,8 +212,11 @@ pub async fn linear_t_gpu(
     ctx.check_binding("encoder linear x", (x.len() * 4) as u64)?;
     ctx.check_binding("encoder linear w", (wt.len() * 4) as u64)?;
     ctx.check_binding("encoder linear y", (m * n * 4) as u64)?;
-    let groups_n = (n / 4).div_ceil(64);
-    let g = groups("encoder linear workgroups", m.div_ceil(4) * groups_n)?;
+    let groups_n = n.div_ceil(64);
+    let g = groups(
+        "encoder linear workgroups",
+        m.div_ceil(LINEAR_T_ROWS) * groups_n,
+    )?;
     let scope = ctx.error_scope();
     let dims = ctx.uniform(
         "encoder linear dims",
@@ -309,96 +321,467 @@ pub async fn layer_norm_gpu(
     Ok(out?)
 }
 
-/// One dense layer of the model on the GPU (`linear_t` from the transposed weights when
-/// `transposed`).
-async fn dense(
-    ctx: &GpuContext,
-    x: &[f32],
-    lin: &Linear,
-    rows: usize,
+/// One dense layer's weights on the device: `w` as `[n, k]` for `linear`, or `wᵀ` `[k, n]` for
+/// `linear_t`; `bias` `[n]`.
+struct DenseWeights {
+    w: wgpu::Buffer,
+    bias: wgpu::Buffer,
+    n: usize,
+    k: usize,
+}
+
+impl DenseWeights {
+    /// Rows `rows` of `lin` (output features `rows.start..rows.end`) as a dense layer of their own.
+    fn upload(
+        ctx: &GpuContext,
+        lin: &Linear,
+        rows: std::ops::Range<usize>,
+        transposed: bool,
+    ) -> DenseWeights {
+        let (n, k) = (rows.len(), lin.k);
+        let w = if transposed {
+            lin.transposed_rows(rows.clone())
+        } else {
+            lin.weight_rows(rows.clone())
+        };
+        let w = ctx.upload("encoder weights", &w);
+        DenseWeights {
+            w,
+            bias: ctx.upload("encoder bias", &lin.bias[rows]),
+            n,
+            k,
+        }
+    }
+}
+
+/// One encoder layer's weights on the device (the fused QKV projection split in three, so that
+/// each of q, k, v is a `[rows, hidden]` buffer the attention kernel reads directly).
+struct LayerWeights {
+    q: DenseWeights,
+    k: DenseWeights,
+    v: DenseWeights,
+    attn_out: DenseWeights,
+    ln1: (wgpu::Buffer, wgpu::Buffer),
+    ffn_in: DenseWeights,
+    ffn_out: DenseWeights,
+    ln2: (wgpu::Buffer, wgpu::Buffer),
+}
+
+/// The model's weights resident on one device, uploaded once ([`GpuModel::upload`]); a forward
+/// pass ([`GpuModel::embed_ids`]) then uploads only the batch's embeddings and reads back only
+/// the last hidden states, in one submission.
+pub struct GpuModel {
+    ctx_id: u64,
     transposed: bool,
-    gelu: bool,
-) -> Result<Vec<f32>, EncoderError> {
-    if transposed {
-        let wt = lin.transposed();
-        linear_t_gpu(ctx, x, &wt, &lin.bias, rows, lin.n, lin.k, gelu).await
+    emb_ln: (wgpu::Buffer, wgpu::Buffer),
+    layers: Vec<LayerWeights>,
+    bytes: u64,
+}
+
+impl std::fmt::Debug for GpuModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuModel")
+            .field("context", &self.ctx_id)
+            .field("transposed", &self.transposed)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Activation buffers of one forward pass (`rows` rows of the padded batch).
+struct Activations {
+    emb: wgpu::Buffer,
+    x: wgpu::Buffer,
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    cx: wgpu::Buffer,
+    a0: wgpu::Buffer,
+    a: wgpu::Buffer,
+    up: wgpu::Buffer,
+    down: wgpu::Buffer,
+    mask: wgpu::Buffer,
+}
+
+/// Bytes between consecutive sequences' masks in the packed mask buffer (a multiple of every
+/// storage-offset alignment WebGPU allows).
+const MASK_STRIDE: usize = 256;
+
+impl GpuModel {
+    /// Upload `model`'s weights to `ctx`'s device (dense weights transposed for the
+    /// workgroup-memory-free `linear_t` entry point on CPU-backed adapters).
+    pub fn upload(ctx: &GpuContext, model: &MiniLm) -> Result<GpuModel, EncoderError> {
+        ctx.check_alive()?;
+        let c = model.config;
+        let h = c.hidden;
+        let transposed = ctx.adapter_info().device_type == "cpu";
+        if h > MAX_LAYER_NORM_WIDTH {
+            return Err(shape(
+                "hidden",
+                format!("at most {MAX_LAYER_NORM_WIDTH}"),
+                h,
+            ));
+        }
+        ctx.check_binding("encoder weights", (c.ffn * h * 4) as u64)?;
+        let ln = |(g, b): &(Vec<f32>, Vec<f32>)| {
+            (
+                ctx.upload("encoder layernorm gamma", g),
+                ctx.upload("encoder layernorm beta", b),
+            )
+        };
+        let layers = model
+            .layers
+            .iter()
+            .map(|l| LayerWeights {
+                q: DenseWeights::upload(ctx, &l.qkv, 0..h, transposed),
+                k: DenseWeights::upload(ctx, &l.qkv, h..2 * h, transposed),
+                v: DenseWeights::upload(ctx, &l.qkv, 2 * h..3 * h, transposed),
+                attn_out: DenseWeights::upload(ctx, &l.attn_out, 0..l.attn_out.n, transposed),
+                ln1: ln(&l.ln1),
+                ffn_in: DenseWeights::upload(ctx, &l.ffn_in, 0..l.ffn_in.n, transposed),
+                ffn_out: DenseWeights::upload(ctx, &l.ffn_out, 0..l.ffn_out.n, transposed),
+                ln2: ln(&l.ln2),
+            })
+            .collect::<Vec<_>>();
+        let per_layer = 4 * (4 * h * h + 2 * h * c.ffn + 9 * h + c.ffn);
+        Ok(GpuModel {
+            ctx_id: ctx.id(),
+            transposed,
+            emb_ln: ln(&model.emb_ln),
+            layers,
+            bytes: (per_layer * c.layers + 8 * h) as u64,
+        })
+    }
+
+    /// The context this model's buffers live on ([`GpuContext::id`]).
+    pub fn context_id(&self) -> u64 {
+        self.ctx_id
+    }
+
+    /// Bytes of weights on the device.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Record one dense layer `y = x Wᵀ + b` (+ GELU) over `m` rows.
+    #[allow(clippy::too_many_arguments)]
+    fn dense(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass,
+        x: &wgpu::Buffer,
+        lin: &DenseWeights,
+        y: &wgpu::Buffer,
+        m: usize,
+        gelu: bool,
+    ) -> Result<(), EncoderError> {
+        let (n, k) = (lin.n, lin.k);
+        let (entry, tiles_n, g) = if self.transposed {
+            let groups_n = n.div_ceil(64);
+            ("linear_t", groups_n, m.div_ceil(LINEAR_T_ROWS) * groups_n)
+        } else {
+            let tiles_n = n.div_ceil(64);
+            ("linear", tiles_n, m.div_ceil(64) * tiles_n)
+        };
+        let g = groups("encoder linear workgroups", g)?;
+        let dims = ctx.uniform(
+            "encoder linear dims",
+            &LinearDims {
+                m: m as u32,
+                n: n as u32,
+                k: k as u32,
+                tiles_n: tiles_n as u32,
+            },
+        );
+        let pipeline = ctx.pipeline(
+            &PipelineKey::new(&crate::shaders::ENCODER_LINEAR, entry)
+                .with_constant("GELU", gelu as u32 as f64),
+        );
+        let bind = ctx.bind_buffers(
+            &pipeline,
+            "encoder linear",
+            &[&dims, x, &lin.w, &lin.bias, y],
+        );
+        record(ctx, pass, &pipeline, &bind, g);
+        Ok(())
+    }
+
+    /// Record `LayerNorm(x [+ residual])` over `rows` rows of `h`.
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm(
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass,
+        x: &wgpu::Buffer,
+        residual: Option<&wgpu::Buffer>,
+        ln: &(wgpu::Buffer, wgpu::Buffer),
+        y: &wgpu::Buffer,
+        rows: usize,
+        h: usize,
+        eps: f32,
+    ) -> Result<(), EncoderError> {
+        let g = groups("encoder layernorm workgroups", rows)?;
+        let params = ctx.uniform(
+            "encoder layernorm params",
+            &LnParams {
+                rows: rows as u32,
+                h: h as u32,
+                has_residual: residual.is_some() as u32,
+                eps,
+            },
+        );
+        let pipeline = ctx.pipeline(&PipelineKey::new(
+            &crate::shaders::ENCODER_LAYERNORM,
+            "layernorm",
+        ));
+        let bind = ctx.bind_buffers(
+            &pipeline,
+            "encoder layernorm",
+            &[&params, x, residual.unwrap_or(x), &ln.0, &ln.1, y],
+        );
+        record(ctx, pass, &pipeline, &bind, g);
+        Ok(())
+    }
+
+    /// The sentence embeddings of a batch of id sequences: `[batch.len(), hidden]`, each row
+    /// L2-normalised. The batch is padded to its longest sequence (rows past a sequence's end:
+    /// `[PAD]` embeddings, masked out of attention and pooling); the whole forward pass is one
+    /// command buffer, one submission and one readback.
+    pub async fn embed_ids(
+        &self,
+        ctx: &GpuContext,
+        model: &MiniLm,
+        batch: &[Vec<u32>],
+    ) -> Result<Vec<f32>, EncoderError> {
+        model.check_ids(batch)?;
+        if ctx.id() != self.ctx_id {
+            return Err(KernelError::InvalidArgument {
+                name: "ctx",
+                reason: "the weights were uploaded to another GPU context".into(),
+            }
+            .into());
+        }
+        let c = model.config;
+        let h = c.hidden;
+        let d = h / c.heads;
+        let Some(l) = batch.iter().map(Vec::len).max() else {
+            return Ok(Vec::new());
+        };
+        // Each sequence takes `ls` rows, `ls ≥ l` such that its first row starts at a storage
+        // offset the device accepts (for hidden 384: `ls = l`).
+        let align = ctx.limits().min_storage_buffer_offset_alignment as usize;
+        let row_bytes = h * 4;
+        let unit = align / gcd(align, row_bytes);
+        let ls = l.next_multiple_of(unit);
+        let rows = batch.len() * ls;
+        // Embeddings of the padded batch (a gather: on the host).
+        let mut emb = vec![0.0f32; rows * h];
+        for (b, ids) in batch.iter().enumerate() {
+            for pos in 0..l {
+                let id = ids.get(pos).copied().unwrap_or(0) as usize;
+                let w = &model.word[id * h..(id + 1) * h];
+                let p = &model.position[pos * h..(pos + 1) * h];
+                let dst = &mut emb[(b * ls + pos) * h..(b * ls + pos + 1) * h];
+                for i in 0..h {
+                    dst[i] = w[i] + p[i] + model.token_type[i];
+                }
+            }
+        }
+        let mut masks = vec![0u32; batch.len() * MASK_STRIDE / 4];
+        for (b, ids) in batch.iter().enumerate() {
+            let m: Vec<u8> = (0..l).map(|i| (i < ids.len()) as u8).collect();
+            let packed = pack_mask(Some(&m), l);
+            masks[b * MASK_STRIDE / 4..][..packed.len()].copy_from_slice(&packed);
+        }
+        ctx.check_alive()?;
+        ctx.check_binding("encoder ffn activations", (rows * c.ffn * 4) as u64)?;
+        let scope = ctx.error_scope();
+        let buf = |label: &'static str, width: usize| ctx.storage(label, (rows * width * 4) as u64);
+        let act = Activations {
+            emb: ctx.upload("encoder embeddings", &emb),
+            x: buf("encoder hidden", h)?,
+            q: buf("encoder q", h)?,
+            k: buf("encoder k", h)?,
+            v: buf("encoder v", h)?,
+            cx: buf("encoder attention", h)?,
+            a0: buf("encoder attention out", h)?,
+            a: buf("encoder attention norm", h)?,
+            up: buf("encoder ffn", c.ffn)?,
+            down: buf("encoder ffn out", h)?,
+            mask: ctx.upload("encoder mask", &masks),
+        };
+        // Attention: the prefill kernel once per sequence, on its rows of q, k, v and out.
+        let tiles = prefill_tiles(d);
+        let q_blocks = l.div_ceil(tiles.bq as usize);
+        let attn_groups = groups("attention workgroups", q_blocks * c.heads)?;
+        let attn_pipeline = ctx.pipeline(
+            &PipelineKey::new(&crate::shaders::ATTENTION_PREFILL, "prefill")
+                .with_constant("D", d as f64)
+                .with_constant("BQ", tiles.bq as f64)
+                .with_constant("BK", tiles.bk as f64)
+                .with_constant("TPQ", tiles.tpq as f64)
+                .with_constant("WG", PREFILL_WG as f64),
+        );
+        let attn_params = ctx.uniform(
+            "encoder attention params",
+            &AttnParams {
+                tq: l as u32,
+                tk: l as u32,
+                heads: c.heads as u32,
+                kv_heads: c.heads as u32,
+                group: 1,
+                causal: 0,
+                has_mask: 1,
+                q_blocks: q_blocks as u32,
+                scale: 1.0 / (d as f32).sqrt(),
+                ..AttnParams::default()
+            },
+        );
+        let seq_bytes = (ls * row_bytes) as u64;
+        fn span(
+            buffer: &wgpu::Buffer,
+            b: usize,
+            seq_bytes: u64,
+            size: u64,
+        ) -> wgpu::BindingResource<'_> {
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset: b as u64 * seq_bytes,
+                size: std::num::NonZeroU64::new(size),
+            })
+        }
+        let span = |buffer, b| span(buffer, b, seq_bytes, (l * row_bytes) as u64);
+        let mask_bytes = (l.div_ceil(32) * 4) as u64;
+        let attn_binds: Vec<wgpu::BindGroup> = (0..batch.len())
+            .map(|b| {
+                ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("encoder attention"),
+                    layout: &attn_pipeline.get_bind_group_layout(0),
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: attn_params.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: span(&act.q, b),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: span(&act.k, b),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 3,
+                            resource: span(&act.v, b),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 4,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &act.mask,
+                                offset: (b * MASK_STRIDE) as u64,
+                                size: std::num::NonZeroU64::new(mask_bytes),
+                            }),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 5,
+                            resource: span(&act.cx, b),
+                        },
+                    ],
+                })
+            })
+            .collect();
+        let mut encoder = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("encoder forward"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("encoder forward"),
+                timestamp_writes: None,
+            });
+            let p = &mut pass;
+            Self::layer_norm(ctx, p, &act.emb, None, &self.emb_ln, &act.x, rows, h, c.eps)?;
+            for lw in &self.layers {
+                self.dense(ctx, p, &act.x, &lw.q, &act.q, rows, false)?;
+                self.dense(ctx, p, &act.x, &lw.k, &act.k, rows, false)?;
+                self.dense(ctx, p, &act.x, &lw.v, &act.v, rows, false)?;
+                for bind in &attn_binds {
+                    record(ctx, p, &attn_pipeline, bind, attn_groups);
+                }
+                self.dense(ctx, p, &act.cx, &lw.attn_out, &act.a0, rows, false)?;
+                Self::layer_norm(
+                    ctx,
+                    p,
+                    &act.a0,
+                    Some(&act.x),
+                    &lw.ln1,
+                    &act.a,
+                    rows,
+                    h,
+                    c.eps,
+                )?;
+                self.dense(ctx, p, &act.a, &lw.ffn_in, &act.up, rows, true)?;
+                self.dense(ctx, p, &act.up, &lw.ffn_out, &act.down, rows, false)?;
+                Self::layer_norm(
+                    ctx,
+                    p,
+                    &act.down,
+                    Some(&act.a),
+                    &lw.ln2,
+                    &act.x,
+                    rows,
+                    h,
+                    c.eps,
+                )?;
+            }
+        }
+        let read = ctx
+            .submit_and_read(encoder, &act.x, (rows * row_bytes) as u64)
+            .await;
+        scope.finish("encoder forward").await?;
+        let x: Vec<f32> = bytemuck::pod_collect_to_vec(&read?);
+        // Mean pooling over the mask: keep each sequence's own rows, then pool.
+        let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
+        let mut kept = Vec::with_capacity(lens.iter().sum::<usize>() * h);
+        for (b, &len) in lens.iter().enumerate() {
+            kept.extend_from_slice(&x[b * ls * h..(b * ls + len) * h]);
+        }
+        Ok(mean_pool_normalize(&kept, &lens, h))
+    }
+}
+
+/// Record `groups` linear workgroups of `pipeline`, folded over (x, y).
+fn record(
+    ctx: &GpuContext,
+    pass: &mut wgpu::ComputePass,
+    pipeline: &wgpu::ComputePipeline,
+    bind: &wgpu::BindGroup,
+    groups: u32,
+) {
+    let (gx, gy) = fold_workgroups(groups, ctx.max_workgroups_per_dim());
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, bind, &[]);
+    pass.dispatch_workgroups(gx, gy, 1);
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
     } else {
-        linear_gpu(ctx, x, &lin.weight, &lin.bias, rows, lin.n, lin.k, gelu).await
+        gcd(b, a % b)
     }
 }
 
 /// The sentence embeddings of a batch of id sequences on the GPU: `[batch.len(), hidden]`, each
-/// row L2-normalised. The batch is padded to its longest sequence with `[PAD]` (id 0) and a key
-/// padding mask.
+/// row L2-normalised. Uploads the weights for this one call ([`GpuModel`] keeps them resident;
+/// [`TextEncoder::embed`](super::TextEncoder::embed) does).
 pub async fn embed_ids_gpu(
     ctx: &GpuContext,
     model: &MiniLm,
     batch: &[Vec<u32>],
 ) -> Result<Vec<f32>, EncoderError> {
     model.check_ids(batch)?;
-    let c = model.config;
-    let h = c.hidden;
-    let d = h / c.heads;
-    let Some(l) = batch.iter().map(Vec::len).max() else {
-        return Ok(Vec::new());
-    };
-    let rows = batch.len() * l;
-    // Embeddings of the padded batch (a gather: on the host).
-    let mut x = Vec::with_capacity(rows * h);
-    for ids in batch {
-        for pos in 0..l {
-            let id = ids.get(pos).copied().unwrap_or(0) as usize;
-            let w = &model.word[id * h..(id + 1) * h];
-            let p = &model.position[pos * h..(pos + 1) * h];
-            x.extend((0..h).map(|i| w[i] + p[i] + model.token_type[i]));
-        }
-    }
-    let mut x = layer_norm_gpu(ctx, &x, None, &model.emb_ln.0, &model.emb_ln.1, c.eps).await?;
-    // Dense layers: transposed weights for `linear_t` on CPU-backed adapters.
-    let transposed = ctx.adapter_info().device_type == "cpu";
-    let masks: Vec<Vec<u8>> = batch
-        .iter()
-        .map(|ids| (0..l).map(|i| (i < ids.len()) as u8).collect())
-        .collect();
-    for layer in &model.layers {
-        let qkv = dense(ctx, &x, &layer.qkv, rows, transposed, false).await?;
-        // Split [rows, 3h] into q, k, v, each [rows, heads, d].
-        let mut parts = [
-            vec![0.0f32; rows * h],
-            vec![0.0; rows * h],
-            vec![0.0; rows * h],
-        ];
-        for (r, src) in qkv.chunks_exact(3 * h).enumerate() {
-            for (p, part) in parts.iter_mut().enumerate() {
-                part[r * h..(r + 1) * h].copy_from_slice(&src[p * h..(p + 1) * h]);
-            }
-        }
-        let mut ctxv = Vec::with_capacity(rows * h);
-        for (b, mask) in masks.iter().enumerate() {
-            let span = b * l * h..(b + 1) * l * h;
-            let args = AttentionArgs {
-                q: &parts[0][span.clone()],
-                k: &parts[1][span.clone()],
-                v: &parts[2][span],
-                heads: c.heads,
-                kv_heads: c.heads,
-                head_dim: d,
-                causal: false,
-                mask: Some(mask),
-            };
-            ctxv.extend(attention_gpu(ctx, &args).await?);
-        }
-        let a = dense(ctx, &ctxv, &layer.attn_out, rows, transposed, false).await?;
-        let a = layer_norm_gpu(ctx, &a, Some(&x), &layer.ln1.0, &layer.ln1.1, c.eps).await?;
-        let up = dense(ctx, &a, &layer.ffn_in, rows, transposed, true).await?;
-        let down = dense(ctx, &up, &layer.ffn_out, rows, transposed, false).await?;
-        x = layer_norm_gpu(ctx, &down, Some(&a), &layer.ln2.0, &layer.ln2.1, c.eps).await?;
-    }
-    // Mean pooling over the mask: keep each sequence's own rows, then pool.
-    let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
-    let mut kept = Vec::with_capacity(lens.iter().sum::<usize>() * h);
-    for (b, &len) in lens.iter().enumerate() {
-        kept.extend_from_slice(&x[b * l * h..(b * l + len) * h]);
-    }
-    Ok(mean_pool_normalize(&kept, &lens, h))
+    GpuModel::upload(ctx, model)?
+        .embed_ids(ctx, model, batch)
+        .await
 }

@@ -37,12 +37,27 @@ pub const MAX_TOKENS: usize = 256;
 pub const BATCH: usize = 32;
 
 /// Tokenizer + model: texts in, L2-normalised sentence embeddings out, on the GPU or the CPU.
+///
+/// The GPU path keeps the weights resident on the device it last ran on (uploaded on the first
+/// GPU call for that [`GpuContext`](crate::gpu::GpuContext), again only when the context
+/// changes); a clone starts without them.
 #[derive(Debug, Clone)]
 pub struct TextEncoder {
     /// The WordPiece tokenizer.
     pub tokenizer: WordPiece,
     /// The model's weights.
     pub model: MiniLm,
+    resident: Resident,
+}
+
+/// The weights resident on one device (see [`TextEncoder`]); cloning gives an empty slot.
+#[derive(Debug, Default)]
+struct Resident(std::sync::Mutex<Option<std::sync::Arc<gpu::GpuModel>>>);
+
+impl Clone for Resident {
+    fn clone(&self) -> Self {
+        Resident::default()
+    }
 }
 
 impl TextEncoder {
@@ -55,7 +70,33 @@ impl TextEncoder {
         Ok(TextEncoder {
             tokenizer: WordPiece::from_vocab(vocab)?,
             model: MiniLm::from_safetensors(weights, MiniLmConfig::ALL_MINILM_L6_V2)?,
+            resident: Resident::default(),
         })
+    }
+
+    /// Tokenizer + model as given (the GPU weights are uploaded on first use).
+    pub fn new(tokenizer: WordPiece, model: MiniLm) -> TextEncoder {
+        TextEncoder {
+            tokenizer,
+            model,
+            resident: Resident::default(),
+        }
+    }
+
+    /// The model's weights on `ctx`'s device: the resident copy when it lives there, else
+    /// uploaded now (replacing the copy on another device).
+    pub fn gpu_model(
+        &self,
+        ctx: &crate::gpu::GpuContext,
+    ) -> Result<std::sync::Arc<gpu::GpuModel>, EncoderError> {
+        let mut slot = self.resident.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = slot.as_ref().filter(|m| m.context_id() == ctx.id()) {
+            return Ok(m.clone());
+        }
+        *slot = None;
+        let m = std::sync::Arc::new(gpu::GpuModel::upload(ctx, &self.model)?);
+        *slot = Some(m.clone());
+        Ok(m)
     }
 
     /// The embedding dimension (384).
@@ -76,10 +117,14 @@ impl TextEncoder {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
         let mut out = vec![0.0f32; texts.len() * d];
+        let resident = match compute.gpu_context() {
+            Some(ctx) if !texts.is_empty() => Some((ctx, self.gpu_model(ctx)?)),
+            _ => None,
+        };
         for chunk in order.chunks(BATCH) {
             let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-            let rows = match compute.gpu_context() {
-                Some(ctx) => gpu::embed_ids_gpu(ctx, &self.model, &batch).await?,
+            let rows = match &resident {
+                Some((ctx, m)) => m.embed_ids(ctx, &self.model, &batch).await?,
                 None => self.model.embed_ids(&batch)?,
             };
             for (&i, row) in chunk.iter().zip(rows.chunks_exact(d)) {

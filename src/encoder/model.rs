@@ -65,8 +65,6 @@ pub struct Linear {
     packed: Vec<f32>,
     /// The bias, `[n]`.
     pub bias: Vec<f32>,
-    /// The weights as stored, `[n, k]` (kept for the GPU upload).
-    pub weight: Vec<f32>,
 }
 
 impl Linear {
@@ -82,24 +80,36 @@ impl Linear {
                 dst[kk * STRIP + j] = w;
             }
         }
-        Linear {
-            k,
-            n,
-            packed,
-            bias,
-            weight,
-        }
+        Linear { k, n, packed, bias }
+    }
+
+    /// `W[col, kk]` (output feature `col`, input feature `kk`), read from the packed strips (the
+    /// weights are held once, packed).
+    pub fn at(&self, col: usize, kk: usize) -> f32 {
+        self.packed[(col / STRIP) * self.k * STRIP + kk * STRIP + col % STRIP]
+    }
+
+    /// Output features `cols` of the weights as stored, `[cols.len(), k]` row-major.
+    pub fn weight_rows(&self, cols: std::ops::Range<usize>) -> Vec<f32> {
+        cols.flat_map(|c| (0..self.k).map(move |kk| self.at(c, kk)))
+            .collect()
+    }
+
+    /// Output features `cols` of the weights transposed, `[k, cols.len()]` row-major.
+    pub fn transposed_rows(&self, cols: std::ops::Range<usize>) -> Vec<f32> {
+        (0..self.k)
+            .flat_map(|kk| cols.clone().map(move |c| self.at(c, kk)))
+            .collect()
+    }
+
+    /// The weights as stored, `[n, k]` row-major.
+    pub fn weight(&self) -> Vec<f32> {
+        self.weight_rows(0..self.n)
     }
 
     /// The weights transposed, `[k, n]` row-major.
     pub fn transposed(&self) -> Vec<f32> {
-        let mut t = vec![0.0f32; self.n * self.k];
-        for (c, row) in self.weight.chunks_exact(self.k).enumerate() {
-            for (kk, &w) in row.iter().enumerate() {
-                t[kk * self.n + c] = w;
-            }
-        }
-        t
+        self.transposed_rows(0..self.n)
     }
 
     /// `y[m, n] = x[m, k] · Wᵀ + b` for `m = x.len() / k` rows.
@@ -430,7 +440,14 @@ mod tests {
             let w = rng.vec_f32(n * k);
             let b = rng.vec_f32(n);
             let x = rng.vec_f32(m * k);
-            let got = Linear::new(w.clone(), b.clone(), n, k).forward(&x);
+            let lin = Linear::new(w.clone(), b.clone(), n, k);
+            assert_eq!(lin.weight(), w, "the weights read back from the strips");
+            let t = lin.transposed();
+            assert!(
+                (0..n * k).all(|i| t[(i % k) * n + i / k] == w[i]),
+                "transposed"
+            );
+            let got = lin.forward(&x);
             let want: Vec<f32> = (0..m * n)
                 .map(|i| {
                     let (r, c) = (i / n, i % n);

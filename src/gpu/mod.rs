@@ -70,6 +70,7 @@ impl AdapterSummary {
 ///
 /// Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct GpuContext {
+    id: u64,
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     info: AdapterSummary,
@@ -160,7 +161,9 @@ impl GpuContext {
             }
         }));
 
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(GpuContext {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             device,
             queue,
             info,
@@ -169,6 +172,12 @@ impl GpuContext {
             lost,
             uncaptured,
         })
+    }
+
+    /// A number unique to this context in the process (for callers that keep their own
+    /// resources on one device, e.g. the text encoder's resident weights).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The wgpu device (for callers that keep kernel outputs on the GPU).

@@ -28,7 +28,7 @@
 
 pub mod cpu;
 pub mod decode;
-mod gpu;
+pub(crate) mod gpu;
 pub mod matmul;
 pub mod prefill;
 pub mod sparse;
