@@ -294,8 +294,12 @@ impl Listing {
                 None => {}
             }
         }
-        l.snapshots.sort_by_key(|f| f.seq);
-        l.entries.sort_by_key(|f| f.seq);
+        // By sequence, then name: a total order, so the unstable `crate::sort` (which keeps
+        // core's stable sort out of the size-tuned engine module) is deterministic.
+        let order =
+            |a: &FileName, b: &FileName| a.seq.cmp(&b.seq).then_with(|| a.name.cmp(&b.name));
+        crate::sort::sort_by(&mut l.snapshots, order);
+        crate::sort::sort_by(&mut l.entries, order);
         l
     }
 

@@ -168,8 +168,8 @@ impl Layout {
                 return Err(KernelError::InvalidArgument {
                     name,
                     reason: format!(
-                        "value {} at index {index} is outside the f16 range (|x| <= {F16_MAX})",
-                        rows[index]
+                        "value {} at index {index} is outside the f16 range (|x| <= 65504)",
+                        crate::num_fmt::Num(rows[index].into())
                     ),
                 });
             }
