@@ -19,7 +19,7 @@
 use super::model::{mean_pool_normalize, Linear, MiniLm};
 use super::EncoderError;
 use crate::gpu::{fold_workgroups, GpuContext, GpuError, PipelineKey};
-use crate::kernels::attention::gpu::Params as AttnParams;
+use crate::kernels::attention::gpu::{dispatch, Params as AttnParams};
 use crate::kernels::attention::pack_mask;
 use crate::kernels::attention::prefill::{prefill_tiles, PREFILL_WG};
 use crate::kernels::{check_finite, KernelError};
@@ -502,7 +502,7 @@ impl GpuModel {
             "encoder linear",
             &[&dims, x, &lin.w, &lin.bias, y],
         );
-        record(ctx, pass, &pipeline, &bind, g);
+        dispatch(ctx, pass, &pipeline, &bind, g);
         Ok(())
     }
 
@@ -538,7 +538,7 @@ impl GpuModel {
             "encoder layernorm",
             &[&params, x, residual.unwrap_or(x), &ln.0, &ln.1, y],
         );
-        record(ctx, pass, &pipeline, &bind, g);
+        dispatch(ctx, pass, &pipeline, &bind, g);
         Ok(())
     }
 
@@ -706,7 +706,7 @@ impl GpuModel {
                 self.dense(ctx, p, &act.x, &lw.k, &act.k, rows, false)?;
                 self.dense(ctx, p, &act.x, &lw.v, &act.v, rows, false)?;
                 for bind in &attn_binds {
-                    record(ctx, p, &attn_pipeline, bind, attn_groups);
+                    dispatch(ctx, p, &attn_pipeline, bind, attn_groups);
                 }
                 self.dense(ctx, p, &act.cx, &lw.attn_out, &act.a0, rows, false)?;
                 Self::layer_norm(
@@ -748,20 +748,6 @@ impl GpuModel {
         }
         Ok(mean_pool_normalize(&kept, &lens, h))
     }
-}
-
-/// Record `groups` linear workgroups of `pipeline`, folded over (x, y).
-fn record(
-    ctx: &GpuContext,
-    pass: &mut wgpu::ComputePass,
-    pipeline: &wgpu::ComputePipeline,
-    bind: &wgpu::BindGroup,
-    groups: u32,
-) {
-    let (gx, gy) = fold_workgroups(groups, ctx.max_workgroups_per_dim());
-    pass.set_pipeline(pipeline);
-    pass.set_bind_group(0, bind, &[]);
-    pass.dispatch_workgroups(gx, gy, 1);
 }
 
 fn gcd(a: usize, b: usize) -> usize {
