@@ -22,7 +22,7 @@ PKG_ENGINE_RUSTFLAGS := -C target-feature=+simd128 -C llvm-args=-inline-threshol
 
 .PHONY: setup demo serve pkg test test-native test-browser test-e2e test-kill lint fmt clean bench eval \
   eval-native eval-encoder bench-native bench-peers bench-attention bench-recurrence bench-store bench-fetch \
-  bench-hier
+  bench-hier bench-deps bench-encoder
 
 ## Install what is missing (idempotent), including the all-MiniLM-L6-v2 weights in .cache/minilm/.
 setup:
@@ -100,11 +100,23 @@ bench-native: setup
 ## mnemo against voy, Orama, hnswlib-wasm, client-vector-search, PGlite+pgvector and a plain-JS
 ## scan, same data, same Chromium. Installs bench/'s npm packages (no install scripts: sharp must
 ## not download a binary) when missing or stale.
-bench-peers: setup pkg
+bench-peers: setup pkg bench-deps
+	cd bench && BENCH_INVOKED_AS="make $(or $(MAKECMDGOALS),bench-peers)" node run.mjs
+
+## bench/'s npm packages (the peers, transformers.js), installed when missing or stale.
+bench-deps:
 	@if [ ! -f bench/node_modules/.package-lock.json ] || [ bench/package-lock.json -nt bench/node_modules/.package-lock.json ]; then \
 	  echo "[bench] npm ci in bench"; (cd bench && npm ci --no-audit --no-fund --ignore-scripts >/dev/null); \
 	else echo "[bench] npm packages in bench present"; fi
-	cd bench && BENCH_INVOKED_AS="make $(or $(MAKECMDGOALS),bench-peers)" node run.mjs
+
+## The built-in text encoder against transformers.js (issue 8) in headless Chromium, one page run:
+## sentences/s for batch 1 and 32 over the same LoCoMo turns on mnemo's CPU and WebGPU paths and
+## transformers.js wasm / WebGPU (the same weights: scripts/export-onnx.sh makes the ONNX export in
+## .cache/minilm-onnx when missing), cosine checks, cold start from the browser caches; no request
+## leaves localhost. Needs ../shared/eval (MNEMO_EVAL_DIR); ~15 min on SwiftShader, so not in `bench`.
+bench-encoder: setup pkg bench-deps
+	scripts/export-onnx.sh
+	cd www && node bench/encoder-run.mjs
 
 ## Attention benchmark in headless Chromium (WebGPU on SwiftShader): matmul peak, prefill
 ## GFLOP/s against it, decode latency vs KV length. Natively: `cargo bench --bench attention`.
