@@ -7,7 +7,8 @@
 // (page load -> first embedding with the weights in the browser's cache) for both, interleaved.
 // Every request outside the local server is aborted and counted (the run fails if there is one).
 // Reports, never asserts on timings; exits non-zero if a page fails, a request leaves localhost,
-// or a CPU engine's cosine against the reference is below 0.999.
+// a CPU engine fails, or a CPU engine's cosine against the reference is below 0.999 (a WebGPU
+// engine's failure or low cosine is printed, not fatal: SwiftShader support varies).
 // Options via env: MNEMO_BENCH_ENGINES (default mnemo-cpu,mnemo-webgpu,tjs-wasm,tjs-webgpu),
 // MNEMO_BENCH_B1 (turns one by one, default 200), MNEMO_BENCH_B32 (batches of 32, default 6),
 // MNEMO_BENCH_BUDGET_S (per engine and phase, "batch1,batch32" seconds, default 60,120; each engine
@@ -104,7 +105,11 @@ const f = (x, d = 1) => (x == null ? '—' : x.toFixed(d));
 console.log(`\nLoCoMo turns (the ${result.turns} of ../shared/eval/minilm/sentences.jsonl), sentences/s; budget per engine and phase ${b1s} s / ${b32s} s (at least one call)`);
 console.log('engine                   | open ms | 1st call ms | batch 1 (texts)   | batch 32 (batches) | min cos vs ref (n)   | min cos vs mnemo CPU');
 for (const r of result.engines) {
-  if (r.error) { console.log(`${r.name.padEnd(24)} | FAILED: ${r.error}`); continue; }
+  if (r.error) {
+    console.log(`${r.name.padEnd(24)} | FAILED: ${r.error}`);
+    if (!r.id.endsWith('webgpu')) failed = true; // a WebGPU engine's failure is reported, not fatal
+    continue;
+  }
   console.log(`${r.name.padEnd(24)} | ${f(r.openMs, 0).padStart(7)} | ${f(r.firstMs, 0).padStart(11)} | ` +
     `${f(r.b1.perSec, 2).padStart(7)} (${String(r.b1.n).padStart(3)})     | ${f(r.b32.perSec, 2).padStart(7)} (${r.b32.n})        | ` +
     `${f(r.parity?.minCosine, 6)} (${r.parity?.n}) | ${r.vsMnemoCpu ? `${f(r.vsMnemoCpu.minCosine, 6)} (${r.vsMnemoCpu.n})` : '—'}`);
@@ -112,7 +117,6 @@ for (const r of result.engines) {
     console.error(`  ${r.name}: cosine vs sentence-transformers ${r.parity.minCosine} at text ${r.parity.at}`);
     if (!r.id.endsWith('webgpu')) failed = true;
   }
-  if (r.error && r.id === 'mnemo-cpu') failed = true;
 }
 if (result.engines.some((r) => r.info)) console.log(`engines: ${result.engines.map((r) => `${r.id} ${JSON.stringify(r.info ?? null)}`).join('; ')}`);
 console.log(`WebGPU adapter: ${JSON.stringify(result.adapter)}`);
