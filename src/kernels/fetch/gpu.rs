@@ -11,15 +11,17 @@
 //! (at most [`STAGE_BYTES`]); the scatter kernel writes them into the blocked layout. Deleting a
 //! row rewrites one word of the live bitset.
 //!
-//! Top-k: one query runs the two-phase `scan1` entry (every invocation scores 4 rows per round
-//! with no barrier, a scratch buffer keeps one f32 score per row, then a selection phase offers
-//! only rows that beat the list's K-th entry). Several queries run `scanm` on a software adapter
-//! (the same two phases for the whole batch in each workgroup: 4 rows x 4 queries per pass, the
-//! bank read from memory once per batch, then selection per query) and `scan` on a GPU (up to 16
-//! queries per workgroup, selection after every round of 256 rows); `Tuning` overrides the
-//! choice. Merge passes reduce the per-workgroup lists to one. The two-phase scans' score scratch (`[B, N]` f32) is kept with the store and
-//! reused by later calls (grown when a call needs more, never shrunk), so a query allocates no
-//! scratch; calls are ordered on the device queue, so reusing it between submissions is safe.
+//! Top-k: one query runs two phases: `score1` (every invocation scores 4 rows per round with no
+//! barrier into a score scratch, one dispatch per chunk), then one `pick` dispatch over the whole
+//! bank (few large workgroups, each offering only rows that beat its list's K-th entry).
+//! Several queries run `scorem` on a software adapter (the barrier-free scoring of the whole
+//! batch in each workgroup: 4 rows x 4 queries per pass, the bank read from memory once per
+//! batch), then `pick` per query; on a GPU `scan` (up to 16 queries per workgroup, selection
+//! after every round of 256 rows); `Tuning` overrides the choice. Merge passes reduce the
+//! per-workgroup lists to one. The two-phase scans' score scratch (`[B, N]` f32) is kept with
+//! the store and reused by later calls (grown when a call needs more, never shrunk), so a query
+//! allocates no scratch; calls are ordered on the device queue, so reusing it between
+//! submissions is safe.
 
 use super::format::{Layout, BLOCK_ROWS};
 use super::TopkResult;
@@ -47,21 +49,24 @@ const MIN_CHUNK_ROWS: usize = 1024;
 /// Per-call tuning of the GPU top-k (defaults are chosen per call when `None`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tuning {
-    /// Bank rows each scan workgroup reduces to one list (rounded up to a multiple of 256).
+    /// Bank rows each workgroup reduces to one list (rounded up to a multiple of 256): the
+    /// `scan` workgroups, or the `pick` workgroups of the two-phase scans (default 32 Ki rows on
+    /// a software adapter, 4 Ki on a GPU).
     pub rows_per_group: Option<usize>,
     /// Lists each merge workgroup reduces to one (at least 2).
     pub merge_fanin: Option<usize>,
     /// Queries one scan workgroup scores together (1..=16; default 16 on a GPU, fewer when k
     /// is large: each bank row is read once per group of queries; 1 on a software adapter).
     pub queries_per_group: Option<usize>,
-    /// Rows each invocation scores per round in the barrier-free scans (`scan1`, one query per
-    /// workgroup, and `scanm`): 1..=4, default 4 (each query vec4 is loaded once for them).
+    /// Rows each invocation scores per round in the barrier-free scoring passes (`score1`, one
+    /// query per workgroup: 1..=8; `scorem`: 1..=4), default 4 (each query vec4 is loaded once
+    /// for them).
     pub rows_per_invocation: Option<usize>,
-    /// Queries the multi-query barrier-free scan (`scanm`) scores per pass over a round's rows:
-    /// 1..=4, default 4 (each bank vec4 is loaded once for them).
+    /// Queries the multi-query barrier-free scoring pass (`scorem`) scores per pass over a
+    /// round's rows: 1..=4, default 4 (each bank vec4 is loaded once for them).
     pub queries_per_pass: Option<usize>,
-    /// Run B > 1 queries with `scanm` (one workgroup scores every query of the batch with no
-    /// barrier, then selects per query: each row read once for the batch). Default: on a
+    /// Run B > 1 queries with `scorem` + `pick` (one workgroup scores every query of the batch
+    /// with no barrier, then `pick` selects per query: each row read once for the batch). Default: on a
     /// software adapter unless `queries_per_group` is set; `Some(true)` forces it (when the
     /// `[B, N]` score scratch fits one storage binding), `Some(false)` forbids it.
     pub multi_query_scan: Option<bool>,
@@ -197,13 +202,13 @@ pub struct TopkPlan {
     /// Query groups (the z dimension of the scan).
     pub qgroups: usize,
     /// The two-phase scan (score every row into a scratch with no barrier, then select):
-    /// `scan1` (one query per workgroup) or, with `multi_query`, `scanm`.
+    /// `score1` (one query per workgroup) or, with `multi_query`, `scorem`; then `pick`.
     pub two_phase: bool,
-    /// Every query of the batch in each scan workgroup (`scanm`; dispatch z = 1).
+    /// Every query of the batch in each scoring workgroup (`scorem`; dispatch z = 1).
     pub multi_query: bool,
-    /// Rows each invocation scores per round (`scan1`, `scanm`; 1 for `scan`).
+    /// Rows each invocation scores per round (`score1`, `scorem`; 1 for `scan`).
     pub rows_per_invocation: usize,
-    /// Queries scored per pass over a round's rows (`scanm`; 1 otherwise).
+    /// Queries scored per pass over a round's rows (`scorem`; 1 otherwise).
     pub queries_per_pass: usize,
     /// f16 rows decoded with integer ops (`F16INT`) instead of `unpack2x16float`.
     pub f16_integer_decode: bool,
@@ -425,7 +430,7 @@ impl GpuStore {
     /// The launch geometry for `b` queries, `k` results, over `n` rows.
     pub(crate) fn plan(&self, n: usize, b: usize, k: usize, tuning: &Tuning) -> TopkPlan {
         let k2 = k.next_power_of_two();
-        // On a software adapter a workgroup per query is faster (its barrier-free `scan1` beats
+        // On a software adapter a workgroup per query is faster (its barrier-free `score1` beats
         // 16 accumulators per invocation); on a GPU, queries share each row read.
         let qdefault = if self.software { 1 } else { 16 };
         // The two-phase scans keep a score per query and row: at most one storage binding.
@@ -444,7 +449,7 @@ impl GpuStore {
         };
         let qgroups = b.div_ceil(qmax.min(b));
         let qb = b.div_ceil(qgroups);
-        // One query per workgroup (`scan1`) or all of them (`scanm`): the two-phase scans (R
+        // One query per workgroup (`score1`) or all of them (`scorem`): the two-phase scans (R
         // rows per invocation and round).
         let one = qb == 1 && fits;
         let qc = if multi {
