@@ -3,7 +3,8 @@
 // path (median and p95 over the samples), plus the kernel time with submission and readback
 // amortised (`benchGpuScans`), against a plain GPU copy kernel and a wasm memcpy measured in the
 // same run (the copy also interleaved with the per-call and amortised GPU timings, `runs` triples,
-// so both see the same load). Bandwidths count bytes moved: a scan reads the bank once; a copy of
+// so both see the same load; medians of each, and the median of each triple's own scan/copy ratio).
+// Bandwidths count bytes moved: a scan reads the bank once; a copy of
 // S bytes reads S and writes S (2 S / time). The Node driver is bench/fetch-run.mjs
 // (`make bench-fetch`).
 import init, { Kernels, version } from '../pkg/mnemo.js';
