@@ -296,16 +296,18 @@ mod native {
                         let plan = bank.gpu_plan(b, K).unwrap();
                         let kernel = if plan.multi_query {
                             format!(
-                                "scanm, {} rows/invocation/round, {} queries/pass, {} rows/workgroup",
+                                "scorem, {} rows/invocation/round, {} queries/pass, {} rows/workgroup; pick, {} rows/workgroup",
                                 plan.rows_per_invocation,
                                 plan.queries_per_pass,
-                                256 * plan.rows_per_invocation * plan.rounds
+                                256 * plan.rows_per_invocation * plan.rounds,
+                                256 * plan.pick_rounds
                             )
                         } else if plan.two_phase {
                             format!(
-                                "scan1, {} rows/invocation/round, {} rows/workgroup",
+                                "score1, {} rows/invocation/round, {} rows/workgroup; pick, {} rows/workgroup",
                                 plan.rows_per_invocation,
-                                256 * plan.rows_per_invocation * plan.rounds
+                                256 * plan.rows_per_invocation * plan.rounds,
+                                256 * plan.pick_rounds
                             )
                         } else {
                             format!("scan, {} queries/workgroup", plan.qb)

@@ -1,14 +1,17 @@
-// Flat top-k over a memory bank: fused scores + per-workgroup top-k in workgroup memory (entries
-// `scan` for up to 16 queries per workgroup and `scan1` for one query), then merge passes that
-// reduce lists of candidates to one global top-k (entry `merge`).
-//
-// `scan` offers each round's 256 rows to the lists as it goes (a barrier per round). `scan1`
-// works in two phases: first every invocation scores its R rows per round for all the
-// workgroup's rounds with no barrier at all (one query vec4 load serves R rows), writing each
-// score to `scratch` (`[B, N]`) and keeping its own best row; then the invocations' best rows are offered
-// (which makes the list's K-th entry a tight bound) and the scratch is re-read, each invocation
-// offering its rows that beat the current K-th entry. On CPU rasterisers (lavapipe,
-// SwiftShader) a barrier inside the scoring loop roughly halved the scan's throughput.
+// Flat top-k over a memory bank. Two kinds of first pass, then merge passes that reduce lists of
+// candidates to one global top-k (entry `merge`):
+// - `scan` (hardware GPUs, up to 16 queries per workgroup): fused scores + per-workgroup top-k
+//   in workgroup memory, offering each round's 256 rows to the lists as it goes (a barrier per
+//   round).
+// - Two phases (software adapters for any B; one query on any adapter): `score1` (one query per
+//   workgroup layer, R rows per invocation per round) or `scorem` (every query of the batch in
+//   each workgroup) score every row with no barrier into `scratch` (`[B, N]` f32), then `pick`
+//   selects per query and range of rows: the invocations' best rows are offered first (which
+//   makes the list's K-th entry a tight bound), then each invocation's rows that beat the
+//   current K-th entry. On CPU rasterisers (lavapipe, SwiftShader) a barrier inside the scoring
+//   loop roughly halved the scan's throughput, and a barrier anywhere in the entry point still
+//   slowed its barrier-free loop (the entry runs as coroutines), hence separate entry points;
+//   each `pick` workgroup also has a fixed cost (~2 ms on SwiftShader), hence few, large ones.
 //
 // Bank layout (see src/kernels/fetch/format.rs): rows are stored in blocks of BR = 8 rows. A
 // block is `BR * (HDR + W)` u32 words: for int8 banks first BR per-row scales (f32 bits, HDR = 1),
@@ -38,8 +41,8 @@ override K2: u32 = 16u;     // power of two >= K: entries kept per list in workg
 override QB: u32 = 1u;      // queries per workgroup in `scan` (<= QMAX); 1 in `merge`
 override BEST: u32 = 16u;   // QB * K2
 override FORMAT: u32 = 0u;  // 0 = f32, 1 = f16 pairs, 2 = int8 quads with per-row scale
-override R: u32 = 4u;       // `scan1`, `scanm`: rows per invocation per round (1, 2, 3 or 4)
-override QC: u32 = 4u;      // `scanm`: queries scored per pass over a round's rows (1..4)
+override R: u32 = 4u;       // `score1` (1..8), `scorem` (1..4): rows per invocation per round
+override QC: u32 = 4u;      // `scorem`: queries scored per pass over a round's rows (1..4)
 override F16INT: bool = false; // f16 decoded with integer ops instead of `unpack2x16float`
 
 struct Params {
@@ -55,7 +58,7 @@ struct Params {
     use_mask: u32,    // scan: 1 when `allow` is a real mask
     per: u32,         // scan: values per data word (1, 2 or 4)
     neg_inf: f32,     // -infinity, from the host (WGSL constant expressions cannot be infinite)
-    total: u32,       // scan1: rows of the whole bank (scratch row stride per query)
+    total: u32,       // two phases: rows of the whole bank (scratch row stride per query)
     _p0: u32,
     _p1: u32,
     _p2: u32,
@@ -416,131 +419,6 @@ fn row_scale(local: u32) -> f32 {
     return bitcast<f32>(bank[(blk * p.block_words) / 4u + r / 4u][r % 4u]);
 }
 
-// One query per workgroup (QB = 1; the query is wid.z): each invocation scores R rows per round
-// (rows `lid + t * WG` of the round's R * WG, t < R), loading each query vec4 once for its R
-// rows, then offers them only when one of the round's rows beats the list's K-th entry (one
-// barrier per round in the common case).
-@compute @workgroup_size(WG)
-fn scan1(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let group = wid.x + wid.y * nwg.x;
-    if (group >= p.groups) {
-        return;
-    }
-    let q = wid.z;
-    init_best(lid);
-    workgroupBarrier();
-    let hdr = select(0u, BR, FORMAT == 2u);
-    let slabs = p.words / 4u;
-    let qbase = q * slabs * p.per;
-    let bw4 = p.block_words / 4u;
-    // vec4 distance between row `l` and row `l + WG` (WG is a multiple of BR).
-    let stride = (WG / BR) * bw4;
-    let last = p.rows - 1u;
-    // This query's scores of this chunk's rows in the scratch.
-    let sbase = q * p.total + p.row0;
-
-    var m_s = 0.0;
-    var m_i = NONE;
-    var m_ok = false;
-    for (var round = 0u; round < p.rounds; round = round + 1u) {
-        let l0 = (group * p.rounds + round) * WG * R + lid;
-        let l1 = l0 + WG;
-        let l2 = l0 + 2u * WG;
-        let l3 = l0 + 3u * WG;
-        let ok0 = l0 <= last && row_allowed(p.row0 + l0);
-        let ok1 = R > 1u && l1 <= last && row_allowed(p.row0 + l1);
-        let ok2 = R > 2u && l2 <= last && row_allowed(p.row0 + l2);
-        let ok3 = R > 3u && l3 <= last && row_allowed(p.row0 + l3);
-        var a0 = vec4<f32>(0.0);
-        var a1 = vec4<f32>(0.0);
-        var a2 = vec4<f32>(0.0);
-        var a3 = vec4<f32>(0.0);
-        if (ok0 || ok1 || ok2 || ok3) {
-            // Rows past the end load row `last` instead (their score is discarded).
-            let c0 = min(l0, last);
-            let b0 = (c0 / BR) * bw4 + hdr / 4u + c0 % BR;
-            let b1 = select(b0, b0 + stride, l1 <= last);
-            let b2 = select(b0, b0 + 2u * stride, l2 <= last);
-            let b3 = select(b0, b0 + 3u * stride, l3 <= last);
-            for (var j = 0u; j < slabs; j = j + 1u) {
-                let qo = qbase + j * p.per;
-                let q0 = queries[qo];
-                var q1 = vec4<f32>(0.0);
-                var q2 = vec4<f32>(0.0);
-                var q3 = vec4<f32>(0.0);
-                if (FORMAT >= 1u) {
-                    q1 = queries[qo + 1u];
-                }
-                if (FORMAT == 2u) {
-                    q2 = queries[qo + 2u];
-                    q3 = queries[qo + 3u];
-                }
-                let o = j * BR;
-                a0 = step1(a0, bank[b0 + o], q0, q1, q2, q3);
-                if (R > 1u) { a1 = step1(a1, bank[b1 + o], q0, q1, q2, q3); }
-                if (R > 2u) { a2 = step1(a2, bank[b2 + o], q0, q1, q2, q3); }
-                if (R > 3u) { a3 = step1(a3, bank[b3 + o], q0, q1, q2, q3); }
-            }
-        }
-        let s0 = fold(a0) * row_scale(min(l0, last));
-        let s1 = fold(a1) * row_scale(min(l1, last));
-        let s2 = fold(a2) * row_scale(min(l2, last));
-        let s3 = fold(a3) * row_scale(min(l3, last));
-        // Phase 1 keeps every score (the scratch is indexed by global row id) and this
-        // invocation's best row.
-        if (l0 <= last) { scratch[sbase + l0] = s0; }
-        if (R > 1u && l1 <= last) { scratch[sbase + l1] = s1; }
-        if (R > 2u && l2 <= last) { scratch[sbase + l2] = s2; }
-        if (R > 3u && l3 <= last) { scratch[sbase + l3] = s3; }
-        if (ok0 && (!m_ok || better(s0, p.row0 + l0, m_s, m_i))) { m_s = s0; m_i = p.row0 + l0; m_ok = true; }
-        if (ok1 && (!m_ok || better(s1, p.row0 + l1, m_s, m_i))) { m_s = s1; m_i = p.row0 + l1; m_ok = true; }
-        if (ok2 && (!m_ok || better(s2, p.row0 + l2, m_s, m_i))) { m_s = s2; m_i = p.row0 + l2; m_ok = true; }
-        if (ok3 && (!m_ok || better(s3, p.row0 + l3, m_s, m_i))) { m_s = s3; m_i = p.row0 + l3; m_ok = true; }
-    }
-    // Phase 2: the invocations' best rows first (the list's K-th entry is then a tight bound),
-    // then every other row of this invocation that beats the current K-th entry, one per
-    // invocation per offer, until no invocation has one left. Thresholds only rise, so a row
-    // not offered could never enter the list.
-    _ = offer(0u, m_s, m_i, m_ok, lid);
-    let total = p.rounds * R;
-    var next = 0u;
-    loop {
-        var c_s = 0.0;
-        var c_i = NONE;
-        var found = false;
-        while (next < total) {
-            let round = next / R;
-            let t = next % R;
-            next = next + 1u;
-            let l = (group * p.rounds + round) * WG * R + t * WG + lid;
-            if (l > last) {
-                break;
-            }
-            let g = p.row0 + l;
-            let sc = scratch[sbase + l];
-            if (g != m_i && wants(0u, sc, g) && row_allowed(g)) {
-                c_s = sc;
-                c_i = g;
-                found = true;
-                break;
-            }
-        }
-        if (!offer(0u, c_s, c_i, found, lid)) {
-            break;
-        }
-    }
-    workgroupBarrier();
-    let out = (q * p.lists + p.list0 + group) * K;
-    for (var i = lid; i < K; i = i + WG) {
-        out_s[out + i] = best_s[i];
-        out_i[out + i] = best_i[i];
-    }
-}
-
 // The query lanes of one slab (v0: f32 or low halves or byte 0, v1: high halves or byte 1,
 // v2, v3: bytes 2, 3) for the query vec4s starting at `qo`.
 struct QLanes {
@@ -584,15 +462,111 @@ fn put(q: u32, l: u32, s: f32) {
     }
 }
 
-// Every query of the batch in one workgroup (queries laid out one after another, QB = 1), with
-// no barrier while scoring: phase 1 scores each round's R * WG rows against QC queries per pass
-// (R * QC accumulators; each bank vec4 serves QC queries, each query vec4 R rows; later passes
-// re-read the round's rows from cache, so the bank is read from memory once for the batch) and
-// keeps every score in `scratch` (`[B, N]`). Phase 2 selects per query, one after another in
-// the single list of workgroup memory (BEST = K2): the invocations' best rows, then the rows
-// that beat the list's K-th entry, as in `scan1`.
+// Phase 1 of the one-query top-k (the query is wid.z): every invocation scores R rows per round
+// (rows `lid + t * WG` of the round's R * WG, t < R; each query vec4 is loaded once for its R
+// rows) and writes each score to `scratch` (`[B, N]`, indexed by global row id). No barrier and
+// no workgroup memory: CPU rasterisers (lavapipe, SwiftShader) run an entry point that has a
+// barrier anywhere (as coroutines) measurably slower, also in its barrier-free loops, so the
+// selection is a separate entry (`pick`). Rounds whose rows are all excluded are skipped;
+// `pick` never reads a score of an excluded row.
 @compute @workgroup_size(WG)
-fn scanm(
+fn score1(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = wid.x + wid.y * nwg.x;
+    if (group >= p.groups) {
+        return;
+    }
+    let q = wid.z;
+    let hdr = select(0u, BR, FORMAT == 2u);
+    let slabs = p.words / 4u;
+    let qbase = q * slabs * p.per;
+    let bw4 = p.block_words / 4u;
+    // vec4 distance between row `l` and row `l + WG` (WG is a multiple of BR).
+    let stride = (WG / BR) * bw4;
+    let last = p.rows - 1u;
+    for (var round = 0u; round < p.rounds; round = round + 1u) {
+        let l0 = (group * p.rounds + round) * WG * R + lid;
+        let l1 = l0 + 1u * WG;
+        let l2 = l0 + 2u * WG;
+        let l3 = l0 + 3u * WG;
+        let l4 = l0 + 4u * WG;
+        let l5 = l0 + 5u * WG;
+        let l6 = l0 + 6u * WG;
+        let l7 = l0 + 7u * WG;
+        let ok0 = l0 <= last && row_allowed(p.row0 + l0);
+        let ok1 = R > 1u && l1 <= last && row_allowed(p.row0 + l1);
+        let ok2 = R > 2u && l2 <= last && row_allowed(p.row0 + l2);
+        let ok3 = R > 3u && l3 <= last && row_allowed(p.row0 + l3);
+        let ok4 = R > 4u && l4 <= last && row_allowed(p.row0 + l4);
+        let ok5 = R > 5u && l5 <= last && row_allowed(p.row0 + l5);
+        let ok6 = R > 6u && l6 <= last && row_allowed(p.row0 + l6);
+        let ok7 = R > 7u && l7 <= last && row_allowed(p.row0 + l7);
+        if (!(ok0 || ok1 || ok2 || ok3 || ok4 || ok5 || ok6 || ok7)) {
+            continue;
+        }
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        var a4 = vec4<f32>(0.0);
+        var a5 = vec4<f32>(0.0);
+        var a6 = vec4<f32>(0.0);
+        var a7 = vec4<f32>(0.0);
+        // Rows past the end load row `last` instead (their score is discarded).
+        let c0 = min(l0, last);
+        let b0 = (c0 / BR) * bw4 + hdr / 4u + c0 % BR;
+        let b1 = select(b0, b0 + 1u * stride, l1 <= last);
+        let b2 = select(b0, b0 + 2u * stride, l2 <= last);
+        let b3 = select(b0, b0 + 3u * stride, l3 <= last);
+        let b4 = select(b0, b0 + 4u * stride, l4 <= last);
+        let b5 = select(b0, b0 + 5u * stride, l5 <= last);
+        let b6 = select(b0, b0 + 6u * stride, l6 <= last);
+        let b7 = select(b0, b0 + 7u * stride, l7 <= last);
+        for (var j = 0u; j < slabs; j = j + 1u) {
+            let qo = qbase + j * p.per;
+            let q0 = queries[qo];
+            var q1 = vec4<f32>(0.0);
+            var q2 = vec4<f32>(0.0);
+            var q3 = vec4<f32>(0.0);
+            if (FORMAT >= 1u) {
+                q1 = queries[qo + 1u];
+            }
+            if (FORMAT == 2u) {
+                q2 = queries[qo + 2u];
+                q3 = queries[qo + 3u];
+            }
+            let o = j * BR;
+            a0 = step1(a0, bank[b0 + o], q0, q1, q2, q3);
+            if (R > 1u) { a1 = step1(a1, bank[b1 + o], q0, q1, q2, q3); }
+            if (R > 2u) { a2 = step1(a2, bank[b2 + o], q0, q1, q2, q3); }
+            if (R > 3u) { a3 = step1(a3, bank[b3 + o], q0, q1, q2, q3); }
+            if (R > 4u) { a4 = step1(a4, bank[b4 + o], q0, q1, q2, q3); }
+            if (R > 5u) { a5 = step1(a5, bank[b5 + o], q0, q1, q2, q3); }
+            if (R > 6u) { a6 = step1(a6, bank[b6 + o], q0, q1, q2, q3); }
+            if (R > 7u) { a7 = step1(a7, bank[b7 + o], q0, q1, q2, q3); }
+        }
+        put(q, l0, fold(a0) * row_scale(c0));
+        if (R > 1u) { put(q, l1, fold(a1) * row_scale(min(l1, last))); }
+        if (R > 2u) { put(q, l2, fold(a2) * row_scale(min(l2, last))); }
+        if (R > 3u) { put(q, l3, fold(a3) * row_scale(min(l3, last))); }
+        if (R > 4u) { put(q, l4, fold(a4) * row_scale(min(l4, last))); }
+        if (R > 5u) { put(q, l5, fold(a5) * row_scale(min(l5, last))); }
+        if (R > 6u) { put(q, l6, fold(a6) * row_scale(min(l6, last))); }
+        if (R > 7u) { put(q, l7, fold(a7) * row_scale(min(l7, last))); }
+    }
+}
+
+// Phase 1 of the multi-query top-k: every query of the batch in one workgroup (queries laid out
+// one after another, QB = 1), with no barrier: each round's R * WG rows are scored against QC
+// queries per pass (R * QC accumulators; each bank vec4 serves QC queries, each query vec4 R
+// rows; later passes re-read the round's rows from cache, so the bank is read from memory once
+// for the batch) and every score is written to `scratch` (`[B, N]`). Selection: `pick`, one
+// workgroup per query and row range.
+@compute @workgroup_size(WG)
+fn scorem(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -716,62 +690,78 @@ fn scanm(
         }
     }
 
-    // Phase 2, one query at a time (workgroup-uniform loop).
-    let total = p.rounds * R;
-    for (var q = 0u; q < nq; q = q + 1u) {
-        let sbase = q * p.total + p.row0;
-        init_best(lid);
-        // This invocation's best allowed row for this query.
-        var m_s = 0.0;
-        var m_i = NONE;
-        var m_ok = false;
-        for (var i = 0u; i < total; i = i + 1u) {
-            let l = (group * p.rounds + i / R) * WG * R + (i % R) * WG + lid;
+}
+
+// Phase 2 of the two-phase top-k (after `score1` or `scorem` have scored every chunk): one
+// workgroup per query (wid.z) and range of `p.rounds * WG` rows of the whole bank (`p.row0` = 0,
+// `p.rows` = N; invocation `lid` reads rows `lid + i * WG` of the range). The scores are read
+// back from `scratch`; the invocations' best
+// allowed rows are offered first (which makes the list's K-th entry a tight bound), then every
+// other allowed row of an invocation that beats the current K-th entry, one per invocation per
+// offer, until no invocation has one left. Thresholds only rise, so a row not offered could
+// never enter the list.
+@compute @workgroup_size(WG)
+fn pick(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = wid.x + wid.y * nwg.x;
+    if (group >= p.groups) {
+        return;
+    }
+    let q = wid.z;
+    init_best(lid);
+    let last = p.rows - 1u;
+    let sbase = q * p.total + p.row0;
+    let total = p.rounds;
+    var m_s = 0.0;
+    var m_i = NONE;
+    var m_ok = false;
+    for (var i = 0u; i < total; i = i + 1u) {
+        let l = (group * total + i) * WG + lid;
+        if (l > last) {
+            break;
+        }
+        let g = p.row0 + l;
+        let sc = scratch[sbase + l];
+        if ((!m_ok || better(sc, g, m_s, m_i)) && row_allowed(g)) {
+            m_s = sc;
+            m_i = g;
+            m_ok = true;
+        }
+    }
+    workgroupBarrier();
+    _ = offer(0u, m_s, m_i, m_ok, lid);
+    var next = 0u;
+    loop {
+        var c_s = 0.0;
+        var c_i = NONE;
+        var found = false;
+        while (next < total) {
+            let l = (group * total + next) * WG + lid;
+            next = next + 1u;
             if (l > last) {
                 break;
             }
             let g = p.row0 + l;
             let sc = scratch[sbase + l];
-            if ((!m_ok || better(sc, g, m_s, m_i)) && row_allowed(g)) {
-                m_s = sc;
-                m_i = g;
-                m_ok = true;
-            }
-        }
-        workgroupBarrier();
-        _ = offer(0u, m_s, m_i, m_ok, lid);
-        var next = 0u;
-        loop {
-            var c_s = 0.0;
-            var c_i = NONE;
-            var found = false;
-            while (next < total) {
-                let l = (group * p.rounds + next / R) * WG * R + (next % R) * WG + lid;
-                next = next + 1u;
-                if (l > last) {
-                    break;
-                }
-                let g = p.row0 + l;
-                let sc = scratch[sbase + l];
-                if (g != m_i && wants(0u, sc, g) && row_allowed(g)) {
-                    c_s = sc;
-                    c_i = g;
-                    found = true;
-                    break;
-                }
-            }
-            if (!offer(0u, c_s, c_i, found, lid)) {
+            if (g != m_i && wants(0u, sc, g) && row_allowed(g)) {
+                c_s = sc;
+                c_i = g;
+                found = true;
                 break;
             }
         }
-        workgroupBarrier();
-        let out = (q * p.lists + p.list0 + group) * K;
-        for (var i = lid; i < K; i = i + WG) {
-            out_s[out + i] = best_s[i];
-            out_i[out + i] = best_i[i];
+        if (!offer(0u, c_s, c_i, found, lid)) {
+            break;
         }
-        // The next query's `init_best` overwrites the list.
-        workgroupBarrier();
+    }
+    workgroupBarrier();
+    let out = (q * p.lists + p.list0 + group) * K;
+    for (var i = lid; i < K; i = i + WG) {
+        out_s[out + i] = best_s[i];
+        out_i[out + i] = best_i[i];
     }
 }
 

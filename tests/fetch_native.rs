@@ -65,7 +65,7 @@ fn gpu_matches_cpu_on_seeded_shapes() {
         // Keep the case cheap: big banks only with small d.
         let n = if n * d > 2_000_000 { n / 8 } else { n };
         // Odd cases force the multi-query `scan` (software adapters default to one query per
-        // workgroup, the two-phase `scan1`).
+        // workgroup, the two-phase `score1` + `pick`).
         let opts = FlatBankOptions {
             tuning: Tuning {
                 queries_per_group: (case % 2 == 1).then_some(16),
@@ -171,14 +171,15 @@ fn same<T: PartialEq + std::fmt::Debug>(what: &str, gpu: &[T], cpu: &[T]) {
 
 #[test]
 fn one_query_scan_every_rows_per_invocation_chunks_masks_and_ties() {
-    // B = 1 runs the two-phase `scan1` (score every row, then select): each rows-per-invocation
-    // setting, workgroups of one round or the default, many small chunks (sizes not multiples
-    // of a round), masks, deletions, and small-integer data whose exact ties must be broken by
-    // lower id exactly as on the CPU.
+    // B = 1 runs the two phases (`score1` scores every row with no barrier, `pick` selects per
+    // range of rows): each rows-per-invocation setting (1..=8), selection ranges of one round
+    // or the default, many small chunks (sizes not multiples of a round), masks (random or
+    // excluding every row), deletions, and small-integer data whose exact ties must be broken
+    // by lower id exactly as on the CPU.
     let mut rng = Rng::new(0x5CA1);
-    for case in 0..24 {
+    for case in 0..32 {
         let format = FORMATS[case % 3];
-        let r = 1 + case % 4;
+        let r = 1 + case % 8;
         let d = *rng.pick(&[1usize, 5, 19, 64]);
         let n = *rng.pick(&[1usize, 255, 257, 1023, 1025, 3000, 9001]);
         let k = *rng.pick(&[1usize, 10, 16, 100, 256]);
@@ -204,8 +205,11 @@ fn one_query_scan_every_rows_per_invocation_chunks_masks_and_ties() {
         for _ in 0..(n / 10) {
             fb.remove(rng.below(n)).unwrap();
         }
-        let mask: Vec<u32> = (0..n.div_ceil(32)).map(|_| rng.next_u64() as u32).collect();
-        let mask = (case % 5 < 2).then_some(&mask[..]);
+        let none = case % 7 == 6;
+        let mask: Vec<u32> = (0..n.div_ceil(32))
+            .map(|_| if none { 0 } else { rng.next_u64() as u32 })
+            .collect();
+        let mask = (case % 5 < 2 || none).then_some(&mask[..]);
         let q: Vec<f32> = if integer {
             (0..d).map(|_| rng.below(5) as f32 - 2.0).collect()
         } else {
@@ -230,9 +234,9 @@ fn one_query_scan_every_rows_per_invocation_chunks_masks_and_ties() {
 
 #[test]
 fn multi_query_scan_every_shape_chunks_masks_and_ties() {
-    // B > 1 on the barrier-free multi-query scan (`scanm`: every query of the batch in each
+    // B > 1 on the barrier-free multi-query scan (`scorem`: every query of the batch in each
     // workgroup, scores in a [B, N] scratch, then selection per query), forced on any adapter:
-    // B = 1 (`scan1`), 2, 16, 64; rows per invocation and queries per pass 1..=4; N not a
+    // B = 1 (`score1`), 2, 16, 64; rows per invocation and queries per pass 1..=4; N not a
     // multiple of a round; k = 1 and k > N; masks allowing nothing; many small chunks;
     // small-integer data whose exact ties must be broken by lower id exactly as on the CPU.
     let t0 = Instant::now();

@@ -68,12 +68,12 @@ async fn webgpu_topk_matches_cpu_on_seeded_shapes() {
             d,
             FlatBankOptions {
                 format,
-                // Odd cases force the multi-query `scan`; even ones run `scan1` (B = 1) or the
-                // barrier-free multi-query `scanm` (the software adapter's default for B > 1),
-                // rows per invocation vary.
+                // Odd cases force the multi-query `scan`; even ones run the two phases: the
+                // barrier-free `score1` (B = 1; rows per invocation 1..=8) or `scorem` (the
+                // software adapter's default for B > 1; 1..=4), then `pick`.
                 tuning: Tuning {
                     queries_per_group: (case % 2 == 1).then_some(16),
-                    rows_per_invocation: Some(1 + case % 4),
+                    rows_per_invocation: Some(1 + case % 8),
                     rows_per_group: (case % 3 == 0).then_some(1024),
                     ..Default::default()
                 },
@@ -102,7 +102,7 @@ async fn webgpu_topk_matches_cpu_on_seeded_shapes() {
 
 #[wasm_bindgen_test]
 async fn multi_query_scan_on_webgpu_chunks_masks_and_ties() {
-    // `scanm` forced: B = 2, 16, 64; rows per invocation and queries per pass vary; N not a
+    // `scorem` + `pick` forced: B = 2, 16, 64; rows per invocation and queries per pass vary; N not a
     // multiple of a round; k = 1 and k > N; a mask allowing nothing; small chunks; small-integer
     // data (exact scores: ids and scores identical to the CPU path, ties by lower id).
     let c = require_gpu().await;

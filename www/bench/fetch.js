@@ -3,7 +3,8 @@
 // path (median and p95 over the samples), plus the kernel time with submission and readback
 // amortised (`benchGpuScans`), against a plain GPU copy kernel and a wasm memcpy measured in the
 // same run (the copy also interleaved with the per-call and amortised GPU timings, `runs` triples,
-// so both see the same load). Bandwidths count bytes moved: a scan reads the bank once; a copy of
+// so both see the same load; medians of each, and the median of each triple's own scan/copy ratio).
+// Bandwidths count bytes moved: a scan reads the bank once; a copy of
 // S bytes reads S and writes S (2 S / time). The Node driver is bench/fetch-run.mjs
 // (`make bench-fetch`).
 import init, { Kernels, version } from '../pkg/mnemo.js';
@@ -115,10 +116,15 @@ export async function run({
           const call = median(tp);
           const ms = median(t);
           const gbps = bytes / ms / 1e6;
-          out.results.push({ n, format, b, path: 'gpu-per-call-interleaved', median: call, bytes, gbps: bytes / call / 1e6, copyGbps, fractionOfBaseline: bytes / call / 1e6 / copyGbps });
-          out.results.push({ n, format, b, path: 'gpu-amortised', median: ms, bytes, gbps, copyGbps, fractionOfBaseline: gbps / copyGbps });
-          log(`per-call gpu top-k n=${n} ${format} B=${b} (interleaved with the copy): ${call.toFixed(2)} ms = ${(bytes / call / 1e6).toFixed(2)} GB/s = ${(100 * bytes / call / 1e6 / copyGbps).toFixed(0)}% of GPU copy`);
-          log(`amortised gpu scan n=${n} ${format} B=${b}: ${ms.toFixed(2)} ms per top-k = ${gbps.toFixed(2)} GB/s = ${(100 * gbps / copyGbps).toFixed(0)}% of GPU copy (${copyGbps.toFixed(2)} GB/s, interleaved, ${runs} runs)`);
+          // Also the median of each run's own ratio (scan and copy timed back to back), steadier
+          // than the ratio of medians when the machine's load changes during the run.
+          const ratio = (ts) => median(ts.map((x, i) => (bytes / x) / ((2 * copyBytes) / tc[i])));
+          const callRatio = ratio(tp);
+          const scanRatio = ratio(t);
+          out.results.push({ n, format, b, path: 'gpu-per-call-interleaved', median: call, bytes, gbps: bytes / call / 1e6, copyGbps, fractionOfBaseline: bytes / call / 1e6 / copyGbps, medianRunRatio: callRatio });
+          out.results.push({ n, format, b, path: 'gpu-amortised', median: ms, bytes, gbps, copyGbps, fractionOfBaseline: gbps / copyGbps, medianRunRatio: scanRatio });
+          log(`per-call gpu top-k n=${n} ${format} B=${b} (interleaved with the copy): ${call.toFixed(2)} ms = ${(bytes / call / 1e6).toFixed(2)} GB/s = ${(100 * bytes / call / 1e6 / copyGbps).toFixed(0)}% of GPU copy; median per-run ratio ${(100 * callRatio).toFixed(0)}%`);
+          log(`amortised gpu scan n=${n} ${format} B=${b}: ${ms.toFixed(2)} ms per top-k = ${gbps.toFixed(2)} GB/s = ${(100 * gbps / copyGbps).toFixed(0)}% of GPU copy (${copyGbps.toFixed(2)} GB/s, interleaved, ${runs} runs); median per-run ratio ${(100 * scanRatio).toFixed(0)}%`);
         }
       }
       bank.free();

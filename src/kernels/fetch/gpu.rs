@@ -11,15 +11,17 @@
 //! (at most [`STAGE_BYTES`]); the scatter kernel writes them into the blocked layout. Deleting a
 //! row rewrites one word of the live bitset.
 //!
-//! Top-k: one query runs the two-phase `scan1` entry (every invocation scores 4 rows per round
-//! with no barrier, a scratch buffer keeps one f32 score per row, then a selection phase offers
-//! only rows that beat the list's K-th entry). Several queries run `scanm` on a software adapter
-//! (the same two phases for the whole batch in each workgroup: 4 rows x 4 queries per pass, the
-//! bank read from memory once per batch, then selection per query) and `scan` on a GPU (up to 16
-//! queries per workgroup, selection after every round of 256 rows); `Tuning` overrides the
-//! choice. Merge passes reduce the per-workgroup lists to one. The two-phase scans' score scratch (`[B, N]` f32) is kept with the store and
-//! reused by later calls (grown when a call needs more, never shrunk), so a query allocates no
-//! scratch; calls are ordered on the device queue, so reusing it between submissions is safe.
+//! Top-k: one query runs two phases: `score1` (every invocation scores 4 rows per round with no
+//! barrier into a score scratch, one dispatch per chunk), then one `pick` dispatch over the whole
+//! bank (few large workgroups, each offering only rows that beat its list's K-th entry).
+//! Several queries run `scorem` on a software adapter (the barrier-free scoring of the whole
+//! batch in each workgroup: 4 rows x 4 queries per pass, the bank read from memory once per
+//! batch), then `pick` per query; on a GPU `scan` (up to 16 queries per workgroup, selection
+//! after every round of 256 rows); `Tuning` overrides the choice. Merge passes reduce the
+//! per-workgroup lists to one. The two-phase scans' score scratch (`[B, N]` f32) is kept with
+//! the store and reused by later calls (grown when a call needs more, never shrunk), so a query
+//! allocates no scratch; calls are ordered on the device queue, so reusing it between
+//! submissions is safe.
 
 use super::format::{Layout, BLOCK_ROWS};
 use super::TopkResult;
@@ -47,21 +49,24 @@ const MIN_CHUNK_ROWS: usize = 1024;
 /// Per-call tuning of the GPU top-k (defaults are chosen per call when `None`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tuning {
-    /// Bank rows each scan workgroup reduces to one list (rounded up to a multiple of 256).
+    /// Bank rows each workgroup reduces to one list (rounded up to a multiple of 256): the
+    /// `scan` workgroups, or the `pick` workgroups of the two-phase scans (default 32 Ki rows on
+    /// a software adapter, 4 Ki on a GPU).
     pub rows_per_group: Option<usize>,
     /// Lists each merge workgroup reduces to one (at least 2).
     pub merge_fanin: Option<usize>,
     /// Queries one scan workgroup scores together (1..=16; default 16 on a GPU, fewer when k
     /// is large: each bank row is read once per group of queries; 1 on a software adapter).
     pub queries_per_group: Option<usize>,
-    /// Rows each invocation scores per round in the barrier-free scans (`scan1`, one query per
-    /// workgroup, and `scanm`): 1..=4, default 4 (each query vec4 is loaded once for them).
+    /// Rows each invocation scores per round in the barrier-free scoring passes (`score1`, one
+    /// query per workgroup: 1..=8; `scorem`: 1..=4), default 4 (each query vec4 is loaded once
+    /// for them).
     pub rows_per_invocation: Option<usize>,
-    /// Queries the multi-query barrier-free scan (`scanm`) scores per pass over a round's rows:
-    /// 1..=4, default 4 (each bank vec4 is loaded once for them).
+    /// Queries the multi-query barrier-free scoring pass (`scorem`) scores per pass over a
+    /// round's rows: 1..=4, default 4 (each bank vec4 is loaded once for them).
     pub queries_per_pass: Option<usize>,
-    /// Run B > 1 queries with `scanm` (one workgroup scores every query of the batch with no
-    /// barrier, then selects per query: each row read once for the batch). Default: on a
+    /// Run B > 1 queries with `scorem` + `pick` (one workgroup scores every query of the batch
+    /// with no barrier, then `pick` selects per query: each row read once for the batch). Default: on a
     /// software adapter unless `queries_per_group` is set; `Some(true)` forces it (when the
     /// `[B, N]` score scratch fits one storage binding), `Some(false)` forbids it.
     pub multi_query_scan: Option<bool>,
@@ -197,19 +202,23 @@ pub struct TopkPlan {
     /// Query groups (the z dimension of the scan).
     pub qgroups: usize,
     /// The two-phase scan (score every row into a scratch with no barrier, then select):
-    /// `scan1` (one query per workgroup) or, with `multi_query`, `scanm`.
+    /// `score1` (one query per workgroup) or, with `multi_query`, `scorem`; then `pick`.
     pub two_phase: bool,
-    /// Every query of the batch in each scan workgroup (`scanm`; dispatch z = 1).
+    /// Every query of the batch in each scoring workgroup (`scorem`; dispatch z = 1).
     pub multi_query: bool,
-    /// Rows each invocation scores per round (`scan1`, `scanm`; 1 for `scan`).
+    /// Rows each invocation scores per round (`score1`, `scorem`; 1 for `scan`).
     pub rows_per_invocation: usize,
-    /// Queries scored per pass over a round's rows (`scanm`; 1 otherwise).
+    /// Queries scored per pass over a round's rows (`scorem`; 1 otherwise).
     pub queries_per_pass: usize,
     /// f16 rows decoded with integer ops (`F16INT`) instead of `unpack2x16float`.
     pub f16_integer_decode: bool,
-    /// Rounds of `256 * rows_per_invocation` rows per scan workgroup.
+    /// Rounds of `256 * rows_per_invocation` rows per scan (or scoring) workgroup.
     pub rounds: usize,
-    /// Scan workgroups per query group, summed over chunks (= first-pass lists per query).
+    /// Two-phase scans: rounds of 256 rows per selection (`pick`) workgroup, which covers
+    /// `256 * pick_rounds` rows of the whole bank (all chunks) and writes one list; 0 otherwise.
+    pub pick_rounds: usize,
+    /// First-pass lists per query: scan workgroups per query group summed over chunks, or
+    /// `pick` workgroups (two-phase scans).
     pub lists: usize,
     /// Lists per merge workgroup.
     pub fanin: usize,
@@ -421,7 +430,7 @@ impl GpuStore {
     /// The launch geometry for `b` queries, `k` results, over `n` rows.
     pub(crate) fn plan(&self, n: usize, b: usize, k: usize, tuning: &Tuning) -> TopkPlan {
         let k2 = k.next_power_of_two();
-        // On a software adapter a workgroup per query is faster (its barrier-free `scan1` beats
+        // On a software adapter a workgroup per query is faster (its barrier-free `score1` beats
         // 16 accumulators per invocation); on a GPU, queries share each row read.
         let qdefault = if self.software { 1 } else { 16 };
         // The two-phase scans keep a score per query and row: at most one storage binding.
@@ -440,7 +449,7 @@ impl GpuStore {
         };
         let qgroups = b.div_ceil(qmax.min(b));
         let qb = b.div_ceil(qgroups);
-        // One query per workgroup (`scan1`) or all of them (`scanm`): the two-phase scans (R
+        // One query per workgroup (`score1`) or all of them (`scorem`): the two-phase scans (R
         // rows per invocation and round).
         let one = qb == 1 && fits;
         let qc = if multi {
@@ -449,42 +458,68 @@ impl GpuStore {
             1
         };
         let r = if one {
-            tuning.rows_per_invocation.unwrap_or(4).clamp(1, 4)
+            // `score1` takes up to 8 rows per invocation, `scorem` up to 4.
+            let max_r = if multi { 4 } else { 8 };
+            tuning.rows_per_invocation.unwrap_or(4).clamp(1, max_r)
         } else {
             1
         };
         let round_rows = WG * r;
-        // Enough rows per workgroup to amortise its selection; bounded candidate memory.
-        let mut rounds = match tuning.rows_per_group {
-            Some(rows) => rows.div_ceil(round_rows).max(1),
-            // `scan1` selects after scoring all its rows: 4 Ki rows per workgroup on a
-            // software adapter (few threads; amortises the selection), one round on a GPU (more
-            // workgroups in flight); more for large k.
-            None if one => (16 * k2)
-                .max(if self.software { 4096 } else { round_rows })
-                .div_ceil(round_rows),
-            None => (4 * k2).div_ceil(WG).max(4),
-        };
         let max_lists = (CANDIDATE_BYTES / (4 * b * k)).max(1);
         let nchunks = n.div_ceil(self.chunk_rows).max(1);
-        loop {
+        let (rounds, pick_rounds, lists, max_scan) = if one {
+            // Scoring: 4 Ki rows per workgroup on a software adapter, one round on a GPU (more
+            // workgroups in flight). Selection (`pick`, over all chunks at once): 32 Ki rows per
+            // workgroup on a software adapter (each `pick` workgroup costs about 2 ms on
+            // SwiftShader, whatever its rows: a barrier makes it run as coroutines), 4 Ki on a
+            // GPU; at least 16 k2 rows; `rows_per_group` overrides it.
+            let rounds = if self.software {
+                4096usize.div_ceil(round_rows)
+            } else {
+                1
+            };
+            let mut pick_rows = match tuning.rows_per_group {
+                Some(rows) => rows.next_multiple_of(WG).max(WG),
+                None => (16 * k2)
+                    .max(if self.software { 32768 } else { 4096 })
+                    .next_multiple_of(WG),
+            };
+            while n.div_ceil(pick_rows) > max_lists && tuning.rows_per_group.is_none() {
+                pick_rows *= 2;
+            }
+            let lists = n.div_ceil(pick_rows).max(1);
+            let max_scan = (0..nchunks)
+                .map(|c| self.rows_in_chunk(c, n).div_ceil(round_rows * rounds))
+                .max()
+                .unwrap_or(1)
+                .max(lists);
+            (rounds, pick_rows / WG, lists, max_scan)
+        } else {
+            // Enough rows per workgroup to amortise its selection; bounded candidate memory.
+            let mut rounds = match tuning.rows_per_group {
+                Some(rows) => rows.div_ceil(round_rows).max(1),
+                None => (4 * k2).div_ceil(WG).max(4),
+            };
+            loop {
+                let lists: usize = (0..nchunks)
+                    .map(|c| self.rows_in_chunk(c, n).div_ceil(round_rows * rounds))
+                    .sum();
+                if lists <= max_lists || tuning.rows_per_group.is_some() {
+                    break;
+                }
+                rounds *= 2;
+            }
             let lists: usize = (0..nchunks)
                 .map(|c| self.rows_in_chunk(c, n).div_ceil(round_rows * rounds))
-                .sum();
-            if lists <= max_lists || tuning.rows_per_group.is_some() {
-                break;
-            }
-            rounds *= 2;
-        }
-        let lists: usize = (0..nchunks)
-            .map(|c| self.rows_in_chunk(c, n).div_ceil(round_rows * rounds))
-            .sum::<usize>()
-            .max(1);
+                .sum::<usize>()
+                .max(1);
+            let max_scan = (0..nchunks)
+                .map(|c| self.rows_in_chunk(c, n).div_ceil(round_rows * rounds))
+                .max()
+                .unwrap_or(1);
+            (rounds, 0, lists, max_scan)
+        };
         let fanin = tuning.merge_fanin.unwrap_or((2048 / k).max(2)).max(2);
-        let max_scan = (0..nchunks)
-            .map(|c| self.rows_in_chunk(c, n).div_ceil(round_rows * rounds))
-            .max()
-            .unwrap_or(1);
         let max_dispatch = max_scan.max(if lists > 1 {
             lists.div_ceil(fanin) * b
         } else {
@@ -501,6 +536,7 @@ impl GpuStore {
             queries_per_pass: qc,
             f16_integer_decode: tuning.f16_integer_decode.unwrap_or(false),
             rounds,
+            pick_rounds,
             lists,
             fanin,
             max_dispatch,
@@ -548,24 +584,18 @@ impl GpuStore {
         let one = plan.two_phase;
         let f16int =
             (plan.f16_integer_decode && l.format == super::format::BankFormat::F16) as u8 as f64;
-        let scan = if plan.multi_query {
+        let scan = if one {
+            // Two phases: scoring (`score1` / `scorem`, no barrier) per chunk, then one
+            // selection dispatch (`pick`) over the whole bank.
+            let (name, qc) = if plan.multi_query {
+                ("scorem", plan.queries_per_pass)
+            } else {
+                ("score1", 1)
+            };
             ctx.pipeline(
-                &PipelineKey::new(&crate::shaders::FETCH_TOPK, "scanm")
-                    .with_constant("K", k as f64)
-                    .with_constant("K2", plan.k2 as f64)
-                    .with_constant("BEST", plan.k2 as f64)
+                &PipelineKey::new(&crate::shaders::FETCH_TOPK, name)
                     .with_constant("R", plan.rows_per_invocation as f64)
-                    .with_constant("QC", plan.queries_per_pass as f64)
-                    .with_constant("FORMAT", l.format.shader_id() as f64)
-                    .with_constant("F16INT", f16int),
-            )
-        } else if one {
-            ctx.pipeline(
-                &PipelineKey::new(&crate::shaders::FETCH_TOPK, "scan1")
-                    .with_constant("K", k as f64)
-                    .with_constant("K2", plan.k2 as f64)
-                    .with_constant("BEST", plan.k2 as f64)
-                    .with_constant("R", plan.rows_per_invocation as f64)
+                    .with_constant("QC", qc as f64)
                     .with_constant("FORMAT", l.format.shader_id() as f64)
                     .with_constant("F16INT", f16int),
             )
@@ -619,11 +649,12 @@ impl GpuStore {
                 entry(2, &qbuf),
                 entry(3, &self.live),
                 entry(4, mask.unwrap_or(&self.live)),
-                entry(5, &a_s),
-                entry(6, &a_i),
             ];
             if let Some(sc) = &scratch {
                 entries.push(entry(9, sc));
+            } else {
+                entries.push(entry(5, &a_s));
+                entries.push(entry(6, &a_i));
             }
             dispatch(
                 ctx,
@@ -635,6 +666,49 @@ impl GpuStore {
                 "fetch scan",
             )?;
             list0 += groups;
+        }
+        if let Some(sc) = &scratch {
+            let pick = ctx.pipeline(
+                &PipelineKey::new(&crate::shaders::FETCH_TOPK, "pick")
+                    .with_constant("K", k as f64)
+                    .with_constant("K2", plan.k2 as f64)
+                    .with_constant("BEST", plan.k2 as f64),
+            );
+            let params = ctx.uniform(
+                "fetch pick params",
+                &TopkParams {
+                    rows: n as u32,
+                    row0: 0,
+                    words: 0,
+                    block_words: 0,
+                    rounds: plan.pick_rounds as u32,
+                    groups: plan.lists as u32,
+                    list0: 0,
+                    lists: plan.lists as u32,
+                    b: b as u32,
+                    use_mask: mask.is_some() as u32,
+                    per: 0,
+                    neg_inf: f32::NEG_INFINITY,
+                    total: n as u32,
+                    _p: [0; 3],
+                },
+            );
+            dispatch(
+                ctx,
+                enc,
+                &pick,
+                &[
+                    entry(0, &params),
+                    entry(3, &self.live),
+                    entry(4, mask.unwrap_or(&self.live)),
+                    entry(5, &a_s),
+                    entry(6, &a_i),
+                    entry(9, sc),
+                ],
+                plan.lists,
+                b,
+                "fetch pick",
+            )?;
         }
         if plan.lists == 1 {
             return Ok((a_s, a_i));
