@@ -9,6 +9,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
 
 use super::backend::{
     Backend, CommitOutcome, Durability, JournalDir, NoticeListener, NsPages, PageRecord,
@@ -224,8 +227,9 @@ pub struct Recovery {
     pub seq: u64,
     /// Journal files replayed (a snapshot and the entries after it).
     pub files: usize,
-    /// Sequences missing from the journal (a tab stopped between a commit and its entry; those
-    /// writes were never acknowledged, but later entries were replayed over the gap).
+    /// Journal entries not replayed because a sequence before them is missing or damaged (a tab
+    /// stopped between a commit and its entry, or an entry's write failed after its commit): the
+    /// replay stops at the first gap, so the store restored is the one as of a committed sequence.
     pub gaps: u64,
     /// Files that did not parse and were skipped.
     pub skipped: usize,
@@ -237,10 +241,13 @@ struct JournalState {
     /// Entries after the last snapshot this connection knows of, and their bytes.
     entries: usize,
     entry_bytes: u64,
+    /// Their estimated obsolete bytes (rows deleted or rewritten since the snapshot).
+    dead: u64,
     /// That snapshot's bytes.
     snap_bytes: u64,
-    /// A write committed without its entry (the rename failed): write a snapshot before the
-    /// next entry, so the journal has no hole.
+    /// A write committed without its entry (the entry's write or its rename failed): write a
+    /// snapshot before the next entry (a replay stops at the missing sequence until one covers
+    /// it).
     behind: bool,
     /// A compaction is due (handed to the compaction hook, which runs it later).
     due: bool,
@@ -878,7 +885,7 @@ impl<B: Backend> Store<B> {
                 ..Default::default()
             };
             match self
-                .commit_journaled(ws, Some((FileKind::Snapshot, entry)))
+                .commit_journaled(ws, Some((FileKind::Snapshot, entry, 0)))
                 .await?
             {
                 CommitOutcome::Committed => {
@@ -1195,6 +1202,7 @@ impl<B: Backend> Store<B> {
         }
         // The journal entry: the rows as written (records, and vectors where they changed).
         let entry = self.backend.journal().map(|_| {
+            let mut rewrites = 0;
             let mut upserts: Vec<Upsert> = m
                 .rows
                 .iter()
@@ -1210,6 +1218,7 @@ impl<B: Backend> Store<B> {
                         record,
                         vector: p.embedding.clone(),
                     });
+                    rewrites = 1;
                 }
             }
             let kind = if m.restore.is_some() {
@@ -1225,7 +1234,7 @@ impl<B: Backend> Store<B> {
                 deleted: m.deleted.clone(),
                 upserts,
             };
-            (kind, e)
+            (kind, e, rewrites)
         });
         match self.commit_journaled(ws, entry).await? {
             CommitOutcome::Committed => {
@@ -1250,19 +1259,24 @@ impl<B: Backend> Store<B> {
         self.recovery.borrow().clone()
     }
 
-    /// Commit `ws`, with its journal entry: the entry is written first under a pending name (a
-    /// failure, e.g. `QUOTA_EXCEEDED`, fails the write before anything is committed), the
-    /// database commit follows, and only once it succeeded is the entry renamed to its sequence
-    /// (`e-<seq>`, or `s-<seq>` for an entry that replaces everything); on a conflict or a failed
-    /// commit the pending file is removed. So the journal holds exactly the committed writes,
-    /// and two connections can never both name an entry after the same sequence (the database's
-    /// conditional commit decides which one committed it). The write resolves after the rename.
+    /// Commit `ws`, with its journal entry: the entry is written under a pending name **while**
+    /// the database commit runs (two independent tasks joined here; the transaction itself only
+    /// ever awaits its own requests), and only once both completed is the entry renamed to its
+    /// sequence (`e-<seq>`, or `s-<seq>` for an entry that replaces everything); then the write
+    /// resolves. The call's result is the commit's: on a conflict or a failed commit the pending
+    /// file is removed and nothing is written. A commit whose entry could not be written (e.g.
+    /// `QUOTA_EXCEEDED` of the journal) or renamed stands and resolves, and the journal is marked
+    /// behind: the next write writes a snapshot first, and until one covers it a replay stops at
+    /// the missing sequence. Two connections can never both name an entry after the same
+    /// sequence (the database's conditional commit decides which one committed it).
+    /// `rewrites`: how many of the entry's last upserts rewrite existing rows (their bytes, and
+    /// the deleted rows', make older journal bytes obsolete: the compaction policy counts them).
     async fn commit_journaled(
         &self,
         ws: WriteSet,
-        entry: Option<(FileKind, Entry)>,
+        entry: Option<(FileKind, Entry, usize)>,
     ) -> Result<CommitOutcome> {
-        let (Some(j), Some((kind, e))) = (self.backend.journal(), entry) else {
+        let (Some(j), Some((kind, e, rewrites))) = (self.backend.journal(), entry) else {
             return self.backend.commit(ws).await;
         };
         if self.journal.borrow().behind {
@@ -1272,17 +1286,27 @@ impl<B: Backend> Store<B> {
             }
         }
         let bytes = e.encode();
+        let dead = match kind {
+            FileKind::Entry => self.obsolete_bytes(&e, rewrites),
+            FileKind::Snapshot => 0,
+        };
         let pending = format!("p-{:016x}", j.unique());
-        j.write(&pending, &bytes).await?;
-        let out = match self.backend.commit(ws).await {
+        let (written, committed) = join2(j.write(&pending, &bytes), self.backend.commit(ws)).await;
+        let out = match committed {
             Ok(CommitOutcome::Committed) => CommitOutcome::Committed,
             other => {
-                let _ = j.remove(&pending).await;
+                if written.is_ok() {
+                    let _ = j.remove(&pending).await;
+                }
                 return other;
             }
         };
-        let name = file_name(kind, e.seq, bytes.len());
-        if j.rename(&pending, &name).await.is_err() {
+        let name = file_name(kind, e.seq, bytes.len(), dead);
+        let renamed = match written {
+            Ok(()) => j.rename(&pending, &name).await,
+            Err(err) => Err(err),
+        };
+        if renamed.is_err() {
             // Committed without its entry: the next write writes a snapshot first.
             let _ = j.remove(&pending).await;
             self.journal.borrow_mut().behind = true;
@@ -1297,7 +1321,8 @@ impl<B: Backend> Store<B> {
                     let mut js = self.journal.borrow_mut();
                     js.entries += 1;
                     js.entry_bytes += bytes.len() as u64;
-                    should_compact(js.entries, js.entry_bytes, js.snap_bytes)
+                    js.dead += dead;
+                    should_compact(js.entries, js.entry_bytes, js.dead, js.snap_bytes)
                 };
                 if compact {
                     // A failed compaction loses nothing: the entries stay until the next one.
@@ -1313,6 +1338,25 @@ impl<B: Backend> Store<B> {
             }
         }
         Ok(out)
+    }
+
+    /// Estimated bytes of older journal files that entry `e` makes obsolete: the rows it deletes
+    /// (at the journal's average live row) and the `rewrites` rows it rewrites (at their new size).
+    fn obsolete_bytes(&self, e: &Entry, rewrites: usize) -> u64 {
+        let rewritten: u64 = e
+            .upserts
+            .iter()
+            .rev()
+            .take(rewrites)
+            .map(|u| (u.record.len() + u.vector.as_ref().map_or(0, |v| 4 * v.len())) as u64)
+            .sum();
+        if e.deleted.is_empty() {
+            return rewritten;
+        }
+        let live_rows = self.state.borrow().live.max(1);
+        let js = self.journal.borrow();
+        let live_bytes = (js.snap_bytes + js.entry_bytes).saturating_sub(js.dead);
+        rewritten + (live_bytes / live_rows).saturating_mul(e.deleted.len() as u64)
     }
 
     /// After a snapshot at `seq` (`bytes` long): delete the older snapshots and the entries it
@@ -1332,6 +1376,7 @@ impl<B: Backend> Store<B> {
         let mut js = self.journal.borrow_mut();
         js.entries = after.len();
         js.entry_bytes = after.iter().map(|f| f.bytes).sum();
+        js.dead = after.iter().map(|f| f.dead).sum();
         js.snap_bytes = bytes;
         Ok(())
     }
@@ -1377,8 +1422,11 @@ impl<B: Backend> Store<B> {
             })
             .await?;
         let bytes = w.finish(st.seq, st.next_id);
-        j.write(&file_name(FileKind::Snapshot, st.seq, bytes.len()), &bytes)
-            .await?;
+        j.write(
+            &file_name(FileKind::Snapshot, st.seq, bytes.len(), 0),
+            &bytes,
+        )
+        .await?;
         self.journal_cleanup(st.seq, bytes.len() as u64).await
     }
 
@@ -1399,14 +1447,17 @@ impl<B: Backend> Store<B> {
                 return Ok(());
             }
         }
-        let (n, b, s) = l.since_snapshot();
+        let since = l.since_snapshot();
         *self.journal.borrow_mut() = JournalState {
-            entries: n,
-            entry_bytes: b,
-            snap_bytes: s,
+            entries: since.entries,
+            entry_bytes: since.entry_bytes,
+            dead: since.dead,
+            snap_bytes: since.snap_bytes,
             ..Default::default()
         };
-        if l.tip() < seq || l.snapshots.is_empty() {
+        // Behind the database, no snapshot yet, or a missing sequence (a connection stopped
+        // between its commit and its rename while others wrote on): a snapshot covers it.
+        if l.tip() < seq || l.snapshots.is_empty() || since.gap {
             if let Err(e) = self.compact().await {
                 if matches!(e, StoreError::Closed) {
                     return Err(e);
@@ -2260,4 +2311,30 @@ fn with_vector(rec: EpisodeRecord, vecs: &HashMap<u64, Vec<f32>>) -> Result<Epis
         StoreError::corrupt(format!("episode {id}"), "no segment holds its vector")
     })?;
     Ok(rec.into_episode(v))
+}
+
+/// Run two futures together on this thread (each polled when woken) until both are done.
+async fn join2<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        match (ra.take(), rb.take()) {
+            (Some(x), Some(y)) => Poll::Ready((x, y)),
+            (x, y) => {
+                (ra, rb) = (x, y);
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }

@@ -5,18 +5,20 @@
 //!
 //! It lives in a [`JournalDir`] (the Origin Private File System in the browser), one flat
 //! directory per store, as whole files that are each written once, atomically:
-//! - `e-<seq>-<bytes>`: the **entry** of the write that committed sequence `seq`: the rows it
-//!   wrote (episode record bytes, with their vector when it changed), the ids it deleted, whether
-//!   it cleared the store, the next id and the store header;
+//! - `e-<seq>-<bytes>[-<dead>]`: the **entry** of the write that committed sequence `seq`: the
+//!   rows it wrote (episode record bytes, with their vector when it changed), the ids it deleted,
+//!   whether it cleared the store, the next id and the store header; `<dead>` (when not 0)
+//!   estimates the bytes of older files it made obsolete (the rows it deleted or rewrote);
 //! - `s-<seq>-<bytes>`: a **snapshot**: an entry that clears and writes every live row, as of
 //!   sequence `seq` (written by compaction, from one read-only snapshot of the database);
-//! - `p-<random>`: a **pending** entry, written before its database commit and renamed to
-//!   `e-<seq>-<bytes>` once that commit succeeded (removed when it conflicted or failed).
+//! - `p-<random>`: a **pending** entry, written beside its database commit and renamed to
+//!   `e-<seq>-<bytes>` once both completed (removed when the commit conflicted or failed).
 //!
 //! `<seq>` is zero-padded to 20 digits, so the names sort by sequence; `<bytes>` is the file's
 //! size, so a listing alone tells how much the entries weigh. Each file ends with a CRC-32.
 //!
-//! State = the newest valid snapshot, then every entry after it in sequence order ([`load`]).
+//! State = the newest valid snapshot, then every entry after it in sequence order, up to the
+//! first missing (or damaged) sequence: never past a gap ([`load`]).
 //! The ordering rules, the compaction policy and the recovery on open are in the store core
 //! ([`super::Store`]) and ARCHITECTURE.md ("Journal").
 
@@ -233,17 +235,23 @@ pub struct FileName {
     pub seq: u64,
     /// Its size in bytes.
     pub bytes: u64,
+    /// Estimated bytes of older files this entry made obsolete (0 for snapshots).
+    pub dead: u64,
     /// The name itself.
     pub name: String,
 }
 
 /// The name of a snapshot or entry file.
-pub fn file_name(kind: FileKind, seq: u64, bytes: usize) -> String {
+pub fn file_name(kind: FileKind, seq: u64, bytes: usize, dead: u64) -> String {
     let k = match kind {
         FileKind::Snapshot => 's',
         FileKind::Entry => 'e',
     };
-    format!("{k}-{seq:020}-{bytes}")
+    if dead == 0 || kind == FileKind::Snapshot {
+        format!("{k}-{seq:020}-{bytes}")
+    } else {
+        format!("{k}-{seq:020}-{bytes}-{dead}")
+    }
 }
 
 /// Parse a snapshot or entry name (`None`: a pending file or a foreign one).
@@ -254,14 +262,19 @@ pub fn parse_name(name: &str) -> Option<FileName> {
         "e-" => FileKind::Entry,
         _ => return None,
     };
-    let (seq, bytes) = rest.split_once('-')?;
+    let (seq, sizes) = rest.split_once('-')?;
     if seq.len() != 20 {
         return None;
     }
+    let (bytes, dead) = match sizes.split_once('-') {
+        Some((b, d)) => (b, d.parse().ok()?),
+        None => (sizes, 0),
+    };
     Some(FileName {
         kind,
         seq: seq.parse().ok()?,
         bytes: bytes.parse().ok()?,
+        dead,
         name: name.to_string(),
     })
 }
@@ -315,22 +328,55 @@ impl Listing {
         self.snapshots.is_empty() && self.entries.is_empty()
     }
 
-    /// Entries after the newest snapshot: how many, and their bytes.
-    pub fn since_snapshot(&self) -> (usize, u64, u64) {
-        let base = self.snapshots.last().map_or(0, |f| f.seq);
-        let snap_bytes = self.snapshots.last().map_or(0, |f| f.bytes);
-        let after: Vec<&FileName> = self.entries.iter().filter(|f| f.seq > base).collect();
-        (after.len(), after.iter().map(|f| f.bytes).sum(), snap_bytes)
+    /// The journal since its newest snapshot: the entries after it, up to the first missing
+    /// sequence (what [`load`] would replay), and whether a gap or a missing base cuts it short.
+    pub fn since_snapshot(&self) -> Since {
+        let base = self.snapshots.last().map_or(FIRST_SEQ, |f| f.seq);
+        let mut out = Since {
+            snap_bytes: self.snapshots.last().map_or(0, |f| f.bytes),
+            ..Since::default()
+        };
+        let mut last = base;
+        for f in self.entries.iter().filter(|f| f.seq > base) {
+            if f.seq != last + 1 {
+                out.gap = true;
+                break;
+            }
+            last = f.seq;
+            out.entries += 1;
+            out.entry_bytes += f.bytes;
+            out.dead += f.dead;
+        }
+        out
     }
 }
 
-/// Should a snapshot be written, given the entries since the last one (count, bytes) and the
-/// last snapshot's bytes? When the entries weigh twice the snapshot (so the journal stays within
-/// about three times the store's size, and compaction rewrites about half a byte per byte
-/// written, amortised), or when there are many of them (the listing on open stays short).
-pub fn should_compact(entries: usize, entry_bytes: u64, snap_bytes: u64) -> bool {
-    entries >= COMPACT_ENTRIES
-        || (entry_bytes >= COMPACT_MIN_BYTES && entry_bytes >= snap_bytes.saturating_mul(2))
+/// What a listing holds after its newest snapshot ([`Listing::since_snapshot`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Since {
+    /// Contiguous entries after the snapshot, their bytes and their obsolete bytes.
+    pub entries: usize,
+    pub entry_bytes: u64,
+    pub dead: u64,
+    /// The snapshot's bytes.
+    pub snap_bytes: u64,
+    /// A sequence is missing after the snapshot (later entries would not be replayed).
+    pub gap: bool,
+}
+
+/// The sequence of a new store's first commit (its header, no rows): the first entry of a
+/// journal without a snapshot must follow it.
+pub const FIRST_SEQ: u64 = 1;
+
+/// Should a snapshot be written, given the entries since the last one (count, bytes, obsolete
+/// bytes) and the last snapshot's bytes? When the obsolete bytes (rows deleted or rewritten since)
+/// reach the live ones and 1 MiB (so the journal stays within about twice the store's bytes, and a
+/// compaction is paid for by at least as many bytes of deletes and rewrites), or when there are
+/// many entries (the listing on open, and a replay, stay short). Appends alone never snapshot for
+/// size: their entries are the store, and a snapshot would only copy them.
+pub fn should_compact(entries: usize, entry_bytes: u64, dead: u64, snap_bytes: u64) -> bool {
+    let live = (snap_bytes + entry_bytes).saturating_sub(dead);
+    entries >= COMPACT_ENTRIES || (dead >= COMPACT_MIN_BYTES && dead >= live)
 }
 
 /// The state the journal holds: what replaying its newest snapshot and the entries after it gives.
@@ -348,8 +394,11 @@ pub struct Replayed {
     pub files: usize,
     /// Files that did not parse or were skipped (gaps are not counted here).
     pub skipped: usize,
-    /// Sequences missing between the snapshot and the last entry (entries never written: a tab
-    /// that stopped between its database commit and its journal entry).
+    /// Entries not replayed because a sequence before them is missing or damaged (an entry never
+    /// written: a tab that stopped between its database commit and its rename, or a journal
+    /// write that failed after its commit). Replaying past a gap could apply a write without
+    /// one it depends on, so the replay stops there: what it gives is the store as of one
+    /// committed sequence.
     pub gaps: u64,
 }
 
@@ -395,8 +444,9 @@ impl Replayed {
     }
 }
 
-/// Replay the journal of `dir` (listed as `l`): the newest snapshot that parses, then every entry
-/// after it that parses, in sequence order. `None` when it holds no snapshot and no entry.
+/// Replay the journal of `dir` (listed as `l`): the newest snapshot that parses, then the entries
+/// after it in sequence order, up to the first one missing or damaged (without a snapshot, from
+/// the new store's first commit, [`FIRST_SEQ`]). `None` when it holds no snapshot and no entry.
 pub async fn load<D: JournalDir>(dir: &D, l: &Listing) -> Result<Option<Replayed>> {
     if l.is_empty() {
         return Ok(None);
@@ -417,22 +467,25 @@ pub async fn load<D: JournalDir>(dir: &D, l: &Listing) -> Result<Option<Replayed
             _ => out.skipped += 1,
         }
     }
-    let mut last = base.unwrap_or(0);
-    for f in l.entries.iter().filter(|f| base.is_none_or(|b| f.seq > b)) {
-        let Some(b) = dir.read(&f.name).await? else {
-            out.skipped += 1;
-            continue;
-        };
-        let e = match Entry::decode(&b) {
-            Ok(e) if e.seq == f.seq => e,
-            _ => {
-                out.skipped += 1;
-                continue;
-            }
-        };
-        if last != 0 && f.seq > last + 1 {
-            out.gaps += f.seq - last - 1;
+    let mut last = base.unwrap_or(FIRST_SEQ);
+    let later: Vec<&FileName> = l.entries.iter().filter(|f| f.seq > last).collect();
+    for (i, f) in later.iter().enumerate() {
+        if f.seq != last + 1 {
+            out.gaps = (later.len() - i) as u64;
+            break;
         }
+        let e = match dir.read(&f.name).await? {
+            Some(b) => match Entry::decode(&b) {
+                Ok(e) if e.seq == f.seq => Some(e),
+                _ => None,
+            },
+            None => None,
+        };
+        let Some(e) = e else {
+            out.skipped += 1;
+            out.gaps = (later.len() - i - 1) as u64;
+            break;
+        };
         last = f.seq;
         if let Err(err) = out.apply(e) {
             return Err(StoreError::corrupt(f.name.clone(), err.reason));
@@ -450,22 +503,51 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_sort() {
-        let n = file_name(FileKind::Entry, 42, 1234);
+        let n = file_name(FileKind::Entry, 42, 1234, 0);
         assert_eq!(n, "e-00000000000000000042-1234");
         let f = parse_name(&n).unwrap();
-        assert_eq!((f.kind, f.seq, f.bytes), (FileKind::Entry, 42, 1234));
+        assert_eq!(
+            (f.kind, f.seq, f.bytes, f.dead),
+            (FileKind::Entry, 42, 1234, 0)
+        );
+        let n = file_name(FileKind::Entry, 42, 1234, 99);
+        assert_eq!(n, "e-00000000000000000042-1234-99");
+        let f = parse_name(&n).unwrap();
+        assert_eq!(
+            (f.kind, f.seq, f.bytes, f.dead),
+            (FileKind::Entry, 42, 1234, 99)
+        );
+        assert!(parse_name("e-00000000000000000042-1234-x").is_none());
         assert!(parse_name("p-abc").is_none() && is_pending("p-abc"));
         assert!(parse_name("e-42-1").is_none());
         let l = Listing::parse(vec![
-            file_name(FileKind::Entry, 10, 5),
-            file_name(FileKind::Snapshot, 7, 100),
-            file_name(FileKind::Entry, 8, 5),
+            file_name(FileKind::Entry, 9, 5, 3),
+            file_name(FileKind::Snapshot, 7, 100, 0),
+            file_name(FileKind::Entry, 8, 5, 0),
             "p-x".into(),
             "junk".into(),
         ]);
-        assert_eq!(l.tip(), 10);
-        assert_eq!(l.since_snapshot(), (2, 10, 100));
+        assert_eq!(l.tip(), 9);
+        let want = Since {
+            entries: 2,
+            entry_bytes: 10,
+            dead: 3,
+            snap_bytes: 100,
+            gap: false,
+        };
+        assert_eq!(l.since_snapshot(), want);
         assert_eq!(l.pending, vec!["p-x".to_string()]);
+        // A missing sequence: what follows it is not counted (nor replayed).
+        let l = Listing::parse(vec![
+            file_name(FileKind::Snapshot, 7, 100, 0),
+            file_name(FileKind::Entry, 8, 5, 0),
+            file_name(FileKind::Entry, 10, 5, 0),
+        ]);
+        let s = l.since_snapshot();
+        assert_eq!((s.entries, s.entry_bytes, s.gap), (1, 5, true));
+        // No snapshot: entries must start right after a new store's first commit.
+        let l = Listing::parse(vec![file_name(FileKind::Entry, 5, 5, 0)]);
+        assert!(l.since_snapshot().gap);
     }
 
     #[test]
@@ -517,9 +599,14 @@ mod tests {
 
     #[test]
     fn compaction_policy() {
-        assert!(!should_compact(10, 1000, 0));
-        assert!(should_compact(COMPACT_ENTRIES, 0, u64::MAX));
-        assert!(should_compact(3, 2 << 20, 1 << 20));
-        assert!(!should_compact(3, 2 << 20, (1 << 20) + 1));
+        assert!(!should_compact(10, 1000, 0, 0));
+        assert!(should_compact(COMPACT_ENTRIES, 0, 0, u64::MAX));
+        // Appends never compact for size, however much they outweigh the snapshot.
+        assert!(!should_compact(3, 1 << 30, 0, 1 << 20));
+        // Obsolete bytes reaching the live ones (and 1 MiB) do.
+        assert!(should_compact(3, 2 << 20, 1 << 20, 0));
+        assert!(!should_compact(3, 2 << 20, (1 << 20) - 1, 0));
+        assert!(!should_compact(3, 4 << 20, 1 << 20, 0));
+        assert!(!should_compact(3, 1 << 19, 1 << 19, 0));
     }
 }

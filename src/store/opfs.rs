@@ -6,10 +6,16 @@
 //! (which writes a swap file and moves it into place on `close()`, so a file is replaced
 //! atomically and a failed write leaves nothing behind), never with `createSyncAccessHandle()`
 //! (workers only). Every file is written once, whole; nothing is appended (`keepExistingData`
-//! would copy the file first). Renames use `FileSystemHandle.move(name)`.
+//! would copy the file first). Renames use `FileSystemHandle.move(name)`, on the handle the write
+//! just used when it is the file last written (one round trip to the browser fewer). The write
+//! and the `close()` are issued together (the stream queues the close behind the write), so a
+//! file costs three round trips: `getFileHandle`, `createWritable`, then write + close.
 //!
 //! Nothing here runs inside an IndexedDB transaction: the store calls these between its
 //! transactions.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use js_sys::{ArrayBuffer, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -43,6 +49,30 @@ fn opfs_err(ctx: &str, e: &JsValue) -> StoreError {
 fn is_not_found(e: &JsValue) -> bool {
     e.dyn_ref::<DomException>()
         .is_some_and(|d| d.name() == "NotFoundError")
+}
+
+fn is_locked(e: &JsValue) -> bool {
+    e.dyn_ref::<DomException>()
+        .is_some_and(|d| d.name() == "NoModificationAllowedError")
+}
+
+/// How often, and how far apart, [`OpfsDir::delete`] tries again while a file is locked.
+const DELETE_RETRIES: u32 = 50;
+const DELETE_RETRY_MS: i32 = 100;
+
+/// Resolve after `ms` milliseconds (`setTimeout` of the current global).
+async fn sleep_ms(ms: i32) {
+    let p = Promise::new(&mut |resolve, _| {
+        if let Some(f) = Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok())
+        {
+            let _ = f.call2(&JsValue::NULL, &resolve, &JsValue::from(ms));
+        } else {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+    });
+    let _ = wait(p).await;
 }
 
 async fn wait(p: Promise) -> std::result::Result<JsValue, JsValue> {
@@ -93,6 +123,8 @@ async fn subdir(
 #[derive(Clone)]
 pub struct OpfsDir {
     dir: FileSystemDirectoryHandle,
+    /// The file last written, and its handle (a rename of it reuses the handle).
+    last: Rc<RefCell<Option<(String, FileSystemFileHandle)>>>,
 }
 
 impl OpfsDir {
@@ -106,7 +138,10 @@ impl OpfsDir {
         let dir = subdir(&parent, &dir_name(dbname), true)
             .await
             .map_err(|e| opfs_err("open", &e))?;
-        Ok(OpfsDir { dir })
+        Ok(OpfsDir {
+            dir,
+            last: Rc::default(),
+        })
     }
 
     /// Delete the journal directory of the database `dbname` with everything in it (no error if
@@ -122,10 +157,20 @@ impl OpfsDir {
         };
         let o = FileSystemRemoveOptions::new();
         o.set_recursive(true);
-        match wait(parent.remove_entry_with_options(&dir_name(dbname), &o)).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(opfs_err("delete", &e)),
+        // A file still being written (a compaction of a connection closed a moment ago finishing
+        // its snapshot) holds a lock and fails the removal with `NoModificationAllowedError`
+        // until its write settles: try again for a while.
+        let mut tries = 0;
+        loop {
+            match wait(parent.remove_entry_with_options(&dir_name(dbname), &o)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) if tries < DELETE_RETRIES && is_locked(&e) => {
+                    tries += 1;
+                    sleep_ms(DELETE_RETRY_MS).await;
+                }
+                Err(e) => return Err(opfs_err("delete", &e)),
+            }
         }
     }
 
@@ -145,15 +190,25 @@ impl OpfsDir {
         let w: FileSystemWritableFileStream = wait(fh.create_writable()).await?.unchecked_into();
         // A JS copy of the bytes: the write may read them after wasm memory moved on.
         let data = Uint8Array::from(bytes);
-        let written = match w.write_with_js_u8_array(&data) {
-            Ok(p) => wait(p).await.map(|_| ()),
-            Err(e) => Err(e),
+        // The close is queued behind the write (`write()` releases the stream's writer before it
+        // returns): both go to the browser at once. When the write fails the stream errors, the
+        // close rejects and the swap file is discarded.
+        let write = w.write_with_js_u8_array(&data);
+        let written = match write {
+            Ok(p) => {
+                let close = w.close();
+                let a = wait(p).await.map(|_| ());
+                let b = wait(close).await.map(|_| ());
+                a.and(b)
+            }
+            Err(e) => {
+                let _ = wait(w.abort()).await;
+                Err(e)
+            }
         };
-        if let Err(e) = written {
-            let _ = wait(w.abort()).await;
-            return Err(e);
-        }
-        wait(w.close()).await.map(|_| ())
+        written?;
+        *self.last.borrow_mut() = Some((name.to_string(), fh));
+        Ok(())
     }
 }
 
@@ -209,10 +264,14 @@ impl JournalDir for OpfsDir {
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        let fh = self
-            .file(from, false)
-            .await
-            .map_err(|e| opfs_err("rename", &e))?;
+        let last = self.last.borrow_mut().take();
+        let fh = match last {
+            Some((n, fh)) if n == from => fh,
+            _ => self
+                .file(from, false)
+                .await
+                .map_err(|e| opfs_err("rename", &e))?,
+        };
         let mv: Function = Reflect::get(&fh, &JsValue::from_str("move"))
             .ok()
             .and_then(|f| f.dyn_into().ok())

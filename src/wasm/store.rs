@@ -375,7 +375,10 @@ impl Store {
                 r.episodes,
                 r.seq,
                 if r.gaps > 0 {
-                    format!(" ({} sequences missing from the journal)", r.gaps)
+                    format!(
+                        " ({} later journal entries not replayed: a sequence before them is missing)",
+                        r.gaps
+                    )
                 } else {
                     String::new()
                 }
