@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use mnemo::encoder::gpu::{layer_norm_gpu, linear_gpu, linear_t_gpu};
+use mnemo::encoder::gpu::{layer_norm_gpu, linear_gpu, linear_v4_gpu};
 use mnemo::encoder::model::{gelu, layer_norm, Linear};
 use mnemo::rng::Rng;
 use mnemo::testing::assert_close;
@@ -28,6 +28,10 @@ fn linear_matches_cpu_on_seeded_shapes() {
         (70, 130, 385),
         (33, 384, 384),
         (5, 1536, 384),
+        (1, 1, 3),
+        (17, 257, 6),
+        (16, 256, 384),
+        (45, 300, 385),
     ] {
         for gelu_on in [false, true] {
             let w = rng.vec_f32(n * k);
@@ -37,7 +41,6 @@ fn linear_matches_cpu_on_seeded_shapes() {
             if gelu_on {
                 want.iter_mut().for_each(|v| *v = gelu(*v));
             }
-            let lin = Linear::new(w.clone(), b.clone(), n, k);
             let got = pollster::block_on(linear_gpu(ctx, &x, &w, &b, m, n, k, gelu_on)).unwrap();
             assert_close(
                 &format!("linear m={m} n={n} k={k} gelu={gelu_on}"),
@@ -46,10 +49,9 @@ fn linear_matches_cpu_on_seeded_shapes() {
                 1e-4,
                 1e-4,
             );
-            let wt = lin.transposed();
-            let got = pollster::block_on(linear_t_gpu(ctx, &x, &wt, &b, m, n, k, gelu_on)).unwrap();
+            let got = pollster::block_on(linear_v4_gpu(ctx, &x, &w, &b, m, n, k, gelu_on)).unwrap();
             assert_close(
-                &format!("linear_t m={m} n={n} k={k} gelu={gelu_on}"),
+                &format!("linear_v4 m={m} n={n} k={k} gelu={gelu_on}"),
                 &got,
                 &want,
                 1e-4,
@@ -99,12 +101,12 @@ fn bad_shapes_are_typed_errors() {
     assert_eq!(e.code(), "SHAPE_MISMATCH", "{e}");
     let e = pollster::block_on(linear_gpu(ctx, &[], &[], &[], 0, 1, 1, false)).unwrap_err();
     assert_eq!(e.code(), "INVALID_INPUT", "{e}");
-    let e = pollster::block_on(linear_t_gpu(
+    let e = pollster::block_on(linear_v4_gpu(
         ctx, &[1.0; 6], &[1.0; 8], &[0.0; 3], 2, 3, 3, false,
     ))
     .unwrap_err();
     assert_eq!(e.code(), "SHAPE_MISMATCH", "{e}");
-    let e = pollster::block_on(linear_t_gpu(ctx, &[], &[], &[], 0, 3, 3, false)).unwrap_err();
+    let e = pollster::block_on(linear_v4_gpu(ctx, &[], &[], &[], 0, 3, 3, false)).unwrap_err();
     assert_eq!(e.code(), "INVALID_INPUT", "{e}");
     let e = pollster::block_on(layer_norm_gpu(
         ctx, &[1.0; 5], None, &[1.0; 2], &[0.0; 2], 1e-5,
