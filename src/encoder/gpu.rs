@@ -44,6 +44,21 @@ struct LnParams {
     eps: f32,
 }
 
+/// Uniform of `shaders/encoder_attention.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AttnV4Params {
+    l: u32,
+    ls: u32,
+    heads: u32,
+    q_blocks: u32,
+    scale: f32,
+    _pad: [u32; 3],
+}
+
+/// Queries per workgroup of the `attention_v4` kernel.
+const ATTENTION_V4_QUERIES: usize = 16;
+
 /// Rows and columns of `y` per workgroup of the `linear_v4` kernel.
 const LINEAR_V4_ROWS: usize = 16;
 const LINEAR_V4_COLS: usize = 256;
@@ -561,6 +576,104 @@ impl GpuModel {
         Ok(())
     }
 
+    /// The prefill attention kernel's pipeline and one bind group per sequence of the batch (its
+    /// rows of q, k, v, out bound at an offset, its key padding mask).
+    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::type_complexity)]
+    fn prefill_binds(
+        ctx: &GpuContext,
+        act: &Activations,
+        l: usize,
+        ls: usize,
+        d: usize,
+        heads: usize,
+        row_bytes: usize,
+        batch: usize,
+    ) -> Result<Vec<(std::sync::Arc<wgpu::ComputePipeline>, wgpu::BindGroup, u32)>, EncoderError>
+    {
+        // Attention: the prefill kernel once per sequence, on its rows of q, k, v and out.
+        let tiles = prefill_tiles(d);
+        let q_blocks = l.div_ceil(tiles.bq as usize);
+        let attn_groups = groups("attention workgroups", q_blocks * heads)?;
+        let attn_pipeline = ctx.pipeline(
+            &PipelineKey::new(&crate::shaders::ATTENTION_PREFILL, "prefill")
+                .with_constant("D", d as f64)
+                .with_constant("BQ", tiles.bq as f64)
+                .with_constant("BK", tiles.bk as f64)
+                .with_constant("TPQ", tiles.tpq as f64)
+                .with_constant("WG", PREFILL_WG as f64),
+        );
+        let attn_params = ctx.uniform(
+            "encoder attention params",
+            &AttnParams {
+                tq: l as u32,
+                tk: l as u32,
+                heads: heads as u32,
+                kv_heads: heads as u32,
+                group: 1,
+                causal: 0,
+                has_mask: 1,
+                q_blocks: q_blocks as u32,
+                scale: 1.0 / (d as f32).sqrt(),
+                ..AttnParams::default()
+            },
+        );
+        let seq_bytes = (ls * row_bytes) as u64;
+        fn span(
+            buffer: &wgpu::Buffer,
+            b: usize,
+            seq_bytes: u64,
+            size: u64,
+        ) -> wgpu::BindingResource<'_> {
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset: b as u64 * seq_bytes,
+                size: std::num::NonZeroU64::new(size),
+            })
+        }
+        let span = |buffer, b| span(buffer, b, seq_bytes, (l * row_bytes) as u64);
+        let mask_bytes = (l.div_ceil(32) * 4) as u64;
+        Ok((0..batch)
+            .map(|b| {
+                let bind = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("encoder attention"),
+                    layout: &attn_pipeline.get_bind_group_layout(0),
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: attn_params.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: span(&act.q, b),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: span(&act.k, b),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 3,
+                            resource: span(&act.v, b),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 4,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &act.mask,
+                                offset: (b * MASK_STRIDE) as u64,
+                                size: std::num::NonZeroU64::new(mask_bytes),
+                            }),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 5,
+                            resource: span(&act.cx, b),
+                        },
+                    ],
+                });
+                (attn_pipeline.clone(), bind, attn_groups)
+            })
+            .collect())
+    }
+
     /// The sentence embeddings of a batch of id sequences: `[batch.len(), hidden]`, each row
     /// L2-normalised. The batch is padded to its longest sequence (rows past a sequence's end:
     /// `[PAD]` embeddings, masked out of attention and pooling); the whole forward pass is one
@@ -628,86 +741,38 @@ impl GpuModel {
             down: buf("encoder ffn out", h)?,
             mask: ctx.upload("encoder mask", &masks),
         };
-        // Attention: the prefill kernel once per sequence, on its rows of q, k, v and out.
-        let tiles = prefill_tiles(d);
-        let q_blocks = l.div_ceil(tiles.bq as usize);
-        let attn_groups = groups("attention workgroups", q_blocks * c.heads)?;
-        let attn_pipeline = ctx.pipeline(
-            &PipelineKey::new(&crate::shaders::ATTENTION_PREFILL, "prefill")
-                .with_constant("D", d as f64)
-                .with_constant("BQ", tiles.bq as f64)
-                .with_constant("BK", tiles.bk as f64)
-                .with_constant("TPQ", tiles.tpq as f64)
-                .with_constant("WG", PREFILL_WG as f64),
-        );
-        let attn_params = ctx.uniform(
-            "encoder attention params",
-            &AttnParams {
-                tq: l as u32,
-                tk: l as u32,
-                heads: c.heads as u32,
-                kv_heads: c.heads as u32,
-                group: 1,
-                causal: 0,
-                has_mask: 1,
-                q_blocks: q_blocks as u32,
-                scale: 1.0 / (d as f32).sqrt(),
-                ..AttnParams::default()
-            },
-        );
-        let seq_bytes = (ls * row_bytes) as u64;
-        fn span(
-            buffer: &wgpu::Buffer,
-            b: usize,
-            seq_bytes: u64,
-            size: u64,
-        ) -> wgpu::BindingResource<'_> {
-            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer,
-                offset: b as u64 * seq_bytes,
-                size: std::num::NonZeroU64::new(size),
-            })
-        }
-        let span = |buffer, b| span(buffer, b, seq_bytes, (l * row_bytes) as u64);
-        let mask_bytes = (l.div_ceil(32) * 4) as u64;
-        let attn_binds: Vec<wgpu::BindGroup> = (0..batch.len())
-            .map(|b| {
-                ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("encoder attention"),
-                    layout: &attn_pipeline.get_bind_group_layout(0),
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: attn_params.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 1,
-                            resource: span(&act.q, b),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 2,
-                            resource: span(&act.k, b),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 3,
-                            resource: span(&act.v, b),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 4,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &act.mask,
-                                offset: (b * MASK_STRIDE) as u64,
-                                size: std::num::NonZeroU64::new(mask_bytes),
-                            }),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 5,
-                            resource: span(&act.cx, b),
-                        },
-                    ],
-                })
-            })
-            .collect();
+        // Attention: `attention_v4` over the whole batch in one dispatch on CPU-backed adapters
+        // (head size 32), else the prefill kernel once per sequence on its rows of q, k, v, out.
+        let attn: Vec<(std::sync::Arc<wgpu::ComputePipeline>, wgpu::BindGroup, u32)> =
+            if self.vec4 && d == 32 {
+                let q_blocks = l.div_ceil(ATTENTION_V4_QUERIES);
+                let g = groups("attention workgroups", batch.len() * c.heads * q_blocks)?;
+                let params = ctx.uniform(
+                    "encoder attention params",
+                    &AttnV4Params {
+                        l: l as u32,
+                        ls: ls as u32,
+                        heads: c.heads as u32,
+                        q_blocks: q_blocks as u32,
+                        scale: 1.0 / (d as f32).sqrt(),
+                        _pad: [0; 3],
+                    },
+                );
+                let lens: Vec<u32> = batch.iter().map(|ids| ids.len() as u32).collect();
+                let lens = ctx.upload("encoder lengths", &lens);
+                let pipeline = ctx.pipeline(&PipelineKey::new(
+                    &crate::shaders::ENCODER_ATTENTION,
+                    "attention_v4",
+                ));
+                let bind = ctx.bind_buffers(
+                    &pipeline,
+                    "encoder attention",
+                    &[&params, &act.q, &act.k, &act.v, &lens, &act.cx],
+                );
+                vec![(pipeline, bind, g)]
+            } else {
+                Self::prefill_binds(ctx, &act, l, ls, d, c.heads, row_bytes, batch.len())?
+            };
         let mut encoder = ctx
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -724,8 +789,8 @@ impl GpuModel {
                 self.dense(ctx, p, &act.x, &lw.q, &act.q, rows, false)?;
                 self.dense(ctx, p, &act.x, &lw.k, &act.k, rows, false)?;
                 self.dense(ctx, p, &act.x, &lw.v, &act.v, rows, false)?;
-                for bind in &attn_binds {
-                    dispatch(ctx, p, &attn_pipeline, bind, attn_groups);
+                for (pipeline, bind, g) in &attn {
+                    dispatch(ctx, p, pipeline, bind, *g);
                 }
                 self.dense(ctx, p, &act.cx, &lw.attn_out, &act.a0, rows, false)?;
                 Self::layer_norm(

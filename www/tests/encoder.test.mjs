@@ -16,7 +16,7 @@ const MODEL = 'all-MiniLM-L6-v2';
 const minilmDir = process.env.MNEMO_MINILM_DIR || path.join(REPO, '.cache/minilm');
 const evalDir = path.resolve(process.env.MNEMO_EVAL_DIR || path.join(REPO, '../shared/eval'));
 const haveRef = fs.existsSync(path.join(evalDir, 'minilm/sentences.jsonl'));
-const GPU_TEXTS = Number(process.env.MNEMO_ENCODER_WEB_GPU_TEXTS || 12);
+const GPU_TEXTS = Number(process.env.MNEMO_ENCODER_WEB_GPU_TEXTS || 231);
 // The WebGPU batch of 32 LoCoMo turns takes minutes on SwiftShader: only with MNEMO_ENCODER_WEB_SPEED=1.
 const GPU_BATCH32 = process.env.MNEMO_ENCODER_WEB_SPEED === '1';
 
