@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use mnemo::encoder::gpu::{layer_norm_gpu, linear_gpu, linear_v4_gpu};
+use mnemo::encoder::gpu::{attention_v4_gpu, layer_norm_gpu, linear_gpu, linear_v4_gpu};
 use mnemo::encoder::model::{gelu, layer_norm, Linear};
 use mnemo::rng::Rng;
 use mnemo::testing::assert_close;
@@ -59,6 +59,91 @@ fn linear_matches_cpu_on_seeded_shapes() {
             );
         }
     }
+}
+
+/// Masked self-attention of a padded batch, straight from the definition (f64 accumulation).
+fn attention_reference(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    lens: &[usize],
+    l: usize,
+    heads: usize,
+) -> Vec<f32> {
+    const D: usize = 32;
+    let w = heads * D;
+    let mut out = vec![0.0f32; q.len()];
+    for (b, &len) in lens.iter().enumerate() {
+        for h in 0..heads {
+            for i in 0..l {
+                let qi = (b * l + i) * w + h * D;
+                let s: Vec<f64> = (0..len)
+                    .map(|j| {
+                        let kj = (b * l + j) * w + h * D;
+                        (0..D)
+                            .map(|t| q[qi + t] as f64 * k[kj + t] as f64)
+                            .sum::<f64>()
+                            / (D as f64).sqrt()
+                    })
+                    .collect();
+                let mx = s.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for t in 0..D {
+                    let acc: f64 = (0..len)
+                        .map(|j| e[j] * v[(b * l + j) * w + h * D + t] as f64)
+                        .sum();
+                    out[qi + t] = (acc / z) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn attention_v4_matches_cpu_on_seeded_shapes() {
+    let ctx = gpu().gpu_context().unwrap();
+    let mut rng = Rng::new(14);
+    for (lens, l, heads) in [
+        (vec![1], 1, 1),
+        (vec![5, 17, 1], 17, 3),
+        (vec![40, 33], 40, 12),
+    ] {
+        let n = lens.len() * l * heads * 32;
+        let (q, k, v) = (rng.vec_f32(n), rng.vec_f32(n), rng.vec_f32(n));
+        let want = attention_reference(&q, &k, &v, &lens, l, heads);
+        let got = pollster::block_on(attention_v4_gpu(ctx, &q, &k, &v, &lens, l, heads)).unwrap();
+        assert_close(
+            &format!("attention_v4 lens={lens:?} l={l} heads={heads}"),
+            &got,
+            &want,
+            1e-4,
+            1e-4,
+        );
+    }
+    let e = pollster::block_on(attention_v4_gpu(
+        ctx,
+        &[0.0; 64],
+        &[0.0; 64],
+        &[0.0; 64],
+        &[3],
+        2,
+        1,
+    ))
+    .unwrap_err();
+    assert_eq!(e.code(), "INVALID_INPUT", "{e}");
+    let e = pollster::block_on(attention_v4_gpu(
+        ctx,
+        &[0.0; 63],
+        &[0.0; 64],
+        &[0.0; 64],
+        &[2],
+        2,
+        1,
+    ))
+    .unwrap_err();
+    assert_eq!(e.code(), "SHAPE_MISMATCH", "{e}");
 }
 
 #[test]
@@ -207,4 +292,53 @@ fn gpu_embeddings_match_sentence_transformers() {
         "cosine < 0.999:\n{}",
         failures.join("\n")
     );
+}
+
+/// Speed of one dense layer (960 × 1536 × 384: a batch of 32 texts of 30 tokens through the FFN's
+/// first projection) on both kernels and the CPU reference, with upload and readback; printed,
+/// never asserted. `cargo test --test encoder_gpu dense_layer_speed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn dense_layer_speed() {
+    let ctx = gpu().gpu_context().unwrap();
+    let (m, n, k) = (960, 1536, 384);
+    let mut rng = Rng::new(13);
+    let w = rng.vec_f32(n * k);
+    let b = rng.vec_f32(n);
+    let x = rng.vec_f32(m * k);
+    let lin = Linear::new(w.clone(), b.clone(), n, k);
+    let macs = (m * n * k) as f64;
+    let median = |f: &mut dyn FnMut() -> Vec<f32>| {
+        let want = lin.forward(&x);
+        let mut times = Vec::new();
+        for rep in 0..4 {
+            let t = std::time::Instant::now();
+            let got = f();
+            if rep > 0 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+            assert_close("dense layer", &got, &want, 1e-4, 1e-4);
+        }
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let cpu = median(&mut || lin.forward(&x));
+    let tiled =
+        median(&mut || pollster::block_on(linear_gpu(ctx, &x, &w, &b, m, n, k, false)).unwrap());
+    let v4 =
+        median(&mut || pollster::block_on(linear_v4_gpu(ctx, &x, &w, &b, m, n, k, false)).unwrap());
+    println!(
+        "dense {m} x {n} x {k} on {} (median of 3):",
+        ctx.adapter_info().name
+    );
+    for (name, s) in [
+        ("CPU reference", cpu),
+        ("linear (tiled)", tiled),
+        ("linear_v4", v4),
+    ] {
+        println!(
+            "  {name:<15} {s:.3} s  {:.2} G multiply-adds/s",
+            macs / s / 1e9
+        );
+    }
 }

@@ -5,6 +5,8 @@
 //!   tiles staged in workgroup memory; [`linear_v4_gpu`]: `shaders/encoder_linear_v4.wgsl`, the
 //!   same with 8 × 8 register blocks from vec4 loads and no workgroup memory (for CPU-backed
 //!   adapters);
+//! - [`attention_v4_gpu`]: `shaders/encoder_attention.wgsl`, self-attention of a padded batch
+//!   (head size 32) in one dispatch, the one used on CPU-backed adapters;
 //! - [`layer_norm_gpu`]: `shaders/encoder_layernorm.wgsl`, `LayerNorm(x [+ residual])`;
 //! - attention: the prefill kernel of [`crate::kernels::attention`], one dispatch per sequence of
 //!   the padded batch (its rows of q, k, v bound at an offset) with its key padding mask.
@@ -276,6 +278,80 @@ pub async fn linear_v4_gpu(
     )
     .await;
     scope.finish("encoder linear").await?;
+    Ok(out?)
+}
+
+/// Self-attention of a padded batch on the `attention_v4` kernel
+/// (`shaders/encoder_attention.wgsl`, head size 32, the one used on CPU-backed adapters):
+/// `q`, `k`, `v` are `[lens.len() * l, heads * 32]` (sequence `b`'s position `i` at row
+/// `b * l + i`); each sequence attends to its first `lens[b]` keys. Returns the same shape.
+pub async fn attention_v4_gpu(
+    ctx: &GpuContext,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    lens: &[usize],
+    l: usize,
+    heads: usize,
+) -> Result<Vec<f32>, EncoderError> {
+    const D: usize = 32;
+    if lens.is_empty() || l == 0 || heads == 0 {
+        return Err(KernelError::InvalidArgument {
+            name: "lens, l, heads",
+            reason: format!(
+                "must all be non-empty / at least 1, got {} sequences, {l}, {heads}",
+                lens.len()
+            ),
+        }
+        .into());
+    }
+    if let Some(&bad) = lens.iter().find(|&&n| n == 0 || n > l) {
+        return Err(KernelError::InvalidArgument {
+            name: "lens",
+            reason: format!("{bad}, expected 1..={l}"),
+        }
+        .into());
+    }
+    let len = lens.len() * l * heads * D;
+    for (name, a) in [("q", q), ("k", k), ("v", v)] {
+        if a.len() != len {
+            return Err(shape(
+                name,
+                format!("sequences * l * heads * 32 = {len}"),
+                a.len(),
+            ));
+        }
+        check_finite(name, a)?;
+    }
+    ctx.check_alive()?;
+    ctx.check_binding("encoder attention q", (len * 4) as u64)?;
+    let q_blocks = l.div_ceil(ATTENTION_V4_QUERIES);
+    let g = groups("attention workgroups", lens.len() * heads * q_blocks)?;
+    let scope = ctx.error_scope();
+    let params = ctx.uniform(
+        "encoder attention params",
+        &AttnV4Params {
+            l: l as u32,
+            ls: l as u32,
+            heads: heads as u32,
+            q_blocks: q_blocks as u32,
+            scale: 1.0 / (D as f32).sqrt(),
+            _pad: [0; 3],
+        },
+    );
+    let lens: Vec<u32> = lens.iter().map(|&n| n as u32).collect();
+    let bufs = [
+        params,
+        ctx.upload("encoder attention q", q),
+        ctx.upload("encoder attention k", k),
+        ctx.upload("encoder attention v", v),
+        ctx.upload("encoder lengths", &lens),
+        ctx.storage("encoder attention out", (len * 4) as u64)?,
+    ];
+    let key = PipelineKey::new(&crate::shaders::ENCODER_ATTENTION, "attention_v4");
+    let refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
+    let out = run(ctx, key, "encoder attention", &refs, g, &bufs[5], len).await;
+    scope.finish("encoder attention").await?;
     Ok(out?)
 }
 
