@@ -86,6 +86,12 @@ shader!(/// Tiled matmul (benchmark).
     MATMUL = "matmul");
 shader!(/// Encoder dense layer (+ GELU).
     ENCODER_LINEAR = "encoder_linear");
+shader!(/// The text encoder's dense layer for CPU-backed adapters: 8 x 8 register blocks from vec4
+    /// loads, no workgroup memory.
+    ENCODER_LINEAR_V4 = "encoder_linear_v4");
+shader!(/// The text encoder's self-attention for CPU-backed adapters (head size 32, one dispatch
+    /// per batch, no workgroup memory).
+    ENCODER_ATTENTION = "encoder_attention");
 shader!(/// Encoder LayerNorm (+ residual).
     ENCODER_LAYERNORM = "encoder_layernorm");
 
@@ -121,7 +127,12 @@ const ATTENTION: &[&Shader] = &[
 ];
 
 /// The built-in text encoder (MiniLM): dense layer with bias (+ GELU), LayerNorm (+ residual).
-const ENCODER: &[&Shader] = &[&ENCODER_LINEAR, &ENCODER_LAYERNORM];
+const ENCODER: &[&Shader] = &[
+    &ENCODER_LINEAR,
+    &ENCODER_LINEAR_V4,
+    &ENCODER_ATTENTION,
+    &ENCODER_LAYERNORM,
+];
 
 /// Every family, in order.
 const FAMILIES: &[&[&Shader]] = &[CORE, FETCH, HIER, RECURRENCE, ATTENTION, ENCODER];

@@ -1,10 +1,10 @@
 //! Browser test of the text encoder's GPU kernels (wasm-bindgen-test in headless Chromium,
-//! WebGPU on SwiftShader): the dense layer (tiled and `Wᵀ` entry points, with and without GELU)
+//! WebGPU on SwiftShader): the dense layer (tiled and vec4 register-block kernels, with and without GELU)
 //! and LayerNorm (with and without the fused residual) against the CPU reference, on small seeded
 //! shapes that are not multiples of the tiles. Kept tiny: SwiftShader is slow.
 #![cfg(target_arch = "wasm32")]
 
-use mnemo::encoder::gpu::{layer_norm_gpu, linear_gpu, linear_t_gpu};
+use mnemo::encoder::gpu::{layer_norm_gpu, linear_gpu, linear_v4_gpu};
 use mnemo::encoder::model::{gelu, layer_norm, Linear};
 use mnemo::rng::Rng;
 use mnemo::testing::assert_close;
@@ -17,7 +17,7 @@ async fn encoder_kernels_webgpu_match_cpu() {
     let c = mnemo::testing::require_gpu().await;
     let ctx = c.gpu_context().unwrap();
     let mut rng = Rng::new(21);
-    for &(m, n, k) in &[(5, 67, 19), (70, 132, 40)] {
+    for &(m, n, k) in &[(5, 67, 19), (70, 132, 40), (17, 300, 24)] {
         for gelu_on in [false, true] {
             let w = rng.vec_f32(n * k);
             let b = rng.vec_f32(n);
@@ -30,11 +30,10 @@ async fn encoder_kernels_webgpu_match_cpu() {
             let what = format!("m={m} n={n} k={k} gelu={gelu_on}");
             let got = linear_gpu(ctx, &x, &w, &b, m, n, k, gelu_on).await.unwrap();
             assert_close(&format!("linear {what}"), &got, &want, 1e-4, 1e-4);
-            let wt = lin.transposed();
-            let got = linear_t_gpu(ctx, &x, &wt, &b, m, n, k, gelu_on)
+            let got = linear_v4_gpu(ctx, &x, &w, &b, m, n, k, gelu_on)
                 .await
                 .unwrap();
-            assert_close(&format!("linear_t {what}"), &got, &want, 1e-4, 1e-4);
+            assert_close(&format!("linear_v4 {what}"), &got, &want, 1e-4, 1e-4);
         }
     }
     let (rows, h) = (9, 384);

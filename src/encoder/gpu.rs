@@ -2,14 +2,18 @@
 //! whole-model forward pass on them.
 //!
 //! - [`linear_gpu`]: `shaders/encoder_linear.wgsl`, `y = x Wᵀ + b` (optionally GELU), 64 × 64
-//!   tiles staged in workgroup memory; [`linear_t_gpu`]: the same from `Wᵀ` without workgroup
-//!   memory;
+//!   tiles staged in workgroup memory; [`linear_v4_gpu`]: `shaders/encoder_linear_v4.wgsl`, the
+//!   same with 8 × 8 register blocks from vec4 loads and no workgroup memory (for CPU-backed
+//!   adapters);
+//! - [`attention_v4_gpu`]: `shaders/encoder_attention.wgsl`, self-attention of a padded batch
+//!   (head size 32) in one dispatch, the one used on CPU-backed adapters;
 //! - [`layer_norm_gpu`]: `shaders/encoder_layernorm.wgsl`, `LayerNorm(x [+ residual])`;
 //! - attention: the prefill kernel of [`crate::kernels::attention`], one dispatch per sequence of
 //!   the padded batch (its rows of q, k, v bound at an offset) with its key padding mask.
 //!
 //! [`GpuModel`] holds the model's weights resident on one device (uploaded once; dense weights
-//! transposed for `linear_t` on CPU-backed adapters, the fused QKV projection split into q, k, v).
+//! as stored by PyTorch, the fused QKV projection split into q, k, v; `linear_v4` on CPU-backed
+//! adapters when the hidden and FFN widths are multiples of 4, the tiled `linear` otherwise).
 //! [`GpuModel::embed_ids`] runs a batch padded to its longest sequence (pad id `[PAD]` = 0, mask
 //! 0) as one command buffer — embedding LayerNorm, 6 × (3 projections, attention per sequence,
 //! output projection, residual LayerNorm, FFN with GELU, residual LayerNorm) — with one upload
@@ -42,8 +46,24 @@ struct LnParams {
     eps: f32,
 }
 
-/// Rows of `y` per invocation of the `linear_t` entry point (`TR` in the shader).
-const LINEAR_T_ROWS: usize = 8;
+/// Uniform of `shaders/encoder_attention.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AttnV4Params {
+    l: u32,
+    ls: u32,
+    heads: u32,
+    q_blocks: u32,
+    scale: f32,
+    _pad: [u32; 3],
+}
+
+/// Queries per workgroup of the `attention_v4` kernel.
+const ATTENTION_V4_QUERIES: usize = 16;
+
+/// Rows and columns of `y` per workgroup of the `linear_v4` kernel.
+const LINEAR_V4_ROWS: usize = 16;
+const LINEAR_V4_COLS: usize = 256;
 
 /// The widest row [`layer_norm_gpu`] takes (the shader's workgroup buffer).
 pub const MAX_LAYER_NORM_WIDTH: usize = 1024;
@@ -178,13 +198,15 @@ pub async fn linear_gpu(
     Ok(out?)
 }
 
-/// The same dense layer with `wt` = `wᵀ` (`[k, n]`), on the
-/// workgroup-memory-free entry point `linear_t` (faster on CPU-backed adapters).
+/// The same dense layer on the `linear_v4` kernel (`shaders/encoder_linear_v4.wgsl`: 8 × 8
+/// register blocks from vec4 loads, no workgroup memory; the fast one on CPU-backed adapters).
+/// `w` is `[n, k]` as for [`linear_gpu`]; when `k` is not a multiple of 4, `x` and `w` are
+/// zero-padded to the next one on the host.
 #[allow(clippy::too_many_arguments)]
-pub async fn linear_t_gpu(
+pub async fn linear_v4_gpu(
     ctx: &GpuContext,
     x: &[f32],
-    wt: &[f32],
+    w: &[f32],
     bias: &[f32],
     m: usize,
     n: usize,
@@ -201,21 +223,33 @@ pub async fn linear_t_gpu(
     if x.len() != m * k {
         return Err(shape("x", format!("m * k = {}", m * k), x.len()));
     }
-    if wt.len() != n * k {
-        return Err(shape("wt", format!("k * n = {}", n * k), wt.len()));
+    if w.len() != n * k {
+        return Err(shape("w", format!("n * k = {}", n * k), w.len()));
     }
     if bias.len() != n {
         return Err(shape("bias", format!("n = {n}"), bias.len()));
     }
     check_finite("x", x)?;
     ctx.check_alive()?;
-    ctx.check_binding("encoder linear x", (x.len() * 4) as u64)?;
-    ctx.check_binding("encoder linear w", (wt.len() * 4) as u64)?;
+    let kp = k.next_multiple_of(4);
+    ctx.check_binding("encoder linear x", (m * kp * 4) as u64)?;
+    ctx.check_binding("encoder linear w", (n * kp * 4) as u64)?;
     ctx.check_binding("encoder linear y", (m * n * 4) as u64)?;
-    let groups_n = n.div_ceil(64);
+    fn pad(a: &[f32], k: usize, kp: usize) -> std::borrow::Cow<'_, [f32]> {
+        if kp == k {
+            return a.into();
+        }
+        let mut out = vec![0.0f32; a.len() / k * kp];
+        for (dst, src) in out.chunks_exact_mut(kp).zip(a.chunks_exact(k)) {
+            dst[..k].copy_from_slice(src);
+        }
+        out.into()
+    }
+    let (xp, wp) = (pad(x, k, kp), pad(w, k, kp));
+    let tiles_n = n.div_ceil(LINEAR_V4_COLS);
     let g = groups(
         "encoder linear workgroups",
-        m.div_ceil(LINEAR_T_ROWS) * groups_n,
+        m.div_ceil(LINEAR_V4_ROWS) * tiles_n,
     )?;
     let scope = ctx.error_scope();
     let dims = ctx.uniform(
@@ -223,15 +257,15 @@ pub async fn linear_t_gpu(
         &LinearDims {
             m: m as u32,
             n: n as u32,
-            k: k as u32,
-            tiles_n: groups_n as u32,
+            k: (kp / 4) as u32,
+            tiles_n: tiles_n as u32,
         },
     );
-    let xb = ctx.upload("encoder linear x", x);
-    let wb = ctx.upload("encoder linear w", wt);
+    let xb = ctx.upload("encoder linear x", &xp);
+    let wb = ctx.upload("encoder linear w", &wp);
     let bb = ctx.upload("encoder linear bias", bias);
     let y = ctx.storage("encoder linear y", (m * n * 4) as u64)?;
-    let key = PipelineKey::new(&crate::shaders::ENCODER_LINEAR, "linear_t")
+    let key = PipelineKey::new(&crate::shaders::ENCODER_LINEAR_V4, "linear_v4")
         .with_constant("GELU", gelu as u32 as f64);
     let out = run(
         ctx,
@@ -244,6 +278,80 @@ pub async fn linear_t_gpu(
     )
     .await;
     scope.finish("encoder linear").await?;
+    Ok(out?)
+}
+
+/// Self-attention of a padded batch on the `attention_v4` kernel
+/// (`shaders/encoder_attention.wgsl`, head size 32, the one used on CPU-backed adapters):
+/// `q`, `k`, `v` are `[lens.len() * l, heads * 32]` (sequence `b`'s position `i` at row
+/// `b * l + i`); each sequence attends to its first `lens[b]` keys. Returns the same shape.
+pub async fn attention_v4_gpu(
+    ctx: &GpuContext,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    lens: &[usize],
+    l: usize,
+    heads: usize,
+) -> Result<Vec<f32>, EncoderError> {
+    const D: usize = 32;
+    if lens.is_empty() || l == 0 || heads == 0 {
+        return Err(KernelError::InvalidArgument {
+            name: "lens, l, heads",
+            reason: format!(
+                "must all be non-empty / at least 1, got {} sequences, {l}, {heads}",
+                lens.len()
+            ),
+        }
+        .into());
+    }
+    if let Some(&bad) = lens.iter().find(|&&n| n == 0 || n > l) {
+        return Err(KernelError::InvalidArgument {
+            name: "lens",
+            reason: format!("{bad}, expected 1..={l}"),
+        }
+        .into());
+    }
+    let len = lens.len() * l * heads * D;
+    for (name, a) in [("q", q), ("k", k), ("v", v)] {
+        if a.len() != len {
+            return Err(shape(
+                name,
+                format!("sequences * l * heads * 32 = {len}"),
+                a.len(),
+            ));
+        }
+        check_finite(name, a)?;
+    }
+    ctx.check_alive()?;
+    ctx.check_binding("encoder attention q", (len * 4) as u64)?;
+    let q_blocks = l.div_ceil(ATTENTION_V4_QUERIES);
+    let g = groups("attention workgroups", lens.len() * heads * q_blocks)?;
+    let scope = ctx.error_scope();
+    let params = ctx.uniform(
+        "encoder attention params",
+        &AttnV4Params {
+            l: l as u32,
+            ls: l as u32,
+            heads: heads as u32,
+            q_blocks: q_blocks as u32,
+            scale: 1.0 / (D as f32).sqrt(),
+            _pad: [0; 3],
+        },
+    );
+    let lens: Vec<u32> = lens.iter().map(|&n| n as u32).collect();
+    let bufs = [
+        params,
+        ctx.upload("encoder attention q", q),
+        ctx.upload("encoder attention k", k),
+        ctx.upload("encoder attention v", v),
+        ctx.upload("encoder lengths", &lens),
+        ctx.storage("encoder attention out", (len * 4) as u64)?,
+    ];
+    let key = PipelineKey::new(&crate::shaders::ENCODER_ATTENTION, "attention_v4");
+    let refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
+    let out = run(ctx, key, "encoder attention", &refs, g, &bufs[5], len).await;
+    scope.finish("encoder attention").await?;
     Ok(out?)
 }
 
@@ -321,8 +429,7 @@ pub async fn layer_norm_gpu(
     Ok(out?)
 }
 
-/// One dense layer's weights on the device: `w` as `[n, k]` for `linear`, or `wᵀ` `[k, n]` for
-/// `linear_t`; `bias` `[n]`.
+/// One dense layer's weights on the device: `w` as `[n, k]`, `bias` `[n]`.
 struct DenseWeights {
     w: wgpu::Buffer,
     bias: wgpu::Buffer,
@@ -332,19 +439,9 @@ struct DenseWeights {
 
 impl DenseWeights {
     /// Rows `rows` of `lin` (output features `rows.start..rows.end`) as a dense layer of their own.
-    fn upload(
-        ctx: &GpuContext,
-        lin: &Linear,
-        rows: std::ops::Range<usize>,
-        transposed: bool,
-    ) -> DenseWeights {
+    fn upload(ctx: &GpuContext, lin: &Linear, rows: std::ops::Range<usize>) -> DenseWeights {
         let (n, k) = (rows.len(), lin.k);
-        let w = if transposed {
-            lin.transposed_rows(rows.clone())
-        } else {
-            lin.weight_rows(rows.clone())
-        };
-        let w = ctx.upload("encoder weights", &w);
+        let w = ctx.upload("encoder weights", &lin.weight_rows(rows.clone()));
         DenseWeights {
             w,
             bias: ctx.upload("encoder bias", &lin.bias[rows]),
@@ -372,7 +469,7 @@ struct LayerWeights {
 /// the last hidden states, in one submission.
 pub struct GpuModel {
     ctx_id: u64,
-    transposed: bool,
+    vec4: bool,
     emb_ln: (wgpu::Buffer, wgpu::Buffer),
     layers: Vec<LayerWeights>,
     bytes: u64,
@@ -382,7 +479,7 @@ impl std::fmt::Debug for GpuModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GpuModel")
             .field("context", &self.ctx_id)
-            .field("transposed", &self.transposed)
+            .field("vec4", &self.vec4)
             .field("bytes", &self.bytes)
             .finish_non_exhaustive()
     }
@@ -408,13 +505,16 @@ struct Activations {
 const MASK_STRIDE: usize = 256;
 
 impl GpuModel {
-    /// Upload `model`'s weights to `ctx`'s device (dense weights transposed for the
-    /// workgroup-memory-free `linear_t` entry point on CPU-backed adapters).
+    /// Upload `model`'s weights to `ctx`'s device (dense layers on `linear_v4` on CPU-backed
+    /// adapters when the hidden and FFN widths are multiples of 4, on the tiled `linear`
+    /// otherwise).
     pub fn upload(ctx: &GpuContext, model: &MiniLm) -> Result<GpuModel, EncoderError> {
         ctx.check_alive()?;
         let c = model.config;
         let h = c.hidden;
-        let transposed = ctx.adapter_info().device_type == "cpu";
+        let vec4 = ctx.adapter_info().device_type == "cpu"
+            && h.is_multiple_of(4)
+            && c.ffn.is_multiple_of(4);
         if h > MAX_LAYER_NORM_WIDTH {
             return Err(shape(
                 "hidden",
@@ -433,20 +533,20 @@ impl GpuModel {
             .layers
             .iter()
             .map(|l| LayerWeights {
-                q: DenseWeights::upload(ctx, &l.qkv, 0..h, transposed),
-                k: DenseWeights::upload(ctx, &l.qkv, h..2 * h, transposed),
-                v: DenseWeights::upload(ctx, &l.qkv, 2 * h..3 * h, transposed),
-                attn_out: DenseWeights::upload(ctx, &l.attn_out, 0..l.attn_out.n, transposed),
+                q: DenseWeights::upload(ctx, &l.qkv, 0..h),
+                k: DenseWeights::upload(ctx, &l.qkv, h..2 * h),
+                v: DenseWeights::upload(ctx, &l.qkv, 2 * h..3 * h),
+                attn_out: DenseWeights::upload(ctx, &l.attn_out, 0..l.attn_out.n),
                 ln1: ln(&l.ln1),
-                ffn_in: DenseWeights::upload(ctx, &l.ffn_in, 0..l.ffn_in.n, transposed),
-                ffn_out: DenseWeights::upload(ctx, &l.ffn_out, 0..l.ffn_out.n, transposed),
+                ffn_in: DenseWeights::upload(ctx, &l.ffn_in, 0..l.ffn_in.n),
+                ffn_out: DenseWeights::upload(ctx, &l.ffn_out, 0..l.ffn_out.n),
                 ln2: ln(&l.ln2),
             })
             .collect::<Vec<_>>();
         let per_layer = 4 * (4 * h * h + 2 * h * c.ffn + 9 * h + c.ffn);
         Ok(GpuModel {
             ctx_id: ctx.id(),
-            transposed,
+            vec4,
             emb_ln: ln(&model.emb_ln),
             layers,
             bytes: (per_layer * c.layers + 8 * h) as u64,
@@ -476,12 +576,24 @@ impl GpuModel {
         gelu: bool,
     ) -> Result<(), EncoderError> {
         let (n, k) = (lin.n, lin.k);
-        let (entry, tiles_n, g) = if self.transposed {
-            let groups_n = n.div_ceil(64);
-            ("linear_t", groups_n, m.div_ceil(LINEAR_T_ROWS) * groups_n)
+        let (shader, entry, k, tiles_n, g) = if self.vec4 {
+            let tiles_n = n.div_ceil(LINEAR_V4_COLS);
+            (
+                &crate::shaders::ENCODER_LINEAR_V4,
+                "linear_v4",
+                k / 4,
+                tiles_n,
+                m.div_ceil(LINEAR_V4_ROWS) * tiles_n,
+            )
         } else {
             let tiles_n = n.div_ceil(64);
-            ("linear", tiles_n, m.div_ceil(64) * tiles_n)
+            (
+                &crate::shaders::ENCODER_LINEAR,
+                "linear",
+                k,
+                tiles_n,
+                m.div_ceil(64) * tiles_n,
+            )
         };
         let g = groups("encoder linear workgroups", g)?;
         let dims = ctx.uniform(
@@ -493,10 +605,8 @@ impl GpuModel {
                 tiles_n: tiles_n as u32,
             },
         );
-        let pipeline = ctx.pipeline(
-            &PipelineKey::new(&crate::shaders::ENCODER_LINEAR, entry)
-                .with_constant("GELU", gelu as u32 as f64),
-        );
+        let pipeline = ctx
+            .pipeline(&PipelineKey::new(shader, entry).with_constant("GELU", gelu as u32 as f64));
         let bind = ctx.bind_buffers(
             &pipeline,
             "encoder linear",
@@ -540,6 +650,104 @@ impl GpuModel {
         );
         dispatch(ctx, pass, &pipeline, &bind, g);
         Ok(())
+    }
+
+    /// The prefill attention kernel's pipeline and one bind group per sequence of the batch (its
+    /// rows of q, k, v, out bound at an offset, its key padding mask).
+    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::type_complexity)]
+    fn prefill_binds(
+        ctx: &GpuContext,
+        act: &Activations,
+        l: usize,
+        ls: usize,
+        d: usize,
+        heads: usize,
+        row_bytes: usize,
+        batch: usize,
+    ) -> Result<Vec<(std::sync::Arc<wgpu::ComputePipeline>, wgpu::BindGroup, u32)>, EncoderError>
+    {
+        // Attention: the prefill kernel once per sequence, on its rows of q, k, v and out.
+        let tiles = prefill_tiles(d);
+        let q_blocks = l.div_ceil(tiles.bq as usize);
+        let attn_groups = groups("attention workgroups", q_blocks * heads)?;
+        let attn_pipeline = ctx.pipeline(
+            &PipelineKey::new(&crate::shaders::ATTENTION_PREFILL, "prefill")
+                .with_constant("D", d as f64)
+                .with_constant("BQ", tiles.bq as f64)
+                .with_constant("BK", tiles.bk as f64)
+                .with_constant("TPQ", tiles.tpq as f64)
+                .with_constant("WG", PREFILL_WG as f64),
+        );
+        let attn_params = ctx.uniform(
+            "encoder attention params",
+            &AttnParams {
+                tq: l as u32,
+                tk: l as u32,
+                heads: heads as u32,
+                kv_heads: heads as u32,
+                group: 1,
+                causal: 0,
+                has_mask: 1,
+                q_blocks: q_blocks as u32,
+                scale: 1.0 / (d as f32).sqrt(),
+                ..AttnParams::default()
+            },
+        );
+        let seq_bytes = (ls * row_bytes) as u64;
+        fn span(
+            buffer: &wgpu::Buffer,
+            b: usize,
+            seq_bytes: u64,
+            size: u64,
+        ) -> wgpu::BindingResource<'_> {
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset: b as u64 * seq_bytes,
+                size: std::num::NonZeroU64::new(size),
+            })
+        }
+        let span = |buffer, b| span(buffer, b, seq_bytes, (l * row_bytes) as u64);
+        let mask_bytes = (l.div_ceil(32) * 4) as u64;
+        Ok((0..batch)
+            .map(|b| {
+                let bind = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("encoder attention"),
+                    layout: &attn_pipeline.get_bind_group_layout(0),
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: attn_params.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: span(&act.q, b),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: span(&act.k, b),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 3,
+                            resource: span(&act.v, b),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 4,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &act.mask,
+                                offset: (b * MASK_STRIDE) as u64,
+                                size: std::num::NonZeroU64::new(mask_bytes),
+                            }),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 5,
+                            resource: span(&act.cx, b),
+                        },
+                    ],
+                });
+                (attn_pipeline.clone(), bind, attn_groups)
+            })
+            .collect())
     }
 
     /// The sentence embeddings of a batch of id sequences: `[batch.len(), hidden]`, each row
@@ -609,86 +817,38 @@ impl GpuModel {
             down: buf("encoder ffn out", h)?,
             mask: ctx.upload("encoder mask", &masks),
         };
-        // Attention: the prefill kernel once per sequence, on its rows of q, k, v and out.
-        let tiles = prefill_tiles(d);
-        let q_blocks = l.div_ceil(tiles.bq as usize);
-        let attn_groups = groups("attention workgroups", q_blocks * c.heads)?;
-        let attn_pipeline = ctx.pipeline(
-            &PipelineKey::new(&crate::shaders::ATTENTION_PREFILL, "prefill")
-                .with_constant("D", d as f64)
-                .with_constant("BQ", tiles.bq as f64)
-                .with_constant("BK", tiles.bk as f64)
-                .with_constant("TPQ", tiles.tpq as f64)
-                .with_constant("WG", PREFILL_WG as f64),
-        );
-        let attn_params = ctx.uniform(
-            "encoder attention params",
-            &AttnParams {
-                tq: l as u32,
-                tk: l as u32,
-                heads: c.heads as u32,
-                kv_heads: c.heads as u32,
-                group: 1,
-                causal: 0,
-                has_mask: 1,
-                q_blocks: q_blocks as u32,
-                scale: 1.0 / (d as f32).sqrt(),
-                ..AttnParams::default()
-            },
-        );
-        let seq_bytes = (ls * row_bytes) as u64;
-        fn span(
-            buffer: &wgpu::Buffer,
-            b: usize,
-            seq_bytes: u64,
-            size: u64,
-        ) -> wgpu::BindingResource<'_> {
-            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer,
-                offset: b as u64 * seq_bytes,
-                size: std::num::NonZeroU64::new(size),
-            })
-        }
-        let span = |buffer, b| span(buffer, b, seq_bytes, (l * row_bytes) as u64);
-        let mask_bytes = (l.div_ceil(32) * 4) as u64;
-        let attn_binds: Vec<wgpu::BindGroup> = (0..batch.len())
-            .map(|b| {
-                ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("encoder attention"),
-                    layout: &attn_pipeline.get_bind_group_layout(0),
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: attn_params.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 1,
-                            resource: span(&act.q, b),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 2,
-                            resource: span(&act.k, b),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 3,
-                            resource: span(&act.v, b),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 4,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &act.mask,
-                                offset: (b * MASK_STRIDE) as u64,
-                                size: std::num::NonZeroU64::new(mask_bytes),
-                            }),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 5,
-                            resource: span(&act.cx, b),
-                        },
-                    ],
-                })
-            })
-            .collect();
+        // Attention: `attention_v4` over the whole batch in one dispatch on CPU-backed adapters
+        // (head size 32), else the prefill kernel once per sequence on its rows of q, k, v, out.
+        let attn: Vec<(std::sync::Arc<wgpu::ComputePipeline>, wgpu::BindGroup, u32)> =
+            if self.vec4 && d == 32 {
+                let q_blocks = l.div_ceil(ATTENTION_V4_QUERIES);
+                let g = groups("attention workgroups", batch.len() * c.heads * q_blocks)?;
+                let params = ctx.uniform(
+                    "encoder attention params",
+                    &AttnV4Params {
+                        l: l as u32,
+                        ls: ls as u32,
+                        heads: c.heads as u32,
+                        q_blocks: q_blocks as u32,
+                        scale: 1.0 / (d as f32).sqrt(),
+                        _pad: [0; 3],
+                    },
+                );
+                let lens: Vec<u32> = batch.iter().map(|ids| ids.len() as u32).collect();
+                let lens = ctx.upload("encoder lengths", &lens);
+                let pipeline = ctx.pipeline(&PipelineKey::new(
+                    &crate::shaders::ENCODER_ATTENTION,
+                    "attention_v4",
+                ));
+                let bind = ctx.bind_buffers(
+                    &pipeline,
+                    "encoder attention",
+                    &[&params, &act.q, &act.k, &act.v, &lens, &act.cx],
+                );
+                vec![(pipeline, bind, g)]
+            } else {
+                Self::prefill_binds(ctx, &act, l, ls, d, c.heads, row_bytes, batch.len())?
+            };
         let mut encoder = ctx
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -705,8 +865,8 @@ impl GpuModel {
                 self.dense(ctx, p, &act.x, &lw.q, &act.q, rows, false)?;
                 self.dense(ctx, p, &act.x, &lw.k, &act.k, rows, false)?;
                 self.dense(ctx, p, &act.x, &lw.v, &act.v, rows, false)?;
-                for bind in &attn_binds {
-                    dispatch(ctx, p, &attn_pipeline, bind, attn_groups);
+                for (pipeline, bind, g) in &attn {
+                    dispatch(ctx, p, pipeline, bind, *g);
                 }
                 self.dense(ctx, p, &act.cx, &lw.attn_out, &act.a0, rows, false)?;
                 Self::layer_norm(
