@@ -16,6 +16,26 @@ fn model_based_memory_backend() {
                 steps: 1500,
                 reopen_every: 97,
                 full_check_every: 25,
+                tidy: false,
+            },
+        ));
+    }
+}
+
+#[test]
+fn model_based_memory_backend_deferred_merges() {
+    // Writes defer their segment merges; tidies run at random steps.
+    for seed in 11..=13u64 {
+        let f = MemoryFactory::default();
+        pollster::block_on(model_run(
+            &f,
+            "model-tidy",
+            ModelConfig {
+                seed,
+                steps: 1500,
+                reopen_every: 97,
+                full_check_every: 25,
+                tidy: true,
             },
         ));
     }

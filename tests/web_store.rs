@@ -33,6 +33,7 @@ async fn model_based_indexeddb_with_reopens() {
             steps: 300,
             reopen_every: 20,
             full_check_every: 25,
+            tidy: false,
         },
     )
     .await;
@@ -43,6 +44,24 @@ async fn model_based_indexeddb_with_reopens() {
         )
         .into(),
     );
+}
+
+#[wasm_bindgen_test]
+async fn model_based_indexeddb_deferred_merges() {
+    // Writes defer their segment merges to tidies run at random steps (as the JS `Store` does
+    // once writes pause).
+    model_run(
+        &FACTORY,
+        "model-tidy",
+        ModelConfig {
+            seed: 8,
+            steps: 150,
+            reopen_every: 30,
+            full_check_every: 25,
+            tidy: true,
+        },
+    )
+    .await;
 }
 
 /// The JS-array sink (segment blobs streamed straight into one `Float32Array`, as `loadVectors`

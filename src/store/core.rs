@@ -277,6 +277,27 @@ struct Mutation {
     restore: Option<Restore>,
 }
 
+impl Mutation {
+    /// A write that changes no episode: the deferred segment merges ([`Store::tidy`]).
+    fn tidy() -> Self {
+        Mutation {
+            kind: ChangeKind::Update,
+            rows: Vec::new(),
+            preserve_ids: false,
+            deleted: Vec::new(),
+            patch: None,
+            restore: None,
+        }
+    }
+
+    fn is_tidy(&self) -> bool {
+        self.rows.is_empty()
+            && self.deleted.is_empty()
+            && self.patch.is_none()
+            && self.restore.is_none()
+    }
+}
+
 enum Attempt<T> {
     Done(T),
     Stale,
@@ -294,6 +315,8 @@ pub struct Store<B: Backend> {
     journal: RefCell<JournalState>,
     recovery: RefCell<Option<Recovery>>,
     compaction_hook: RefCell<Option<CompactionHook>>,
+    /// Set: writes defer segment merges, and this runs [`Store::tidy`] later.
+    tidy_hook: RefCell<Option<CompactionHook>>,
 }
 
 fn decode_state(res: &ReadResult) -> Result<State> {
@@ -368,6 +391,7 @@ impl<B: Backend> Store<B> {
             journal: RefCell::default(),
             recovery: RefCell::default(),
             compaction_hook: RefCell::default(),
+            tidy_hook: RefCell::default(),
         };
         for _ in 0..MAX_ATTEMPTS {
             let res = backend.read(&ReadRequest::default()).await?;
@@ -975,7 +999,18 @@ impl<B: Backend> Store<B> {
             Some((id, p)) if p.embedding.is_some() => vec![*id],
             _ => Vec::new(),
         };
-        let seg_layout = plan(&st.segs, cap, &m.deleted, &patch_vec, &new_ids)?;
+        let tidy = m.is_tidy();
+        let defer = !tidy && self.tidy_hook.borrow().is_some();
+        let policy = if defer {
+            Policy::TieredDeferred
+        } else {
+            Policy::Tiered
+        };
+        let seg_layout = plan(&st.segs, cap, &m.deleted, &patch_vec, &new_ids, policy)?;
+        if tidy && seg_layout.builds.is_empty() {
+            // Nothing to merge (another connection's write or tidy did it): write nothing.
+            return Ok(Attempt::Done((Vec::new(), false)));
+        }
 
         // The new records, encoded once (pages copy them).
         let new_recs: Vec<Vec<u8>> = m
@@ -1239,6 +1274,12 @@ impl<B: Backend> Store<B> {
         match self.commit_journaled(ws, entry).await? {
             CommitOutcome::Committed => {
                 *self.state.borrow_mut() = new_state;
+                if defer && self.tidy_due() {
+                    let hook = self.tidy_hook.borrow().clone();
+                    if let Some(h) = hook {
+                        h();
+                    }
+                }
                 Ok(Attempt::Done((new_ids, remapped)))
             }
             CommitOutcome::Conflict { .. } => Ok(Attempt::Stale),
@@ -1388,6 +1429,45 @@ impl<B: Backend> Store<B> {
     /// meanwhile. `None`: compactions run inside the write (the default).
     pub fn set_compaction_hook(&self, hook: Option<CompactionHook>) {
         *self.compaction_hook.borrow_mut() = hook;
+    }
+
+    /// Defer segment merges out of writes (`Some`): a write then writes only its own rows (a
+    /// batch of 1,000 is one segment record, not a rewrite of the last few), and when one leaves
+    /// merges to do, `hook` is called; it should run [`Store::tidy`] once the store is idle (the
+    /// JS bindings wait for a pause in writes). Without a tidy, merges still run inline once
+    /// [`plan::DEFER_UNITS`](super::plan) small segments trail, so the record count stays bounded.
+    /// `None` (the default): merges run inside the write that makes them due.
+    /// When merges are already due (e.g. an earlier connection deferred them), `hook` is called
+    /// at once.
+    pub fn set_tidy_hook(&self, hook: Option<CompactionHook>) {
+        *self.tidy_hook.borrow_mut() = hook.clone();
+        if let Some(h) = hook {
+            if self.tidy_due() {
+                h();
+            }
+        }
+    }
+
+    /// Are segment merges waiting for [`Store::tidy`] (in the directory this connection last
+    /// saw)?
+    pub fn tidy_due(&self) -> bool {
+        let st = self.state.borrow();
+        plan(
+            &st.segs,
+            self.segment_capacity(),
+            &[],
+            &[],
+            &[],
+            Policy::Tiered,
+        )
+        .is_ok_and(|l| !l.builds.is_empty())
+    }
+
+    /// Run the segment merges that writes deferred, in a write of their own (atomic like any
+    /// write; it changes no episode, so readers see the same store; other connections see a new
+    /// sequence with an empty change). Writes nothing when nothing is due.
+    pub async fn tidy(&self) -> Result<()> {
+        self.mutate(&Mutation::tidy()).await.map(|_| ())
     }
 
     /// Run a compaction if one is due and none is running.

@@ -61,7 +61,7 @@ const DELETE_RETRIES: u32 = 50;
 const DELETE_RETRY_MS: i32 = 100;
 
 /// Resolve after `ms` milliseconds (`setTimeout` of the current global).
-async fn sleep_ms(ms: i32) {
+pub(crate) async fn sleep_ms(ms: i32) {
     let p = Promise::new(&mut |resolve, _| {
         if let Some(f) = Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
             .ok()

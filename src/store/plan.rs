@@ -24,6 +24,12 @@
 //!   about once each, whatever their size;
 //! - **R2** as above, outside the last `log2(cap) + 8` units.
 //!
+//! A store can **defer** the T merges (and R2 inside the trailing run): a write then costs only
+//! its own rows, and the merges run later in a write of their own (the store's *tidy*, when the
+//! store is idle: [`super::Store::tidy`]). The trailing run a deferring plan leaves holds at most
+//! [`DEFER_UNITS`] units; past that, T applies inline again, so the record count stays bounded
+//! by the bound below plus [`DEFER_UNITS`] even when no tidy ever runs.
+//!
 //! Either way the number of units stays at most about `5.4 W / cap + log2(cap) + 8` for a total
 //! weight `W` (tests assert it), so loading every vector costs a number of records proportional to
 //! the bytes, and a batch costs O(1) records. A delete rewrites its segment and its page without
@@ -133,13 +139,21 @@ pub(crate) enum Policy {
     Counter,
     /// R1 among small units + T + R2 (segments).
     Tiered,
+    /// [`Policy::Tiered`] with T (and R2 inside the trailing run) deferred while the trailing run
+    /// holds at most [`DEFER_UNITS`] units.
+    TieredDeferred,
 }
+
+/// Units the trailing run of a deferring plan may hold before T merges inline again. Each is a
+/// record a full load opens (a few milliseconds each in Chromium), so this bounds what an
+/// untidied store costs its next cold open.
+pub(crate) const DEFER_UNITS: usize = 48;
 
 fn tail_window(cap: usize, policy: Policy) -> usize {
     let log = (usize::BITS - cap.max(1).leading_zeros()) as usize;
     match policy {
         Policy::Counter => log + 2,
-        Policy::Tiered => log + 8,
+        Policy::Tiered | Policy::TieredDeferred => log + 8,
     }
 }
 
@@ -148,36 +162,42 @@ fn next_merge(units: &[Unit], cap: usize, policy: Policy) -> Option<(usize, usiz
     let k = units.len();
     let window = tail_window(cap, policy);
     let quarter = (cap / 4).max(1);
+    // The trailing run of units below 3/4 of the capacity (what T merges).
+    let full = cap - cap / 4;
+    let mut start = k;
+    while start > 0 && units[start - 1].w < full {
+        start -= 1;
+    }
+    let deferred = policy == Policy::TieredDeferred && k - start <= DEFER_UNITS;
     for i in 0..k.saturating_sub(1) {
         let (a, b) = (&units[i], &units[i + 1]);
         let fits = a.w + b.w <= cap;
         let r1 = match policy {
             Policy::Counter => fits && a.w <= 2 * b.w,
-            Policy::Tiered => a.w + b.w <= quarter && a.w <= 2 * b.w,
+            Policy::Tiered | Policy::TieredDeferred => a.w + b.w <= quarter && a.w <= 2 * b.w,
         };
-        let r2 = fits && a.w.min(b.w) < quarter && i + 1 < k.saturating_sub(window);
+        let r2 = fits
+            && a.w.min(b.w) < quarter
+            && i + 1 < k.saturating_sub(window)
+            && !(deferred && i + 1 >= start);
         if r1 || r2 {
             return Some((i, i + 2));
         }
     }
-    if policy == Policy::Tiered {
-        let full = cap - cap / 4;
-        let mut start = k;
-        while start > 0 && units[start - 1].w < full {
-            start -= 1;
-        }
-        if units[start..].iter().map(|u| u.w).sum::<usize>() >= full {
-            // As many of the run's first units as fit; skip a first unit that fits with none.
-            for i in start..k {
-                let mut j = i;
-                let mut w = 0;
-                while j < k && w + units[j].w <= cap {
-                    w += units[j].w;
-                    j += 1;
-                }
-                if j - i >= 2 {
-                    return Some((i, j));
-                }
+    if policy != Policy::Counter
+        && !deferred
+        && units[start..].iter().map(|u| u.w).sum::<usize>() >= full
+    {
+        // As many of the run's first units as fit; skip a first unit that fits with none.
+        for i in start..k {
+            let mut j = i;
+            let mut w = 0;
+            while j < k && w + units[j].w <= cap {
+                w += units[j].w;
+                j += 1;
+            }
+            if j - i >= 2 {
+                return Some((i, j));
             }
         }
     }
@@ -316,6 +336,7 @@ pub(crate) fn plan(
     deleted: &[u64],
     updated: &[u64],
     new_ids: &[u64],
+    policy: Policy,
 ) -> Result<Layout> {
     let mut units: Vec<UnitIn> = segs
         .iter()
@@ -352,13 +373,7 @@ pub(crate) fn plan(
         units[i].dirty = true;
     }
     let new: Vec<(u64, usize)> = new_ids.iter().map(|&id| (id, 1)).collect();
-    Ok(plan_units(
-        &units,
-        cap,
-        &new,
-        &SplitRows::new(),
-        Policy::Tiered,
-    ))
+    Ok(plan_units(&units, cap, &new, &SplitRows::new(), policy))
 }
 
 /// The new rows of a write, in id order.
@@ -571,7 +586,7 @@ mod tests {
             let n = if step % 97 == 0 { 150 } else { 1 };
             let ids: Vec<u64> = (next..next + n).collect();
             next += n;
-            let l = plan(&st, cap, &[], &[], &ids).unwrap();
+            let l = plan(&st, cap, &[], &[], &ids, Policy::Tiered).unwrap();
             st = l.seg_infos();
             let rows: u64 = st.iter().map(|s| s.n as u64).sum();
             assert_eq!(rows, next - 1);
@@ -636,7 +651,7 @@ mod tests {
         for _ in 0..200 {
             let ids: Vec<u64> = (next..next + 1000).collect();
             next += 1000;
-            let l = plan(&dir, cap, &[], &[], &ids).unwrap();
+            let l = plan(&dir, cap, &[], &[], &ids, Policy::Tiered).unwrap();
             for (_, parts) in &l.builds {
                 for p in parts {
                     if let Part::Old { key, .. } = p {
@@ -658,9 +673,70 @@ mod tests {
         // Single puts: a bounded geometric tail, small rewrites.
         let mut dir: Vec<SegInfo> = Vec::new();
         for id in 1..=20_000u64 {
-            dir = plan(&dir, cap, &[], &[], &[id]).unwrap().seg_infos();
+            dir = plan(&dir, cap, &[], &[], &[id], Policy::Tiered)
+                .unwrap()
+                .seg_infos();
             let bound = (5.4 * id as f64 / cap as f64) as usize + tail_window(cap, Policy::Tiered);
             assert!(dir.len() <= bound, "{} segments for {id} rows", dir.len());
+        }
+    }
+
+    #[test]
+    fn deferred_merges_write_rows_once_and_stay_bounded() {
+        // Batches of 1000 rows into segments of 5461, merges deferred: no row is rewritten by a
+        // write while the trailing run is short; past DEFER_UNITS, T merges inline again (the
+        // count stays bounded with no tidy at all); a tidy (the full policy, no new rows) merges
+        // the run and leaves what the full policy would have.
+        let cap = 5461;
+        let full_bound = |rows: f64| (rows / (0.75 * cap as f64)) as usize + 6;
+        let mut dir: Vec<SegInfo> = Vec::new();
+        let mut next = 1u64;
+        for step in 0..300 {
+            let ids: Vec<u64> = (next..next + 1000).collect();
+            next += 1000;
+            let l = plan(&dir, cap, &[], &[], &ids, Policy::TieredDeferred).unwrap();
+            let rewrites = l
+                .builds
+                .iter()
+                .flat_map(|(_, parts)| parts)
+                .filter(|p| matches!(p, Part::Old { .. }))
+                .count();
+            if step < DEFER_UNITS {
+                assert_eq!(rewrites, 0, "step {step}: a deferring write rewrote rows");
+            }
+            dir = l.seg_infos();
+            assert!(dir.iter().all(|s| s.n as usize <= cap));
+            assert!(
+                dir.len() <= full_bound((next - 1) as f64) + DEFER_UNITS,
+                "step {step}: {} segments",
+                dir.len()
+            );
+            if step == 20 {
+                // An idle moment: the tidy.
+                let t = plan(&dir, cap, &[], &[], &[], Policy::Tiered).unwrap();
+                assert!(!t.builds.is_empty());
+                let tidied = t.seg_infos();
+                assert!(
+                    tidied.len() <= full_bound((next - 1) as f64),
+                    "{}",
+                    tidied.len()
+                );
+                let again = plan(&tidied, cap, &[], &[], &[], Policy::Tiered).unwrap();
+                assert!(again.builds.is_empty(), "a second tidy found work");
+                dir = tidied;
+            }
+        }
+        // Single puts still form the bounded geometric tail inline.
+        let mut dir: Vec<SegInfo> = Vec::new();
+        for id in 1..=5_000u64 {
+            dir = plan(&dir, cap, &[], &[], &[id], Policy::TieredDeferred)
+                .unwrap()
+                .seg_infos();
+            assert!(
+                dir.len() <= 14 + DEFER_UNITS,
+                "{} segments for {id} rows",
+                dir.len()
+            );
         }
     }
 
@@ -668,10 +744,10 @@ mod tests {
     fn delete_of_unknown_range_is_not_found() {
         let st = dir(&[(1, 5, 4)]);
         assert!(matches!(
-            plan(&st, 8, &[9], &[], &[]),
+            plan(&st, 8, &[9], &[], &[], Policy::Tiered),
             Err(StoreError::NotFound { .. })
         ));
-        let l = plan(&st, 8, &[1, 2, 3, 4], &[], &[]).unwrap();
+        let l = plan(&st, 8, &[1, 2, 3, 4], &[], &[], Policy::Tiered).unwrap();
         assert!(l.units.is_empty());
         assert_eq!(l.delete_keys, vec![1]);
     }

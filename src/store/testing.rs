@@ -313,6 +313,7 @@ macro_rules! store_contract_cases {
         $m!(upgrade_elsewhere_closes_and_schema_too_new);
         $m!(legacy_layout_upgrades_on_open);
         $m!(journal_restores_a_discarded_database);
+        $m!(deferred_merges_and_tidy);
     };
 }
 
@@ -1283,6 +1284,83 @@ pub mod contract {
         );
     }
 
+    /// Deferred segment merges: writes only write their own rows (the tidy hook is called when
+    /// merges are due), a second connection with a hook is told at once, a tidy merges without
+    /// changing any episode (one new sequence, an empty change), and a tidy with nothing due (or
+    /// on a stale connection) writes nothing.
+    pub async fn deferred_merges_and_tidy<F: Factory>(f: &F) {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        let name = "c-tidy";
+        let s = open(f, name).await;
+        let calls = Rc::new(Cell::new(0usize));
+        let c = calls.clone();
+        s.set_tidy_hook(Some(Rc::new(move || c.set(c.get() + 1))));
+        assert_eq!(calls.get(), 0, "hook called on an empty store");
+        let mut rng = Rng::new(21);
+        let mut want: BTreeMap<u64, NewEpisode> = BTreeMap::new();
+        for b in 0..10 {
+            // Two rows each, under 3/4 of the capacity of 8: the full policy merges four at a time.
+            let batch: Vec<NewEpisode> = (0..2)
+                .map(|i| episode(&mut rng, "t", &format!("batch {b} row {i}"), DIMS))
+                .collect();
+            let ids = s.put_many(batch.clone()).await.unwrap();
+            want.extend(ids.into_iter().zip(batch));
+        }
+        assert_eq!(s.stats().segments, 10, "a deferring write merged segments");
+        assert!(s.tidy_due());
+        assert!(calls.get() >= 1, "the hook was never called");
+        s.check_integrity().await.unwrap();
+        let check = |vs: &crate::store::VectorSet, what: &str| {
+            assert_eq!(vs.ids, want.keys().copied().collect::<Vec<_>>(), "{what}");
+            for (i, e) in want.values().enumerate() {
+                assert_eq!(vs.row(i), e.embedding.as_slice(), "{what}: row {i}");
+            }
+        };
+        check(&s.load_vectors().await.unwrap(), "before the tidy");
+
+        // Another connection with a hook hears at once that merges are due.
+        let s2 = reopen(f, name).await;
+        let calls2 = Rc::new(Cell::new(0usize));
+        let c2 = calls2.clone();
+        s2.set_tidy_hook(Some(Rc::new(move || c2.set(c2.get() + 1))));
+        assert_eq!(
+            calls2.get(),
+            1,
+            "a connection opened with merges due was not told"
+        );
+
+        let seq = s.seq().await.unwrap();
+        s.tidy().await.unwrap();
+        assert_eq!(s.seq().await.unwrap(), seq + 1, "a tidy is one write");
+        assert!(!s.tidy_due());
+        // 8 + 8 + 2 + 2 rows: what the full policy keeps.
+        assert_eq!(s.stats().segments, 4, "segments after a tidy");
+        s.check_integrity().await.unwrap();
+        check(&s.load_vectors().await.unwrap(), "after the tidy");
+        for (id, e) in &want {
+            let got = s.get(*id).await.unwrap().expect("episode after a tidy");
+            assert_eq!(got.text, e.text);
+        }
+        let ch = s2.changes_since(seq).await.unwrap();
+        assert!(
+            !ch.reset && ch.upserted.is_empty() && ch.deleted.is_empty(),
+            "{ch:?}"
+        );
+        check(&s2.load_vectors().await.unwrap(), "the other connection");
+
+        // Nothing due: no write, on this connection or on the stale other one.
+        s.tidy().await.unwrap();
+        s2.tidy().await.unwrap();
+        assert_eq!(
+            s.seq().await.unwrap(),
+            seq + 1,
+            "a tidy with nothing due wrote"
+        );
+        s2.close();
+        s.close();
+    }
+
     /// The journal restores a database discarded behind the store's back: every committed write
     /// (puts, updates of text and of vectors, deletes, a namespace delete, an import, across a
     /// compaction) comes back byte for byte, with its ids, the next id and a later sequence; the
@@ -1582,6 +1660,8 @@ pub struct ModelConfig {
     pub reopen_every: usize,
     /// Full comparison (every episode, every vector, integrity) every this many steps.
     pub full_check_every: usize,
+    /// Defer segment merges ([`Store::set_tidy_hook`]) and run [`Store::tidy`] at random steps.
+    pub tidy: bool,
 }
 
 struct Model {
@@ -1666,11 +1746,28 @@ pub async fn model_run<F: Factory>(f: &F, name: &str, cfg: ModelConfig) {
         ..Default::default()
     };
     let mut s = Store::open(b, o).await.unwrap();
+    let defer = |s: &Store<F::B>| {
+        if cfg.tidy {
+            s.set_tidy_hook(Some(std::rc::Rc::new(|| {})));
+        }
+    };
+    defer(&s);
     let mut m = Model {
         eps: BTreeMap::new(),
         next_id: 1,
     };
     for step in 0..cfg.steps {
+        if cfg.tidy && rng.below(8) == 0 {
+            let before = s.stats();
+            s.tidy()
+                .await
+                .unwrap_or_else(|e| panic!("step {step}: tidy: {e}"));
+            assert!(!s.tidy_due(), "step {step}: still due after a tidy");
+            assert!(
+                s.stats().segments <= before.segments,
+                "step {step}: tidy grew"
+            );
+        }
         if cfg.reopen_every > 0 && step > 0 && step % cfg.reopen_every == 0 {
             s.close();
             let b = f.connect(name).await.unwrap();
@@ -1683,6 +1780,7 @@ pub async fn model_run<F: Factory>(f: &F, name: &str, cfg: ModelConfig) {
             )
             .await
             .unwrap();
+            defer(&s);
         }
         let live: Vec<u64> = m.eps.keys().copied().collect();
         let pick = |rng: &mut Rng| -> u64 {

@@ -19,6 +19,9 @@ use crate::store::{
 
 type Core = crate::store::Store<IdbBackend>;
 
+/// A pause in writes this long (ms) runs the segment merges the writes before it deferred.
+const TIDY_IDLE_MS: i32 = 400;
+
 #[wasm_bindgen(typescript_custom_section)]
 const TS_STORE: &'static str = r#"
 /** Options of `Store.open`. */
@@ -433,6 +436,24 @@ impl Store {
                 });
             }
         })));
+        // Segment merges are deferred out of writes and run once writes pause for
+        // TIDY_IDLE_MS (each write that leaves merges due restarts the wait).
+        let weak = Rc::downgrade(&core);
+        let generation = Rc::new(std::cell::Cell::new(0u64));
+        core.set_tidy_hook(Some(Rc::new(move || {
+            let g = generation.get().wrapping_add(1);
+            generation.set(g);
+            let (weak, generation) = (weak.clone(), generation.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                crate::store::opfs::sleep_ms(TIDY_IDLE_MS).await;
+                if generation.get() != g {
+                    return;
+                }
+                if let Some(c) = weak.upgrade() {
+                    let _ = c.tidy().await;
+                }
+            });
+        })));
         Ok(Store { inner: core })
     }
 
@@ -596,6 +617,14 @@ impl Store {
         s.clear().await.map_err(store_err)
     }
 
+    /// Run now the segment merges that writes deferred (they also run by themselves once writes
+    /// pause for 400 ms): afterwards the next cold open reads the fewest records. Writes nothing
+    /// when nothing is due.
+    pub async fn tidy(&self) -> Result<(), JsValue> {
+        let s = self.inner.clone();
+        s.tidy().await.map_err(store_err)
+    }
+
     /// Close this connection.
     pub fn close(&self) {
         self.inner.close();
@@ -706,7 +735,8 @@ impl Store {
         s.delete_blob(&name).await.map_err(store_err)
     }
 
-    /// Counters this connection last saw: `{ seq, live, segments, pages, nextId }` (no I/O).
+    /// Counters this connection last saw: `{ seq, live, segments, pages, nextId, tidyDue }` (no I/O;
+    /// `tidyDue`: segment merges deferred by writes wait for a pause or `tidy()`).
     pub fn stats(&self) -> JsValue {
         let st = self.inner.stats();
         let o = Object::new();
@@ -715,6 +745,7 @@ impl Store {
         set(&o, "segments", &JsValue::from_f64(st.segments as f64));
         set(&o, "pages", &JsValue::from_f64(st.pages as f64));
         set(&o, "nextId", &JsValue::from_f64(st.next_id as f64));
+        set(&o, "tidyDue", &JsValue::from_bool(self.inner.tidy_due()));
         o.into()
     }
 }

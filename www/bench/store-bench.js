@@ -38,9 +38,9 @@ const p95 = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min
 
 /** Write throughput for batches of 1 and of `batchSize` (`durability`: strict, the default, or
  *  relaxed). */
-async function writes({ dims = 384, singles = 300, batches = 20, batchSize = 1000, durability = 'strict' } = {}) {
+async function writes({ dims = 384, singles = 300, batches = 20, batchSize = 1000, durability = 'strict', opts = {} } = {}) {
   await Store.deleteStore('bench-writes');
-  const s = await Store.open('bench-writes', { dims, durability });
+  const s = await Store.open('bench-writes', { dims, durability, ...opts });
   const next = rand(1);
   const one = episodes(singles, dims, 0, next);
   const t1 = [];
@@ -70,7 +70,7 @@ async function writes({ dims = 384, singles = 300, batches = 20, batchSize = 100
     dims,
     durability,
     single: { n: singles, perSec: singles / (singleTotal / 1000), medianMs: median(t1), p95Ms: p95(t1) },
-    batch: { n: written, batchSize, perSec: written / (batchTotal / 1000), medianMs: median(tb), p95Ms: p95(tb) },
+    batch: { n: written, batchSize, perSec: written / (batchTotal / 1000), medianMs: median(tb), p95Ms: p95(tb), times: tb.map((x) => Math.round(x)) },
     count,
   };
 }

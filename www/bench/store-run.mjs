@@ -20,6 +20,7 @@ const WRITE_REPS = Number(process.env.MNEMO_BENCH_WRITE_REPS || 1);
 const PARTS = (process.env.MNEMO_BENCH_PARTS || 'writes,cold').split(',');
 const SEGCAP = process.env.MNEMO_BENCH_SEGCAP ? { segmentCapacity: Number(process.env.MNEMO_BENCH_SEGCAP) } : {};
 const PKG = process.env.MNEMO_PKG_DIR;
+const BATCHES = Number(process.env.MNEMO_BENCH_BATCHES || 20);
 
 async function benchPage(ctx, url) {
   const page = ctx.pages()[0] ?? (await ctx.newPage());
@@ -44,7 +45,7 @@ try {
   for (const durability of PARTS.includes('writes') ? ['strict', 'relaxed'] : []) {
     const runs = [];
     for (let r = 0; r < WRITE_REPS; r++) {
-      runs.push(await page.evaluate((durability) => window.storeBench.writes({ dims: 384, singles: 300, batches: 20, batchSize: 1000, durability }), durability));
+      runs.push(await page.evaluate(({ durability, batches, opts }) => window.storeBench.writes({ dims: 384, singles: 300, batches, batchSize: 1000, durability, opts }), { durability, batches: BATCHES, opts: SEGCAP }));
     }
     runs.sort((a, b) => a.batch.perSec - b.batch.perSec);
     const w = runs[Math.floor(runs.length / 2)];
@@ -52,6 +53,7 @@ try {
     const all = (k) => runs.map((r) => f(r[k].perSec)).join(', ');
     console.log(`writes (${durability}${durability === 'strict' ? ', the default' : ''}), ${DIMS} dims${WRITE_REPS > 1 ? `, median of ${WRITE_REPS} runs` : ''}:`);
     console.log(`  batches of 1:     ${f(w.single.perSec)} episodes/s  (put median ${f(w.single.medianMs, 2)} ms, p95 ${f(w.single.p95Ms, 2)} ms, n=${w.single.n})${WRITE_REPS > 1 ? `  [runs: ${all('single')}]` : ''}`);
+    if (process.env.MNEMO_BENCH_VERBOSE) for (const r of runs) console.log(`  putMany times (ms): ${r.batch.times.join(' ')}`);
     console.log(`  batches of 1,000: ${f(w.batch.perSec)} episodes/s  (putMany median ${f(w.batch.medianMs, 1)} ms, p95 ${f(w.batch.p95Ms, 1)} ms, n=${w.batch.n})${durability === 'strict' ? '  [target >= 20,000/s]' : ''}${WRITE_REPS > 1 ? `  [runs: ${all('batch')}]` : ''}`);
   }
   out.cold = {};
