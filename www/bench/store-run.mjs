@@ -6,7 +6,8 @@
 // Environment: MNEMO_BENCH_REPS (cold-open reloads per size, default 5), MNEMO_BENCH_SIZES
 // (default 10000,100000), MNEMO_BENCH_WRITE_REPS (write runs per durability, default 1; the
 // median run is reported), MNEMO_BENCH_PARTS (writes,cold), MNEMO_BENCH_SEGCAP (segmentCapacity
-// of the cold-open stores), MNEMO_PKG_DIR (serve another build of pkg/ at /pkg/, to compare
+// of the cold-open stores), MNEMO_BENCH_UNTIDY (reopen them without the tidy), MNEMO_BENCH_BATCHES
+// (batches of 1,000 per write run, default 20), MNEMO_BENCH_VERBOSE (print every batch's time), MNEMO_PKG_DIR (serve another build of pkg/ at /pkg/, to compare
 // two builds in the same conditions).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,6 +20,9 @@ const DIMS = 384;
 const WRITE_REPS = Number(process.env.MNEMO_BENCH_WRITE_REPS || 1);
 const PARTS = (process.env.MNEMO_BENCH_PARTS || 'writes,cold').split(',');
 const SEGCAP = process.env.MNEMO_BENCH_SEGCAP ? { segmentCapacity: Number(process.env.MNEMO_BENCH_SEGCAP) } : {};
+// MNEMO_BENCH_UNTIDY=1: the cold-open stores are reopened without the tidy that an idle moment after
+// their import runs (their deferred segment merges still pending).
+const UNTIDY = process.env.MNEMO_BENCH_UNTIDY ? { untidy: true } : {};
 const PKG = process.env.MNEMO_PKG_DIR;
 const BATCHES = Number(process.env.MNEMO_BENCH_BATCHES || 20);
 
@@ -59,7 +63,7 @@ try {
   out.cold = {};
   for (const n of PARTS.includes('cold') ? SIZES : []) {
     const name = `bench-cold-${n}`;
-    const p = await page.evaluate(({ name, n, DIMS, SEGCAP }) => window.storeBench.populate(name, n, DIMS, SEGCAP), { name, n, DIMS, SEGCAP });
+    const p = await page.evaluate(({ name, n, DIMS, SEGCAP, UNTIDY }) => window.storeBench.populate(name, n, DIMS, { ...SEGCAP, ...UNTIDY }), { name, n, DIMS, SEGCAP, UNTIDY });
     const runs = [];
     for (let r = 0; r < REPS; r++) {
       await page.reload();
@@ -72,7 +76,7 @@ try {
     page = await benchPage(ctx, url);
     const restart = await page.evaluate((name) => window.storeBench.coldOpen(name), name);
     out.cold[n] = { populate: p, reloads: runs, restart, medianMs: median(runs.map((r) => r.totalMs)) };
-    console.log(`cold open ${f(n)} x ${DIMS} (${f(runs[0].bytes / 1048576, 1)} MiB of vectors, ${p.segments} segments${p.pages !== undefined ? `, ${p.pages} pages` : ''}; filled at ${f(p.perSec)} episodes/s):`);
+    console.log(`cold open ${f(n)} x ${DIMS} (${f(runs[0].bytes / 1048576, 1)} MiB of vectors, ${p.segments} segments${p.pages !== undefined ? `, ${p.pages} pages` : ''}; filled at ${f(p.perSec)} episodes/s${p.tidyDue ? `, then ${UNTIDY.untidy ? 'no tidy (merges pending)' : `a tidy of ${f(p.tidyMs)} ms`}` : ''}):`);
     console.log(`  after a reload:  median ${f(median(runs.map((r) => r.totalMs)), 1)} ms (open ${f(median(runs.map((r) => r.openMs)), 1)} ms + load ${f(median(runs.map((r) => r.loadMs)), 1)} ms; ${REPS} reps: ${runs.map((r) => f(r.totalMs)).join(', ')})${n === 100000 ? '  [target <= 500 ms]' : ''}`);
     console.log(`  after a browser restart: ${f(restart.totalMs, 1)} ms (open ${f(restart.openMs, 1)} + load ${f(restart.loadMs, 1)})`);
   }
