@@ -24,8 +24,8 @@ use super::codec::{
     SEGMENT_VECTORS_OFFSET, STORE_FORMAT,
 };
 use super::episode::{
-    check_namespace, norm_time, now_ms, validate_new, validate_patch, Episode, NewEpisode, Patch,
-    DEFAULT_IMPORTANCE, MAX_DIMS, MAX_ID,
+    check_namespace, norm_time, now_ms, validate_new, validate_new_in, validate_patch, Episode,
+    NewEpisode, Patch, DEFAULT_IMPORTANCE, MAX_DIMS, MAX_ID,
 };
 use super::error::{Result, StoreError};
 use super::export::{decode_all, ExportWriter};
@@ -732,7 +732,7 @@ impl<B: Backend> Store<B> {
     /// Every episode is validated first; a bad one fails the call naming `episodes[i].field`.
     pub async fn put_many(&self, eps: Vec<NewEpisode>) -> Result<Vec<u64>> {
         for (i, ep) in eps.iter().enumerate() {
-            validate_new(ep, self.dims(), &format!("episodes[{i}]"))?;
+            validate_new_in(ep, self.dims(), || format!("episodes[{i}]"))?;
         }
         if eps.is_empty() {
             self.check_open()?;

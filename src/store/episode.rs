@@ -323,18 +323,32 @@ pub fn check_tags<S: AsRef<str>>(tags: &[S], field: &str) -> Result<()> {
 /// Validate a new episode against the store's `dims`; `prefix` names it in errors (e.g.
 /// `episodes[3]`, or empty for a single put).
 pub fn validate_new(ep: &NewEpisode, dims: usize, prefix: &str) -> Result<()> {
-    check_namespace(&ep.namespace, &field(prefix, "namespace"))?;
-    check_role(&ep.role, &field(prefix, "role"))?;
-    check_text(&ep.text, &field(prefix, "text"))?;
+    validate_new_in(ep, dims, || prefix.to_string())
+}
+
+/// [`validate_new`] with the field prefix made by `prefix` only when the episode fails (a batch
+/// of valid episodes then formats no field names).
+pub fn validate_new_in(ep: &NewEpisode, dims: usize, prefix: impl Fn() -> String) -> Result<()> {
+    if check_new(ep, dims, &|_| String::new()).is_ok() {
+        return Ok(());
+    }
+    let prefix = prefix();
+    check_new(ep, dims, &|name| field(&prefix, name))
+}
+
+fn check_new(ep: &NewEpisode, dims: usize, name: &dyn Fn(&str) -> String) -> Result<()> {
+    check_namespace(&ep.namespace, &name("namespace"))?;
+    check_role(&ep.role, &name("role"))?;
+    check_text(&ep.text, &name("text"))?;
     if let Some(t) = ep.event_time {
-        check_time(t, &field(prefix, "eventTime"))?;
+        check_time(t, &name("eventTime"))?;
     }
-    check_embedding(&ep.embedding, dims, &field(prefix, "embedding"))?;
-    check_metadata_json(ep.metadata.as_str(), &field(prefix, "metadata"))?;
+    check_embedding(&ep.embedding, dims, &name("embedding"))?;
+    check_metadata_json(ep.metadata.as_str(), &name("metadata"))?;
     if let Some(v) = ep.importance {
-        check_importance(v, &field(prefix, "importance"))?;
+        check_importance(v, &name("importance"))?;
     }
-    check_tags(&ep.tags, &field(prefix, "tags"))?;
+    check_tags(&ep.tags, &name("tags"))?;
     Ok(())
 }
 

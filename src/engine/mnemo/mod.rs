@@ -65,7 +65,9 @@ use crate::engine::recency::{Recency, DEFAULT_HALF_LIFE_MS};
 use crate::engine::DocId;
 use crate::gpu::AdapterSummary;
 use crate::store::backend::Backend as StoreBackend;
-use crate::store::episode::{norm_time, now_ms, validate_new, validate_patch, DEFAULT_IMPORTANCE};
+use crate::store::episode::{
+    norm_time, now_ms, validate_new_in, validate_patch, DEFAULT_IMPORTANCE,
+};
 use crate::store::{
     Durability, Episode, ImportReport, Metadata, NewEpisode, OpenOptions, Patch, Store, StoreError,
     VectorSet,
@@ -1161,7 +1163,7 @@ impl<B: StoreBackend> Mnemo<B> {
                 importance: Some(m.importance.unwrap_or(DEFAULT_IMPORTANCE)),
                 tags: m.tags,
             };
-            validate_new(&ep, dims, &prefix(i))?;
+            validate_new_in(&ep, dims, || prefix(i))?;
             rows.push(NewRow {
                 id: 0,
                 namespace: ep.namespace.clone(),
