@@ -110,7 +110,7 @@ impl Words for F32Words {
     const P: usize = 1;
     #[inline(always)]
     fn decode(x: U4, _e: usize) -> F4 {
-        x.from_bits()
+        x.cast_f32()
     }
 }
 
@@ -126,7 +126,7 @@ impl Words for F16Words {
         let top = if e == 0 { x.shl::<16>() } else { x };
         top.sar::<3>()
             .and(0x8FFF_E000)
-            .from_bits()
+            .cast_f32()
             .mul(F4::splat(F16_REBIAS))
     }
 }
@@ -302,7 +302,7 @@ const MULTI_ROWS: usize = 4;
 const PASS_SLABS: usize = 32;
 
 // Ranges start at a multiple of every format's values per word (decoded range = whole words).
-const _: () = assert!(PASS_SLABS % 4 == 0);
+const _: () = assert!(PASS_SLABS.is_multiple_of(4));
 
 /// Arrange each of the `b` queries (`[b, dims]`) for the lane-wise dot product
 /// ([`Layout::arrange_query`]); `layout.cols()` values per query.

@@ -81,7 +81,7 @@ mod imp {
             U4(unsafe { _mm_and_si128(self.0, _mm_set1_epi32(m as i32)) })
         }
         #[inline(always)]
-        pub(crate) fn from_bits(self) -> F4 {
+        pub(crate) fn cast_f32(self) -> F4 {
             F4(unsafe { _mm_castsi128_ps(self.0) })
         }
         /// The lanes as signed integers converted to f32 (exact below 2^24).
@@ -168,7 +168,7 @@ mod imp {
             U4(v128_and(self.0, u32x4_splat(m)))
         }
         #[inline(always)]
-        pub(crate) fn from_bits(self) -> F4 {
+        pub(crate) fn cast_f32(self) -> F4 {
             F4(self.0)
         }
         /// The lanes as signed integers converted to f32 (exact below 2^24).
@@ -252,7 +252,7 @@ mod imp {
             U4(self.0.map(|w| w & m))
         }
         #[inline(always)]
-        pub(crate) fn from_bits(self) -> F4 {
+        pub(crate) fn cast_f32(self) -> F4 {
             F4(self.0.map(f32::from_bits))
         }
         /// The lanes as signed integers converted to f32 (exact below 2^24).
@@ -282,7 +282,7 @@ mod tests {
             u.to_f32().to_array().map(f32::to_bits),
             w.map(|x| (x as i32 as f32).to_bits())
         );
-        assert_eq!(u.from_bits().to_bits().to_array(), w);
+        assert_eq!(u.cast_f32().to_bits().to_array(), w);
         let a = [1.5f32, -2.25, 1e-3, 3.0e38];
         let b = [0.1f32, 7.0, -1e-3, 2.0];
         let acc = F4::load(&[1.0, 2.0, 3.0, 4.0]).mul_add(F4::load(&a), F4::load(&b));
