@@ -153,44 +153,33 @@ fn row_words(slab: &[u32], r: usize) -> &[u32; 4] {
 }
 
 /// The register tile of the scan: `R` rows (from `r0`) of a block against `Q` queries, `R * Q`
-/// four-lane accumulators `acc` (held in registers for the loop, carried between calls that
-/// cover consecutive slab ranges). `data` is a run of the block's slabs, `qp` the queries
-/// packed by [`pack_queries`] for the same slabs: for each slab `s` and value `e`, the `Q`
-/// queries' lane vectors, so the inner loop reads both operands contiguously and each word is
-/// loaded and decoded once for the `Q` queries. Lane `t` of (row, query) sums value `e` of word
-/// `4 * s + t` over `s` then `e` in order, the order of the GPU kernels ([`super::format`])
-/// whatever `R` and `Q`.
+/// four-lane accumulators. `data` is the block's slabs, `qp` the queries packed by
+/// [`pack_queries`]: for each slab `s` and value `e`, the `Q` queries' lane vectors, so the
+/// inner loop reads both operands contiguously and each word is loaded and decoded once for
+/// the `Q` queries. Lane `t` of (row, query) sums value `e` of word `4 * s + t` over `s` then
+/// `e` in order, then the lanes are combined as `(l0 + l1) + (l2 + l3)`: the order of the GPU
+/// kernels ([`super::format`]) whatever `R` and `Q`.
 #[inline(always)]
 fn tile<W: Words, const R: usize, const Q: usize>(
     data: &[u32],
     r0: usize,
     qp: &[[f32; 4]],
-    acc: &mut [[F4; R]; Q],
+    out: &mut [[f32; BLOCK_ROWS]; Q],
 ) {
-    let mut a = *acc;
+    let mut acc = [[F4::zero(); R]; Q];
     for (slab, qs) in data.chunks_exact(SLAB).zip(qp.chunks_exact(W::P * Q)) {
         let x: [U4; R] = std::array::from_fn(|r| U4::load(row_words(slab, r0 + r)));
         for e in 0..W::P {
             let v: [F4; R] = std::array::from_fn(|r| W::decode(x[r], e));
-            for (aj, q) in a.iter_mut().zip(&qs[e * Q..(e + 1) * Q]) {
+            for (a, q) in acc.iter_mut().zip(&qs[e * Q..(e + 1) * Q]) {
                 let q = F4::load(q);
-                for (ar, &vr) in aj.iter_mut().zip(&v) {
+                for (ar, &vr) in a.iter_mut().zip(&v) {
                     *ar = ar.mul_add(vr, q);
                 }
             }
         }
     }
-    *acc = a;
-}
-
-/// Write a tile's dot products (lanes combined as `(l0 + l1) + (l2 + l3)`) to rows `r0..`.
-#[inline(always)]
-fn finish<const R: usize, const Q: usize>(
-    acc: &[[F4; R]; Q],
-    r0: usize,
-    out: &mut [[f32; BLOCK_ROWS]; Q],
-) {
-    for (o, a) in out.iter_mut().zip(acc) {
+    for (o, a) in out.iter_mut().zip(&acc) {
         for (r, ar) in a.iter().enumerate() {
             let l = ar.to_array();
             o[r0 + r] = (l[0] + l[1]) + (l[2] + l[3]);
@@ -198,7 +187,7 @@ fn finish<const R: usize, const Q: usize>(
     }
 }
 
-/// All rows of a block against `Q` packed queries, `R` rows at a time, in one pass.
+/// All rows of a block against `Q` packed queries, `R` rows at a time.
 #[inline(always)]
 fn score_rows<W: Words, const R: usize, const Q: usize>(
     data: &[u32],
@@ -206,9 +195,7 @@ fn score_rows<W: Words, const R: usize, const Q: usize>(
     out: &mut [[f32; BLOCK_ROWS]; Q],
 ) {
     for g in 0..BLOCK_ROWS / R {
-        let mut acc = [[F4::zero(); R]; Q];
-        tile::<W, R, Q>(data, g * R, qp, &mut acc);
-        finish(&acc, g * R, out);
+        tile::<W, R, Q>(data, g * R, qp, out);
     }
 }
 
@@ -295,15 +282,6 @@ pub(crate) const CPU_QUERIES: usize = 2;
 /// Rows per multi-query tile.
 const MULTI_ROWS: usize = 4;
 
-/// Slabs (of f32 words) per pass of the multi-query scan: every query group runs over one
-/// range of a block's slabs before the next range (k-blocking, accumulators carried), so the
-/// range (4 KiB) and the queries' share of it (1 KiB per query) stay in L1 even for 64
-/// queries over long rows; f16/int8 blocks are decoded one range at a time.
-const PASS_SLABS: usize = 32;
-
-// Ranges start at a multiple of every format's values per word (decoded range = whole words).
-const _: () = assert!(PASS_SLABS.is_multiple_of(4));
-
 /// Arrange each of the `b` queries (`[b, dims]`) for the lane-wise dot product
 /// ([`Layout::arrange_query`]); `layout.cols()` values per query.
 pub(crate) fn arrange_queries(layout: &Layout, queries: &[f32]) -> Vec<f32> {
@@ -359,11 +337,10 @@ pub(crate) fn scan(
     out
 }
 
-/// [`scan`] for one format. One query is scored alone against each block (8-row tiles decoding
-/// the words directly). Several are scored [`CPU_QUERIES`] at a time ([`MULTI_ROWS`]-row
-/// tiles; an odd last one with 8-row tiles) over [`PASS_SLABS`]-slab ranges of each block;
-/// f16 and int8 ranges are first decoded into f32 once for all the queries ([`decode_block`]).
-/// Every query's scores are those of [`score_block`], bit for bit.
+/// [`scan`] for one format. Queries are scored [`CPU_QUERIES`] at a time against each block
+/// (register tiles of [`MULTI_ROWS`] rows), an odd last one alone; with several queries, f16
+/// and int8 blocks are decoded once into f32 first ([`decode_block`]) rather than once per
+/// tile. Every query's scores are those of [`score_block`], bit for bit.
 fn scan_with<W: Words>(
     layout: &Layout,
     words: &[u32],
@@ -373,19 +350,17 @@ fn scan_with<W: Words>(
     queries: &[f32],
     k: usize,
 ) -> Vec<Selector> {
-    const ROW_GROUPS: usize = BLOCK_ROWS / MULTI_ROWS;
     let b = queries.len() / layout.dims;
     let qp = arrange_queries(layout, queries);
     let cols = layout.cols();
     let bw = layout.block_words();
-    // Packed queries, for f32 words (decoded slabs: `cols / 4` of them per block).
     let groups: Vec<Vec<[f32; 4]>> = (0..b / CPU_QUERIES)
         .map(|g| pack_queries(&qp, cols, g * CPU_QUERIES, CPU_QUERIES))
         .collect();
     let last = (b % CPU_QUERIES == 1).then(|| pack_queries(&qp, cols, b - 1, 1));
+    // f16/int8 with several queries: decode each block once into f32 words.
     let decode = W::P > 1 && b > 1;
-    let mut decoded = vec![0u32; if decode { PASS_SLABS * SLAB } else { 0 }];
-    let mut accs = vec![[[F4::zero(); MULTI_ROWS]; CPU_QUERIES]; groups.len() * ROW_GROUPS];
+    let mut decoded = vec![0u32; if decode { cols * BLOCK_ROWS } else { 0 }];
     let mut sel: Vec<Selector> = (0..b).map(|_| Selector::new(k)).collect();
     let mut multi = [[0.0f32; BLOCK_ROWS]; CPU_QUERIES];
     let mut one = [[0.0f32; BLOCK_ROWS]; 1];
@@ -410,50 +385,26 @@ fn scan_with<W: Words>(
                 }
             }
         };
-        let raw = block_data(layout, block);
-        if groups.is_empty() {
-            // One query (B = 1, or B = 1 of a format with one value per word).
-            if let Some(q) = &last {
-                score_rows::<W, BLOCK_ROWS, 1>(raw, q, &mut one);
-                apply_scales(layout, block, &mut one[0]);
-                offer(&mut sel[b - 1], &one[0]);
-            }
-            continue;
-        }
-        accs.fill([[F4::zero(); MULTI_ROWS]; CPU_QUERIES]);
-        let mut acc_last = [[F4::zero(); BLOCK_ROWS]; 1];
-        // Ranges of f32 slabs: decoded slab `s * P + e` holds value `e` of raw slab `s`.
-        let slabs = cols / 4;
-        for s0 in (0..slabs).step_by(PASS_SLABS) {
-            let s1 = (s0 + PASS_SLABS).min(slabs);
-            let data = if decode {
-                let d = &mut decoded[..(s1 - s0) * SLAB];
-                decode_block::<W>(&raw[s0 / W::P * SLAB..s1 / W::P * SLAB], d);
-                &d[..]
-            } else {
-                &raw[s0 * SLAB..s1 * SLAB]
-            };
-            for (qg, acc) in groups.iter().zip(accs.chunks_exact_mut(ROW_GROUPS)) {
-                let qs = &qg[s0 * CPU_QUERIES..s1 * CPU_QUERIES];
-                for (g, a) in acc.iter_mut().enumerate() {
-                    tile::<F32Words, MULTI_ROWS, CPU_QUERIES>(data, g * MULTI_ROWS, qs, a);
-                }
-            }
-            if let Some(q) = &last {
-                tile::<F32Words, BLOCK_ROWS, 1>(data, 0, &q[s0..s1], &mut acc_last);
-            }
-        }
-        for (qi, acc) in accs.chunks_exact(ROW_GROUPS).enumerate() {
-            for (g, a) in acc.iter().enumerate() {
-                finish(a, g * MULTI_ROWS, &mut multi);
-            }
+        let data = block_data(layout, block);
+        let data = if decode {
+            decode_block::<W>(data, &mut decoded);
+            &decoded[..]
+        } else {
+            data
+        };
+        for (g, qg) in groups.iter().enumerate() {
+            score_rows::<F32Words, MULTI_ROWS, CPU_QUERIES>(data, qg, &mut multi);
             for (j, m) in multi.iter_mut().enumerate() {
                 apply_scales(layout, block, m);
-                offer(&mut sel[qi * CPU_QUERIES + j], m);
+                offer(&mut sel[g * CPU_QUERIES + j], m);
             }
         }
-        if last.is_some() && b > 1 {
-            finish(&acc_last, 0, &mut one);
+        if let Some(q) = &last {
+            if decode || W::P == 1 {
+                score_rows::<F32Words, BLOCK_ROWS, 1>(data, q, &mut one);
+            } else {
+                score_rows::<W, BLOCK_ROWS, 1>(data, q, &mut one);
+            }
             apply_scales(layout, block, &mut one[0]);
             offer(&mut sel[b - 1], &one[0]);
         }
