@@ -338,7 +338,7 @@ pub(crate) fn scan(
 }
 
 /// [`scan`] for one format. Queries are scored [`CPU_QUERIES`] at a time against each block
-/// (register tiles of [`MULTI_ROWS`] rows), an odd last one alone; with several queries, f16
+/// (register tiles of [`MULTI_ROWS`] rows), the remaining ones alone; with several queries, f16
 /// and int8 blocks are decoded once into f32 first ([`decode_block`]) rather than once per
 /// tile. Every query's scores are those of [`score_block`], bit for bit.
 fn scan_with<W: Words>(
@@ -357,7 +357,10 @@ fn scan_with<W: Words>(
     let groups: Vec<Vec<[f32; 4]>> = (0..b / CPU_QUERIES)
         .map(|g| pack_queries(&qp, cols, g * CPU_QUERIES, CPU_QUERIES))
         .collect();
-    let last = (b % CPU_QUERIES == 1).then(|| pack_queries(&qp, cols, b - 1, 1));
+    // The queries after the last full group, one at a time.
+    let tail: Vec<(usize, Vec<[f32; 4]>)> = (groups.len() * CPU_QUERIES..b)
+        .map(|q| (q, pack_queries(&qp, cols, q, 1)))
+        .collect();
     // f16/int8 with several queries: decode each block once into f32 words.
     let decode = W::P > 1 && b > 1;
     let mut decoded = vec![0u32; if decode { cols * BLOCK_ROWS } else { 0 }];
@@ -399,14 +402,14 @@ fn scan_with<W: Words>(
                 offer(&mut sel[g * CPU_QUERIES + j], m);
             }
         }
-        if let Some(q) = &last {
+        for (qi, q) in &tail {
             if decode || W::P == 1 {
                 score_rows::<F32Words, BLOCK_ROWS, 1>(data, q, &mut one);
             } else {
                 score_rows::<W, BLOCK_ROWS, 1>(data, q, &mut one);
             }
             apply_scales(layout, block, &mut one[0]);
-            offer(&mut sel[b - 1], &one[0]);
+            offer(&mut sel[*qi], &one[0]);
         }
     }
     sel
