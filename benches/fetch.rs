@@ -1,7 +1,8 @@
 //! Flat top-k benchmarks (criterion): query latency (median, p95) of a resident `FlatBank` for
 //! N = 10k, 100k, 1M rows, d = 384, k = 10, B = 1 and 16, each format, GPU and CPU paths; plus
 //! the physical baselines measured on the same adapter / host in the same run: a plain GPU copy
-//! kernel and a host memcpy. Bandwidths count bytes moved: a scan reads the bank once
+//! kernel and a host memcpy, and the host's arithmetic peak (one core, 4-wide multiply then add:
+//! the CPU scan's roofline for B > 1). Bandwidths count bytes moved: a scan reads the bank once
 //! (`bank bytes / time`); a copy of S bytes reads S and writes S (`2 S / time`, the STREAM
 //! convention).
 //!
@@ -125,6 +126,60 @@ mod native {
         stats(&mut t).0
     }
 
+    /// Multiply-adds per second of one core on 4-wide vectors, multiply and add as separate
+    /// instructions (what the CPU scan issues; no FMA): `a = a * m + c` on 12 independent
+    /// vectors, enough to cover the latency of both. The arithmetic roofline of the CPU scan.
+    fn arithmetic_peak() -> f64 {
+        const ITERS: usize = 20_000_000;
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            let t = Instant::now();
+            std::hint::black_box(peak_loop(ITERS));
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        (ITERS * 12 * 4) as f64 / best
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(never)]
+    fn peak_loop(iters: usize) -> [f32; 4] {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE/SSE2 intrinsics are part of the x86-64 baseline.
+        unsafe {
+            let m = _mm_set1_ps(std::hint::black_box(0.999_999));
+            let c = _mm_set1_ps(std::hint::black_box(1e-7));
+            let mut a = [_mm_set1_ps(std::hint::black_box(1.0)); 12];
+            for _ in 0..iters {
+                for v in a.iter_mut() {
+                    *v = _mm_add_ps(_mm_mul_ps(*v, m), c);
+                }
+            }
+            let mut s = _mm_setzero_ps();
+            for v in a {
+                s = _mm_add_ps(s, v);
+            }
+            let mut o = [0.0f32; 4];
+            _mm_storeu_ps(o.as_mut_ptr(), s);
+            o
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(never)]
+    fn peak_loop(iters: usize) -> [f32; 4] {
+        let m = std::hint::black_box(0.999_999f32);
+        let c = std::hint::black_box(1e-7f32);
+        let mut a = [[std::hint::black_box(1.0f32); 4]; 12];
+        for _ in 0..iters {
+            for v in a.iter_mut() {
+                for x in v.iter_mut() {
+                    *x = *x * m + c;
+                }
+            }
+        }
+        a[0]
+    }
+
     fn bench_fetch(c: &mut Criterion) {
         let gpu = pollster::block_on(mnemo::testing::require_gpu());
         let info = gpu.adapter_info().unwrap();
@@ -167,6 +222,11 @@ mod native {
             memcpy_bw / 1e9
         ));
         drop((src, dst));
+        let peak = arithmetic_peak();
+        summary(format!(
+            "host arithmetic peak: {:.2} G multiply-adds/s (one core, 4-wide SSE2/simd128 multiply then add, 12 independent chains)",
+            peak / 1e9
+        ));
 
         for n in sizes() {
             for format in formats() {
@@ -249,7 +309,13 @@ mod native {
                         let base = if path == FetchPath::Gpu {
                             format!("{:.0}% of GPU copy", 100.0 * bw / gpu_copy_bw)
                         } else {
-                            format!("{:.0}% of memcpy", 100.0 * bw / memcpy_bw)
+                            let madds = (n * D * b) as f64 / med;
+                            format!(
+                                "{:.0}% of memcpy; {:.2} G multiply-adds/s = {:.0}% of the arithmetic peak",
+                                100.0 * bw / memcpy_bw,
+                                madds / 1e9,
+                                100.0 * madds / peak
+                            )
                         };
                         summary(format!(
                             "latency {name} n={n} {} B={b}: median {:.3} ms, p95 {:.3} ms ({count} samples); scan {:.2} GB/s = {base}",

@@ -573,7 +573,7 @@ impl FlatBank {
         }
         self.resolve(FetchPath::Cpu)?;
         let words = self.mirror.as_deref().unwrap_or(&[]);
-        let qp = cpu::arrange_queries(&self.layout, query);
+        let qp = cpu::query_lanes(&cpu::arrange_queries(&self.layout, query));
         let bw = self.layout.block_words();
         let mut scores = [0.0f32; BLOCK_ROWS];
         for blk in 0..self.n.div_ceil(BLOCK_ROWS) {

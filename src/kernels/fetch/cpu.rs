@@ -2,17 +2,18 @@
 //! latency dominates) and the oracle the GPU kernels are tested against.
 //!
 //! It scans the same blocked words as the GPU (see [`super::format`]) one block of
-//! [`BLOCK_ROWS`] rows at a time. The inner loop reads each slab contiguously and keeps four
-//! accumulator lanes per row for eight rows, so it auto-vectorises natively (SSE) and into wasm
-//! `simd128` in the browser build, and each row's dot product is summed in the same order as the
-//! GPU kernel. Selection keeps a sorted list per query behind a threshold test, so almost every
-//! row costs one compare.
+//! [`BLOCK_ROWS`] rows at a time, with explicit four-lane vectors ([`super::simd`]: SSE2
+//! natively, `simd128` in the browser). A register tile ([`tile`]) keeps four accumulator lanes
+//! per (row, query) pair: 8 rows for one query, or 4 rows x [`CPU_QUERIES`] queries with the
+//! queries packed so both operands are contiguous loads (a small GEMM: each word is loaded once
+//! per tile, each query vector once per slab). Several queries over an f16 or int8 bank share
+//! one decode of each block into f32. Each row's dot product is summed in the same order as the
+//! GPU kernel whatever the tile. Selection keeps a sorted list per query behind a threshold
+//! test, so almost every row costs one compare.
 
-use super::format::{f16_bits_to_f32, i8_of, BankFormat, Layout, BLOCK_ROWS};
+use super::format::{BankFormat, Layout, BLOCK_ROWS};
+use super::simd::{F4, U4};
 use super::{TopkResult, NO_ID};
-
-/// Rows per accumulator pass (the whole block): 8 rows x 4 lanes = 8 vector registers.
-const ROWS_PER_PASS: usize = BLOCK_ROWS;
 
 /// `a` comes before `b` in the result order: higher score, then lower row id.
 #[inline(always)]
@@ -83,131 +84,203 @@ impl Selector {
     }
 }
 
-/// Scores of one query (arranged by [`Layout::arrange_query`]) against one block: `out[r]`
-/// for the block's rows (all are computed; rows past the end read zero padding).
-#[inline]
-pub(crate) fn score_block(layout: &Layout, block: &[u32], q: &[f32], out: &mut [f32; BLOCK_ROWS]) {
-    let hdr = layout.format.header() * BLOCK_ROWS;
-    let data = &block[hdr..hdr + layout.words * BLOCK_ROWS];
-    match layout.format {
-        BankFormat::F32 => score_lanes::<1>(data, q, out, |w, _| f32::from_bits(w)),
-        BankFormat::F16 => score_lanes::<2>(data, q, out, |w, e| {
-            f16_bits_to_f32(if e == 0 { w & 0xFFFF } else { w >> 16 })
-        }),
-        BankFormat::Int8 => {
-            score_lanes::<4>(data, q, out, |w, e| i8_of(w, e) as f32);
-            for (o, &sw) in out.iter_mut().zip(&block[..BLOCK_ROWS]) {
-                *o *= f32::from_bits(sw);
-            }
-        }
+/// Words of one slab: four data words for each of the block's rows.
+const SLAB: usize = 4 * BLOCK_ROWS;
+
+/// `2^112`: rebiases an f16 exponent placed in an f32 (see [`F16Words`]).
+const F16_REBIAS: f32 = f32::from_bits(0x7780_0000);
+
+/// How a format's data words hold values: `P` per word, value `e` of four words decoded into
+/// four f32 lanes by [`Words::decode`] (exactly the value the format stores).
+trait Words {
+    const P: usize;
+    fn decode(x: U4, e: usize) -> F4;
+}
+
+/// f32 banks (and blocks already decoded by [`decode_block`]): one value per word.
+struct F32Words;
+
+/// f16 banks: the low half (`e = 0`), then the high half of each word.
+struct F16Words;
+
+/// int8 banks: bytes 0 (lowest) to 3 of each word, before the row's scale.
+struct I8Words;
+
+impl Words for F32Words {
+    const P: usize = 1;
+    #[inline(always)]
+    fn decode(x: U4, _e: usize) -> F4 {
+        x.cast_f32()
     }
 }
 
-/// The lane-wise dot products of a block's rows, `P` values per word decoded by `val(word, e)`.
-/// Rows are processed `ROWS_PER_PASS` at a time with 4 accumulator lanes each (one vector
-/// register per row); each slab contributes 4 consecutive words per row.
+impl Words for F16Words {
+    const P: usize = 2;
+    /// Half `e` is moved to the top 16 bits; the arithmetic shift by 3 puts its exponent and
+    /// mantissa at bits 27..13 (an f32's, exponent 112 too small) and keeps its sign in bit 31;
+    /// the mask clears the sign copies and the other half, and one multiply by 2^112 rebiases.
+    /// Exact for every finite half, subnormals included, and bit for bit
+    /// [`super::format::f16_bits_to_f32`] (the sign rides through the multiply instead of being ORed after it).
+    #[inline(always)]
+    fn decode(x: U4, e: usize) -> F4 {
+        let top = if e == 0 { x.shl::<16>() } else { x };
+        top.sar::<3>()
+            .and(0x8FFF_E000)
+            .cast_f32()
+            .mul(F4::splat(F16_REBIAS))
+    }
+}
+
+impl Words for I8Words {
+    const P: usize = 4;
+    /// Byte `e` sign-extended by a left then an arithmetic right shift, converted exactly.
+    #[inline(always)]
+    fn decode(x: U4, e: usize) -> F4 {
+        match e {
+            0 => x.shl::<24>().sar::<24>(),
+            1 => x.shl::<16>().sar::<24>(),
+            2 => x.shl::<8>().sar::<24>(),
+            _ => x.sar::<24>(),
+        }
+        .to_f32()
+    }
+}
+
+/// The four words of row `r` in a slab.
 #[inline(always)]
-fn score_lanes<const P: usize>(
+fn row_words(slab: &[u32], r: usize) -> &[u32; 4] {
+    slab[4 * r..4 * r + 4].try_into().expect("row of a slab")
+}
+
+/// The register tile of the scan: `R` rows (from `r0`) of a block against `Q` queries, `R * Q`
+/// four-lane accumulators. `data` is the block's slabs, `qp` the queries packed by
+/// [`pack_queries`]: for each slab `s` and value `e`, the `Q` queries' lane vectors, so the
+/// inner loop reads both operands contiguously and each word is loaded and decoded once for
+/// the `Q` queries. Lane `t` of (row, query) sums value `e` of word `4 * s + t` over `s` then
+/// `e` in order, then the lanes are combined as `(l0 + l1) + (l2 + l3)`: the order of the GPU
+/// kernels ([`super::format`]) whatever `R` and `Q`.
+#[inline(always)]
+fn tile<W: Words, const R: usize, const Q: usize>(
     data: &[u32],
-    q: &[f32],
-    out: &mut [f32; BLOCK_ROWS],
-    val: impl Fn(u32, usize) -> f32 + Copy,
+    r0: usize,
+    qp: &[[f32; 4]],
+    out: &mut [[f32; BLOCK_ROWS]; Q],
 ) {
-    const SLAB: usize = 4 * BLOCK_ROWS;
-    for g in 0..BLOCK_ROWS / ROWS_PER_PASS {
-        let mut acc = [[0.0f32; 4]; ROWS_PER_PASS];
-        for (slab, qs) in data.chunks_exact(SLAB).zip(q.chunks_exact(4 * P)) {
-            let x: &[u32; 4 * ROWS_PER_PASS] = slab
-                [g * 4 * ROWS_PER_PASS..(g + 1) * 4 * ROWS_PER_PASS]
-                .try_into()
-                .expect("slab slice");
-            for e in 0..P {
-                let q4: &[f32; 4] = qs[4 * e..4 * e + 4].try_into().expect("query lanes");
-                for (rr, a) in acc.iter_mut().enumerate() {
-                    for t in 0..4 {
-                        a[t] += val(x[4 * rr + t], e) * q4[t];
-                    }
+    let mut acc = [[F4::zero(); R]; Q];
+    for (slab, qs) in data.chunks_exact(SLAB).zip(qp.chunks_exact(W::P * Q)) {
+        let x: [U4; R] = std::array::from_fn(|r| U4::load(row_words(slab, r0 + r)));
+        for e in 0..W::P {
+            let v: [F4; R] = std::array::from_fn(|r| W::decode(x[r], e));
+            for (a, q) in acc.iter_mut().zip(&qs[e * Q..(e + 1) * Q]) {
+                let q = F4::load(q);
+                for (ar, &vr) in a.iter_mut().zip(&v) {
+                    *ar = ar.mul_add(vr, q);
                 }
             }
         }
-        for (rr, a) in acc.iter().enumerate() {
-            out[g * ROWS_PER_PASS + rr] = (a[0] + a[1]) + (a[2] + a[3]);
+    }
+    for (o, a) in out.iter_mut().zip(&acc) {
+        for (r, ar) in a.iter().enumerate() {
+            let l = ar.to_array();
+            o[r0 + r] = (l[0] + l[1]) + (l[2] + l[3]);
         }
     }
 }
 
-/// Queries scored together per pass over a block on the CPU (decoded words are reused).
-pub(crate) const CPU_QUERIES: usize = 4;
+/// All rows of a block against `Q` packed queries, `R` rows at a time.
+#[inline(always)]
+fn score_rows<W: Words, const R: usize, const Q: usize>(
+    data: &[u32],
+    qp: &[[f32; 4]],
+    out: &mut [[f32; BLOCK_ROWS]; Q],
+) {
+    for g in 0..BLOCK_ROWS / R {
+        tile::<W, R, Q>(data, g * R, qp, out);
+    }
+}
 
-/// [`score_block`] for [`CPU_QUERIES`] queries at once: each slab is loaded and decoded once
-/// and multiplied into every query's lanes, two rows at a time (16 accumulator vectors). The
-/// per-query summation order is that of [`score_block`], so the scores are identical.
+/// Decode a packed block's slabs (`data`) into f32 bits in `dst` (`P` times as many words):
+/// value `e` of slab `s` becomes slab `s * P + e`, so the [`F32Words`] tiles over `dst` with
+/// the same packed queries compute the same products in the same order. Done once per block
+/// when several queries share it.
+#[inline(always)]
+fn decode_block<W: Words>(data: &[u32], dst: &mut [u32]) {
+    for (slab, d) in data
+        .chunks_exact(SLAB)
+        .zip(dst.chunks_exact_mut(SLAB * W::P))
+    {
+        for r in 0..BLOCK_ROWS {
+            let x = U4::load(row_words(slab, r));
+            for e in 0..W::P {
+                let v = W::decode(x, e).to_bits().to_array();
+                d[e * SLAB + 4 * r..e * SLAB + 4 * r + 4].copy_from_slice(&v);
+            }
+        }
+    }
+}
+
+/// The data words of `block` (after the int8 scales).
 #[inline]
-pub(crate) fn score_block_multi(
+fn block_data<'a>(layout: &Layout, block: &'a [u32]) -> &'a [u32] {
+    let hdr = layout.format.header() * BLOCK_ROWS;
+    &block[hdr..hdr + layout.words * BLOCK_ROWS]
+}
+
+/// Multiply int8 scores by their rows' scales (the block's first words); other formats as is.
+#[inline]
+fn apply_scales(layout: &Layout, block: &[u32], out: &mut [f32; BLOCK_ROWS]) {
+    if layout.format == BankFormat::Int8 {
+        for (o, &sw) in out.iter_mut().zip(&block[..BLOCK_ROWS]) {
+            *o *= f32::from_bits(sw);
+        }
+    }
+}
+
+/// Scores of one query (arranged by [`Layout::arrange_query`], as lane vectors: see
+/// [`query_lanes`]) against one block: `out[r]` for the block's rows (all are computed; rows
+/// past the end read zero padding).
+#[inline]
+pub(crate) fn score_block(
     layout: &Layout,
     block: &[u32],
-    qs: [&[f32]; CPU_QUERIES],
-    out: &mut [[f32; BLOCK_ROWS]; CPU_QUERIES],
+    q: &[[f32; 4]],
+    out: &mut [f32; BLOCK_ROWS],
 ) {
-    let hdr = layout.format.header() * BLOCK_ROWS;
-    let data = &block[hdr..hdr + layout.words * BLOCK_ROWS];
+    let data = block_data(layout, block);
+    let one: &mut [[f32; BLOCK_ROWS]; 1] = std::array::from_mut(out);
     match layout.format {
-        BankFormat::F32 => score_lanes_multi::<1>(data, qs, out, |w, _| f32::from_bits(w)),
-        BankFormat::F16 => score_lanes_multi::<2>(data, qs, out, |w, e| {
-            f16_bits_to_f32(if e == 0 { w & 0xFFFF } else { w >> 16 })
-        }),
-        BankFormat::Int8 => {
-            score_lanes_multi::<4>(data, qs, out, |w, e| i8_of(w, e) as f32);
-            for o in out.iter_mut() {
-                for (v, &sw) in o.iter_mut().zip(&block[..BLOCK_ROWS]) {
-                    *v *= f32::from_bits(sw);
-                }
-            }
-        }
+        BankFormat::F32 => score_rows::<F32Words, BLOCK_ROWS, 1>(data, q, one),
+        BankFormat::F16 => score_rows::<F16Words, BLOCK_ROWS, 1>(data, q, one),
+        BankFormat::Int8 => score_rows::<I8Words, BLOCK_ROWS, 1>(data, q, one),
     }
+    apply_scales(layout, block, out);
 }
 
-#[inline(always)]
-fn score_lanes_multi<const P: usize>(
-    data: &[u32],
-    qs: [&[f32]; CPU_QUERIES],
-    out: &mut [[f32; BLOCK_ROWS]; CPU_QUERIES],
-    val: impl Fn(u32, usize) -> f32 + Copy,
-) {
-    const SLAB: usize = 4 * BLOCK_ROWS;
-    const PAIR: usize = 2;
-    for g in 0..BLOCK_ROWS / PAIR {
-        let mut acc = [[[0.0f32; 4]; PAIR]; CPU_QUERIES];
-        for (s, slab) in data.chunks_exact(SLAB).enumerate() {
-            let x: &[u32; 4 * PAIR] = slab[g * 4 * PAIR..(g + 1) * 4 * PAIR]
-                .try_into()
-                .expect("slab slice");
-            for e in 0..P {
-                let mut v = [[0.0f32; 4]; PAIR];
-                for (rr, vr) in v.iter_mut().enumerate() {
-                    for t in 0..4 {
-                        vr[t] = val(x[4 * rr + t], e);
-                    }
-                }
-                for (a, q) in acc.iter_mut().zip(qs) {
-                    let q4: &[f32; 4] = q[(s * P + e) * 4..(s * P + e) * 4 + 4]
-                        .try_into()
-                        .expect("query lanes");
-                    for (ar, vr) in a.iter_mut().zip(&v) {
-                        for t in 0..4 {
-                            ar[t] += vr[t] * q4[t];
-                        }
-                    }
-                }
-            }
-        }
-        for (o, a) in out.iter_mut().zip(&acc) {
-            for (rr, ar) in a.iter().enumerate() {
-                o[g * PAIR + rr] = (ar[0] + ar[1]) + (ar[2] + ar[3]);
-            }
+/// One arranged query ([`Layout::arrange_query`]) as lane vectors.
+pub(crate) fn query_lanes(q: &[f32]) -> Vec<[f32; 4]> {
+    q.chunks_exact(4)
+        .map(|c| c.try_into().expect("four lanes"))
+        .collect()
+}
+
+/// Queries `q0..q0 + nq` of the arranged `qp` (`cols` values each) packed for a tile of `nq`
+/// queries: for each slab and value (`i = s * P + e`), the queries' lane vectors in turn.
+fn pack_queries(qp: &[f32], cols: usize, q0: usize, nq: usize) -> Vec<[f32; 4]> {
+    let mut out = vec![[0.0f32; 4]; cols / 4 * nq];
+    for j in 0..nq {
+        let q = &qp[(q0 + j) * cols..(q0 + j + 1) * cols];
+        for (i, lanes) in q.chunks_exact(4).enumerate() {
+            out[i * nq + j] = lanes.try_into().expect("four lanes");
         }
     }
+    out
 }
+
+/// Queries per multi-query tile (with [`MULTI_ROWS`] rows: 8 accumulators in registers).
+pub(crate) const CPU_QUERIES: usize = 2;
+
+/// Rows per multi-query tile.
+const MULTI_ROWS: usize = 4;
 
 /// Arrange each of the `b` queries (`[b, dims]`) for the lane-wise dot product
 /// ([`Layout::arrange_query`]); `layout.cols()` values per query.
@@ -249,12 +322,51 @@ pub(crate) fn scan(
     k: usize,
 ) -> TopkResult {
     let b = queries.len() / layout.dims;
+    let sel = match layout.format {
+        BankFormat::F32 => scan_with::<F32Words>(layout, words, n, live, mask, queries, k),
+        BankFormat::F16 => scan_with::<F16Words>(layout, words, n, live, mask, queries, k),
+        BankFormat::Int8 => scan_with::<I8Words>(layout, words, n, live, mask, queries, k),
+    };
+    let mut out = TopkResult::empty(b, k);
+    for (q, s) in sel.iter().enumerate() {
+        s.write(
+            &mut out.ids[q * k..(q + 1) * k],
+            &mut out.scores[q * k..(q + 1) * k],
+        );
+    }
+    out
+}
+
+/// [`scan`] for one format. Queries are scored [`CPU_QUERIES`] at a time against each block
+/// (register tiles of [`MULTI_ROWS`] rows), the remaining ones alone; with several queries, f16
+/// and int8 blocks are decoded once into f32 first ([`decode_block`]) rather than once per
+/// tile. Every query's scores are those of [`score_block`], bit for bit.
+fn scan_with<W: Words>(
+    layout: &Layout,
+    words: &[u32],
+    n: usize,
+    live: &[u32],
+    mask: Option<&[u32]>,
+    queries: &[f32],
+    k: usize,
+) -> Vec<Selector> {
+    let b = queries.len() / layout.dims;
     let qp = arrange_queries(layout, queries);
     let cols = layout.cols();
     let bw = layout.block_words();
+    let groups: Vec<Vec<[f32; 4]>> = (0..b / CPU_QUERIES)
+        .map(|g| pack_queries(&qp, cols, g * CPU_QUERIES, CPU_QUERIES))
+        .collect();
+    // The queries after the last full group, one at a time.
+    let tail: Vec<(usize, Vec<[f32; 4]>)> = (groups.len() * CPU_QUERIES..b)
+        .map(|q| (q, pack_queries(&qp, cols, q, 1)))
+        .collect();
+    // f16/int8 with several queries: decode each block once into f32 words.
+    let decode = W::P > 1 && b > 1;
+    let mut decoded = vec![0u32; if decode { cols * BLOCK_ROWS } else { 0 }];
     let mut sel: Vec<Selector> = (0..b).map(|_| Selector::new(k)).collect();
-    let mut scores = [0.0f32; BLOCK_ROWS];
     let mut multi = [[0.0f32; BLOCK_ROWS]; CPU_QUERIES];
+    let mut one = [[0.0f32; BLOCK_ROWS]; 1];
     for blk in 0..n.div_ceil(BLOCK_ROWS) {
         let bits = block_bits(live, mask, blk, n);
         if bits == 0 {
@@ -276,29 +388,31 @@ pub(crate) fn scan(
                 }
             }
         };
-        let mut q0 = 0;
-        while q0 + CPU_QUERIES <= b {
-            let qs: [&[f32]; CPU_QUERIES] =
-                std::array::from_fn(|i| &qp[(q0 + i) * cols..(q0 + i + 1) * cols]);
-            score_block_multi(layout, block, qs, &mut multi);
-            for (s, sc) in sel[q0..q0 + CPU_QUERIES].iter_mut().zip(&multi) {
-                offer(s, sc);
+        let data = block_data(layout, block);
+        let data = if decode {
+            decode_block::<W>(data, &mut decoded);
+            &decoded[..]
+        } else {
+            data
+        };
+        for (g, qg) in groups.iter().enumerate() {
+            score_rows::<F32Words, MULTI_ROWS, CPU_QUERIES>(data, qg, &mut multi);
+            for (j, m) in multi.iter_mut().enumerate() {
+                apply_scales(layout, block, m);
+                offer(&mut sel[g * CPU_QUERIES + j], m);
             }
-            q0 += CPU_QUERIES;
         }
-        for (s, q) in sel[q0..].iter_mut().zip(qp[q0 * cols..].chunks_exact(cols)) {
-            score_block(layout, block, q, &mut scores);
-            offer(s, &scores);
+        for (qi, q) in &tail {
+            if decode || W::P == 1 {
+                score_rows::<F32Words, BLOCK_ROWS, 1>(data, q, &mut one);
+            } else {
+                score_rows::<W, BLOCK_ROWS, 1>(data, q, &mut one);
+            }
+            apply_scales(layout, block, &mut one[0]);
+            offer(&mut sel[*qi], &one[0]);
         }
     }
-    let mut out = TopkResult::empty(b, k);
-    for (q, s) in sel.iter().enumerate() {
-        s.write(
-            &mut out.ids[q * k..(q + 1) * k],
-            &mut out.scores[q * k..(q + 1) * k],
-        );
-    }
-    out
+    sel
 }
 
 /// Dequantised copy of row `row` of the blocked `words`.
@@ -332,34 +446,195 @@ pub(crate) fn scatter(layout: &Layout, words: &mut [u32], first: usize, staged: 
 mod tests {
     use super::*;
 
+    use crate::kernels::fetch::format::{f16_bits_to_f32, i8_of};
+
+    /// Scalar reference of the scan's summation order (the GPU kernels' order): lane `t` sums
+    /// value `e` of word `4 * s + t` over `s` then `e`, lanes combined `(l0 + l1) + (l2 + l3)`,
+    /// times the int8 scale.
+    fn reference_block(l: &Layout, block: &[u32], q: &[f32]) -> [f32; BLOCK_ROWS] {
+        let p = l.format.per_word();
+        let data = block_data(l, block);
+        let mut out = [0.0f32; BLOCK_ROWS];
+        for (r, o) in out.iter_mut().enumerate() {
+            let mut acc = [0.0f32; 4];
+            for s in 0..l.words / 4 {
+                for e in 0..p {
+                    for (t, a) in acc.iter_mut().enumerate() {
+                        let w = data[s * SLAB + 4 * r + t];
+                        let v = match l.format {
+                            BankFormat::F32 => f32::from_bits(w),
+                            BankFormat::F16 => {
+                                f16_bits_to_f32(if e == 0 { w & 0xFFFF } else { w >> 16 })
+                            }
+                            BankFormat::Int8 => i8_of(w, e) as f32,
+                        };
+                        *a += v * q[(s * p + e) * 4 + t];
+                    }
+                }
+            }
+            *o = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+            if l.format == BankFormat::Int8 {
+                *o *= f32::from_bits(block[r]);
+            }
+        }
+        out
+    }
+
+    fn random_bank(rng: &mut crate::rng::Rng, l: &Layout, n: usize) -> Vec<u32> {
+        let mut words = vec![0u32; n.div_ceil(BLOCK_ROWS) * l.block_words()];
+        // Mixed magnitudes, exact zeros and (for f16) subnormal halves.
+        let rows: Vec<f32> = (0..n * l.dims)
+            .map(|i| match i % 7 {
+                0 => 0.0,
+                1 => rng.normal() * 1e-6,
+                _ => rng.normal(),
+            })
+            .collect();
+        scatter(l, &mut words, 0, &l.encode_rows(&rows));
+        words
+    }
+
     #[test]
-    fn multi_query_scores_equal_single_query_scores_bitwise() {
+    fn packed_decoders_equal_scalar_decode() {
+        for h in 0u32..=0xFFFF {
+            let w = [h, h << 16, h | (h << 16), h ^ 0x5A5A_0000];
+            let x = U4::load(&w);
+            for (e, got) in [F16Words::decode(x, 0), F16Words::decode(x, 1)]
+                .iter()
+                .enumerate()
+            {
+                let want = w.map(|w| f16_bits_to_f32(if e == 0 { w & 0xFFFF } else { w >> 16 }));
+                assert_eq!(
+                    got.to_array().map(f32::to_bits),
+                    want.map(f32::to_bits),
+                    "{w:x?} e={e}"
+                );
+            }
+        }
+        let mut rng = crate::rng::Rng::new(3);
+        for _ in 0..1000 {
+            let w: [u32; 4] = std::array::from_fn(|_| rng.next_u64() as u32);
+            for e in 0..4 {
+                let got = I8Words::decode(U4::load(&w), e).to_array();
+                assert_eq!(got, w.map(|w| i8_of(w, e) as f32));
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_equal_the_scalar_order_bitwise() {
         let mut rng = crate::rng::Rng::new(44);
         for format in [BankFormat::F32, BankFormat::F16, BankFormat::Int8] {
-            for dims in [1usize, 5, 33, 384] {
+            for dims in [1usize, 3, 5, 7, 33, 384, 385] {
                 let l = Layout::new(format, dims);
-                let mut words = vec![0u32; l.block_words()];
-                scatter(
-                    &l,
-                    &mut words,
-                    0,
-                    &l.encode_rows(&rng.vec_f32(BLOCK_ROWS * dims)),
-                );
-                let qp = arrange_queries(&l, &rng.vec_f32(CPU_QUERIES * dims));
+                let words = random_bank(&mut rng, &l, BLOCK_ROWS);
                 let cols = l.cols();
-                let qs: [&[f32]; CPU_QUERIES] =
-                    std::array::from_fn(|i| &qp[i * cols..(i + 1) * cols]);
-                let mut multi = [[0.0f32; BLOCK_ROWS]; CPU_QUERIES];
-                score_block_multi(&l, &words, qs, &mut multi);
-                for (q, m) in qs.iter().zip(&multi) {
+                let qp = arrange_queries(&l, &rng.vec_f32(CPU_QUERIES * dims));
+                let want: Vec<[f32; BLOCK_ROWS]> = qp
+                    .chunks_exact(cols)
+                    .map(|q| reference_block(&l, &words, q))
+                    .collect();
+                let bits = |s: &[f32; BLOCK_ROWS]| s.map(f32::to_bits);
+                for (q, w) in qp.chunks_exact(cols).zip(&want) {
                     let mut single = [0.0f32; BLOCK_ROWS];
-                    score_block(&l, &words, q, &mut single);
-                    assert_eq!(
-                        single.map(f32::to_bits),
-                        m.map(f32::to_bits),
-                        "{format:?} d={dims}"
-                    );
+                    score_block(&l, &words, &query_lanes(q), &mut single);
+                    assert_eq!(bits(&single), bits(w), "{format:?} d={dims} single");
                 }
+                // Decoded once into f32, then the multi-query and one-query f32 tiles.
+                let data = block_data(&l, &words);
+                let mut decoded = vec![0u32; cols * BLOCK_ROWS];
+                let data = match format {
+                    BankFormat::F32 => data,
+                    BankFormat::F16 => {
+                        decode_block::<F16Words>(data, &mut decoded);
+                        &decoded[..]
+                    }
+                    BankFormat::Int8 => {
+                        decode_block::<I8Words>(data, &mut decoded);
+                        &decoded[..]
+                    }
+                };
+                let mut multi = [[0.0f32; BLOCK_ROWS]; CPU_QUERIES];
+                score_rows::<F32Words, MULTI_ROWS, CPU_QUERIES>(
+                    data,
+                    &pack_queries(&qp, cols, 0, CPU_QUERIES),
+                    &mut multi,
+                );
+                for (m, w) in multi.iter_mut().zip(&want) {
+                    apply_scales(&l, &words, m);
+                    assert_eq!(bits(m), bits(w), "{format:?} d={dims} multi");
+                }
+                let mut one = [[0.0f32; BLOCK_ROWS]; 1];
+                score_rows::<F32Words, BLOCK_ROWS, 1>(
+                    data,
+                    &pack_queries(&qp, cols, 1, 1),
+                    &mut one,
+                );
+                apply_scales(&l, &words, &mut one[0]);
+                assert_eq!(bits(&one[0]), bits(&want[1]), "{format:?} d={dims} decoded");
+            }
+        }
+    }
+
+    #[test]
+    fn scan_equals_reference_selection_on_seeded_shapes() {
+        let mut rng = crate::rng::Rng::new(0x5CA7);
+        for case in 0..90 {
+            let format = [BankFormat::F32, BankFormat::F16, BankFormat::Int8][case % 3];
+            let n = *rng.pick(&[0usize, 1, 5, 8, 13, 64, 131, 300]);
+            let dims = *rng.pick(&[1usize, 3, 6, 9, 33, 100, 300]);
+            let b = *rng.pick(&[1usize, 2, 3, 5, 16, 64]);
+            let k = *rng.pick(&[1usize, 4, 10, 400]);
+            let l = Layout::new(format, dims);
+            let words = random_bank(&mut rng, &l, n);
+            let words32 = n.div_ceil(32).max(1);
+            let live: Vec<u32> = (0..words32)
+                .map(|_| rng.next_u64() as u32 | 0x0F0F_0F0F)
+                .collect();
+            let mask_mode = rng.below(3);
+            let mask: Vec<u32> = (0..words32)
+                .map(|_| {
+                    if mask_mode == 1 {
+                        0
+                    } else {
+                        rng.next_u64() as u32
+                    }
+                })
+                .collect();
+            let mask = (mask_mode != 0).then_some(&mask[..]);
+            let queries = rng.vec_f32(b * dims);
+            let got = scan(&l, &words, n, &live, mask, &queries, k);
+            let qp = arrange_queries(&l, &queries);
+            let mut want = TopkResult::empty(b, k);
+            for (qi, q) in qp.chunks_exact(l.cols()).enumerate() {
+                let mut all = Vec::new();
+                for blk in 0..n.div_ceil(BLOCK_ROWS) {
+                    let bits = block_bits(&live, mask, blk, n);
+                    let s =
+                        reference_block(&l, &words[blk * l.block_words()..][..l.block_words()], q);
+                    for (r, &sc) in s.iter().enumerate() {
+                        if bits >> r & 1 == 1 {
+                            all.push((sc, (blk * BLOCK_ROWS + r) as u32));
+                        }
+                    }
+                }
+                // Equal scores (0.0 and -0.0 included) by lower row id, as `better`.
+                all.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1)));
+                for (t, (s, i)) in all.into_iter().take(k).enumerate() {
+                    want.ids[qi * k + t] = i;
+                    want.scores[qi * k + t] = s;
+                }
+            }
+            let what =
+                format!("case {case}: {format:?} n={n} d={dims} b={b} k={k} mask={mask_mode}");
+            assert_eq!(got.ids, want.ids, "{what}");
+            assert_eq!(
+                got.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                want.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                "{what}"
+            );
+            if mask_mode == 1 {
+                assert!(got.ids.iter().all(|&i| i == NO_ID), "{what}");
             }
         }
     }

@@ -39,6 +39,7 @@ mod bank;
 pub mod cpu;
 pub mod format;
 pub(crate) mod gpu;
+mod simd;
 
 pub use bank::{
     FetchPath, FlatBank, FlatBankOptions, GatherIds, GpuCopyBench, GpuRows, GpuTopk, Tuning,
