@@ -1274,7 +1274,7 @@ impl<B: Backend> Store<B> {
         match self.commit_journaled(ws, entry).await? {
             CommitOutcome::Committed => {
                 *self.state.borrow_mut() = new_state;
-                if defer && self.tidy_due() {
+                if seg_layout.deferred {
                     let hook = self.tidy_hook.borrow().clone();
                     if let Some(h) = hook {
                         h();

@@ -116,6 +116,9 @@ pub(crate) struct Layout {
     pub delete_keys: Vec<u64>,
     /// Old keys whose records the builds need.
     pub reads: Vec<u64>,
+    /// The plan deferred merges ([`Policy::TieredDeferred`]) that the full policy would make on
+    /// the new directory: a tidy is due.
+    pub deferred: bool,
 }
 
 impl Layout {
@@ -300,8 +303,11 @@ pub(crate) fn plan_units(
         a.dirty = true;
     }
 
+    let deferred =
+        policy == Policy::TieredDeferred && next_merge(&units, cap, Policy::Tiered).is_some();
     let mut layout = Layout {
         reads: emptied,
+        deferred,
         ..Default::default()
     };
     let mut kept: HashSet<u64> = HashSet::new();
@@ -705,6 +711,12 @@ mod tests {
                 assert_eq!(rewrites, 0, "step {step}: a deferring write rewrote rows");
             }
             dir = l.seg_infos();
+            let full = plan(&dir, cap, &[], &[], &[], Policy::Tiered).unwrap();
+            assert_eq!(
+                l.deferred,
+                !full.builds.is_empty(),
+                "step {step}: deferred flag"
+            );
             assert!(dir.iter().all(|s| s.n as usize <= cap));
             assert!(
                 dir.len() <= full_bound((next - 1) as f64) + DEFER_UNITS,
