@@ -437,7 +437,8 @@ pub trait JournalDir {
     async fn rename(&self, from: &str, to: &str) -> Result<()>;
     /// Delete `name` (no error if it does not exist).
     async fn remove(&self, name: &str) -> Result<()>;
-    /// A number no other connection is likely to draw (names of pending files).
+    /// A number no other connection is likely to draw, and no other call of this one (names of
+    /// pending files; the OPFS directory hands out the number of a file it opened ahead).
     fn unique(&self) -> u64;
 }
 

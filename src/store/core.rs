@@ -30,7 +30,8 @@ use super::episode::{
 use super::error::{Result, StoreError};
 use super::export::{decode_all, ExportWriter};
 use super::journal::{
-    self, file_name, should_compact, Entry, FileKind, Listing, Replayed, SnapshotWriter, Upsert,
+    self, file_name, pending_name, should_compact, Entry, FileKind, Listing, Replayed,
+    SnapshotWriter, Upsert,
 };
 use super::lock::AsyncLock;
 use super::plan::{
@@ -1326,13 +1327,18 @@ impl<B: Backend> Store<B> {
                 self.journal.borrow_mut().behind = false;
             }
         }
-        let bytes = e.encode();
         let dead = match kind {
             FileKind::Entry => self.obsolete_bytes(&e, rewrites),
             FileKind::Snapshot => 0,
         };
-        let pending = format!("p-{:016x}", j.unique());
-        let (written, committed) = join2(j.write(&pending, &bytes), self.backend.commit(ws)).await;
+        let pending = pending_name(j.unique());
+        // The commit is polled first: it issues its requests before the entry is encoded.
+        let (committed, (written, len)) = join2(self.backend.commit(ws), async {
+            let bytes = e.encode();
+            let r = j.write(&pending, &bytes).await;
+            (r, bytes.len())
+        })
+        .await;
         let out = match committed {
             Ok(CommitOutcome::Committed) => CommitOutcome::Committed,
             other => {
@@ -1342,7 +1348,7 @@ impl<B: Backend> Store<B> {
                 return other;
             }
         };
-        let name = file_name(kind, e.seq, bytes.len(), dead);
+        let name = file_name(kind, e.seq, len, dead);
         let renamed = match written {
             Ok(()) => j.rename(&pending, &name).await,
             Err(err) => Err(err),
@@ -1355,13 +1361,13 @@ impl<B: Backend> Store<B> {
         }
         match kind {
             FileKind::Snapshot => {
-                let _ = self.journal_cleanup(e.seq, bytes.len() as u64).await;
+                let _ = self.journal_cleanup(e.seq, len as u64).await;
             }
             FileKind::Entry => {
                 let compact = {
                     let mut js = self.journal.borrow_mut();
                     js.entries += 1;
-                    js.entry_bytes += bytes.len() as u64;
+                    js.entry_bytes += len as u64;
                     js.dead += dead;
                     should_compact(js.entries, js.entry_bytes, js.dead, js.snap_bytes)
                 };
@@ -1412,6 +1418,12 @@ impl<B: Backend> Store<B> {
         }
         for f in l.entries.iter().filter(|f| f.seq <= seq) {
             j.remove(&f.name).await?;
+        }
+        // Pending files left by connections that closed or died before renaming them. A live
+        // connection's pending file is open for writing, which locks it in OPFS: its removal
+        // fails and is ignored.
+        for p in &l.pending {
+            let _ = j.remove(p).await;
         }
         let after: Vec<_> = l.entries.iter().filter(|f| f.seq > seq).collect();
         let mut js = self.journal.borrow_mut();

@@ -279,6 +279,11 @@ pub fn parse_name(name: &str) -> Option<FileName> {
     })
 }
 
+/// The name of pending entry `n` (a number from [`JournalDir::unique`]).
+pub fn pending_name(n: u64) -> String {
+    format!("p-{n:016x}")
+}
+
 /// Is `name` a pending entry?
 pub fn is_pending(name: &str) -> bool {
     name.starts_with("p-")

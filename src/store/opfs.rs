@@ -15,6 +15,8 @@
 //! transactions.
 
 use std::cell::RefCell;
+
+use futures_channel::oneshot;
 use std::rc::Rc;
 
 use js_sys::{ArrayBuffer, Function, Promise, Reflect, Uint8Array};
@@ -29,6 +31,7 @@ use web_sys::{
 
 use super::backend::JournalDir;
 use super::error::{Result, StoreError};
+use super::journal::pending_name;
 
 /// The OPFS directory holding every store's journal directory.
 const ROOT: &str = "mnemo-journal";
@@ -119,13 +122,42 @@ async fn subdir(
     Ok(v.unchecked_into())
 }
 
+/// A random 64-bit number (for pending file names).
+fn random_u64() -> u64 {
+    let r = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+    r ^ (js_sys::Date::now() as u64).rotate_left(40)
+}
+
 /// The journal directory of one store in the Origin Private File System.
 #[derive(Clone)]
 pub struct OpfsDir {
     dir: FileSystemDirectoryHandle,
     /// The file last written, and its handle (a rename of it reuses the handle).
     last: Rc<RefCell<Option<(String, FileSystemFileHandle)>>>,
+    /// The next pending file, opened ahead (see [`Spare`]).
+    spare: Rc<RefCell<Spare>>,
 }
+
+/// A pending file opened ahead of the next write: after each write, the next `p-<n>` file is
+/// created and its writable opened in the background, so the next entry goes straight to write +
+/// close (two of the three round trips are off the write's path). [`JournalDir::unique`] hands out
+/// its number; a write to another name, or one whose spare failed to open, opens its file as
+/// usual. The open writable holds the file's lock, so a compaction's clean-up of stray pending
+/// files (left by closed or killed tabs) cannot remove it; [`OpfsDir::release`] (on close) aborts
+/// it and removes the file.
+#[derive(Default)]
+struct Spare {
+    /// Its number, and the task opening it (`None` if it failed to open).
+    next: Option<(u64, SpareRx)>,
+    /// The spare whose number [`JournalDir::unique`] handed out (no other call gets it), until
+    /// the write to it takes it.
+    claimed: Option<(u64, SpareRx)>,
+    /// Released: no more spares (the connection closed).
+    released: bool,
+}
+
+/// A spare file's handle and open writable, once its opening task is done.
+type SpareRx = oneshot::Receiver<Option<(FileSystemFileHandle, FileSystemWritableFileStream)>>;
 
 impl OpfsDir {
     /// Open (creating) the journal directory of the database `dbname`. Fails where OPFS is not
@@ -141,6 +173,7 @@ impl OpfsDir {
         Ok(OpfsDir {
             dir,
             last: Rc::default(),
+            spare: Rc::default(),
         })
     }
 
@@ -185,9 +218,81 @@ impl OpfsDir {
         Ok(v.unchecked_into())
     }
 
+    /// Open the next spare pending file in the background (unless released or already there).
+    fn prepare_spare(&self) {
+        let mut sp = self.spare.borrow_mut();
+        if sp.released || sp.next.is_some() {
+            return;
+        }
+        let n = random_u64();
+        let (tx, rx) = oneshot::channel();
+        let me = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let open = async {
+                let fh = me.file(&pending_name(n), true).await?;
+                let w = wait(fh.create_writable()).await?.unchecked_into();
+                Ok::<_, JsValue>((fh, w))
+            };
+            let _ = tx.send(open.await.ok());
+        });
+        sp.next = Some((n, rx));
+    }
+
+    /// The spare for `name`, if there is one ready: its handle and open writable.
+    async fn take_spare(
+        &self,
+        name: &str,
+    ) -> Option<(FileSystemFileHandle, FileSystemWritableFileStream)> {
+        let (_, rx) = {
+            let mut sp = self.spare.borrow_mut();
+            match &sp.claimed {
+                Some((n, _)) if pending_name(*n) == name => sp.claimed.take()?,
+                _ => return None,
+            }
+        };
+        rx.await.ok().flatten()
+    }
+
+    /// No more spares; abort the one opened ahead and remove its file (in the background: the
+    /// connection is closing).
+    pub fn release(&self) {
+        let spares = {
+            let mut sp = self.spare.borrow_mut();
+            sp.released = true;
+            [sp.next.take(), sp.claimed.take()]
+        };
+        for (n, rx) in spares.into_iter().flatten() {
+            let dir = self.dir.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Ok(Some((_, w))) = rx.await {
+                    let _ = wait(w.abort()).await;
+                    let _ = wait(dir.remove_entry(&pending_name(n))).await;
+                }
+            });
+        }
+    }
+
     async fn write_inner(&self, name: &str, bytes: &[u8]) -> std::result::Result<(), JsValue> {
-        let fh = self.file(name, true).await?;
-        let w: FileSystemWritableFileStream = wait(fh.create_writable()).await?.unchecked_into();
+        let spare = self.take_spare(name).await;
+        let r = self.write_file(name, bytes, spare).await;
+        self.prepare_spare();
+        r
+    }
+
+    async fn write_file(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        spare: Option<(FileSystemFileHandle, FileSystemWritableFileStream)>,
+    ) -> std::result::Result<(), JsValue> {
+        let (fh, w) = match spare {
+            Some(x) => x,
+            None => {
+                let fh = self.file(name, true).await?;
+                let w = wait(fh.create_writable()).await?.unchecked_into();
+                (fh, w)
+            }
+        };
         // A JS copy of the bytes: the write may read them after wasm memory moved on.
         let data = Uint8Array::from(bytes);
         // The close is queued behind the write (`write()` releases the stream's writer before it
@@ -296,7 +401,17 @@ impl JournalDir for OpfsDir {
     }
 
     fn unique(&self) -> u64 {
-        let r = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
-        r ^ (js_sys::Date::now() as u64).rotate_left(40)
+        let mut sp = self.spare.borrow_mut();
+        match sp.next.take() {
+            Some(next) => {
+                let n = next.0;
+                // An earlier claimed spare nobody wrote to stays open until the release.
+                if let Some(old) = sp.claimed.replace(next) {
+                    sp.next = Some(old);
+                }
+                n
+            }
+            None => random_u64(),
+        }
     }
 }
