@@ -147,11 +147,14 @@ fn invalid(field: &str, reason: &str) -> JsValue {
     store_err(StoreError::invalid(field, reason))
 }
 
-fn name(prefix: &str, f: &str) -> String {
-    if prefix.is_empty() {
-        f.to_string()
-    } else {
-        format!("{prefix}.{f}")
+/// Where a field is: an option or a lone episode (`None`), or episode `i` of a batch. Field names
+/// are built only for an error (a valid batch of 1,000 formats none).
+type At = Option<usize>;
+
+fn name(at: At, f: &str) -> String {
+    match at {
+        None => f.to_string(),
+        Some(i) => format!("episodes[{i}].{f}"),
     }
 }
 
@@ -177,100 +180,99 @@ fn get(o: &JsValue, key: &str) -> JsValue {
         .unwrap_or(JsValue::UNDEFINED)
 }
 
-fn opt_string(o: &JsValue, key: &str, prefix: &str) -> Result<Option<String>, JsValue> {
+fn opt_string(o: &JsValue, key: &str, at: At) -> Result<Option<String>, JsValue> {
     let v = get(o, key);
     if v.is_undefined() || v.is_null() {
         return Ok(None);
     }
     v.as_string()
         .map(Some)
-        .ok_or_else(|| invalid(&name(prefix, key), "must be a string"))
+        .ok_or_else(|| invalid(&name(at, key), "must be a string"))
 }
 
-fn req_string(o: &JsValue, key: &str, prefix: &str) -> Result<String, JsValue> {
-    opt_string(o, key, prefix)?.ok_or_else(|| invalid(&name(prefix, key), "is required"))
+fn req_string(o: &JsValue, key: &str, at: At) -> Result<String, JsValue> {
+    opt_string(o, key, at)?.ok_or_else(|| invalid(&name(at, key), "is required"))
 }
 
-fn opt_number(o: &JsValue, key: &str, prefix: &str) -> Result<Option<f64>, JsValue> {
+fn opt_number(o: &JsValue, key: &str, at: At) -> Result<Option<f64>, JsValue> {
     let v = get(o, key);
     if v.is_undefined() || v.is_null() {
         return Ok(None);
     }
     v.as_f64()
         .map(Some)
-        .ok_or_else(|| invalid(&name(prefix, key), "must be a number"))
+        .ok_or_else(|| invalid(&name(at, key), "must be a number"))
 }
 
-fn opt_embedding(o: &JsValue, key: &str, prefix: &str) -> Result<Option<Vec<f32>>, JsValue> {
+fn opt_embedding(o: &JsValue, key: &str, at: At) -> Result<Option<Vec<f32>>, JsValue> {
     let v = get(o, key);
     if v.is_undefined() || v.is_null() {
         return Ok(None);
     }
     v.dyn_ref::<Float32Array>()
         .map(|a| Some(a.to_vec()))
-        .ok_or_else(|| invalid(&name(prefix, key), "must be a Float32Array"))
+        .ok_or_else(|| invalid(&name(at, key), "must be a Float32Array"))
 }
 
-fn opt_metadata(o: &JsValue, prefix: &str) -> Result<Option<Metadata>, JsValue> {
+fn opt_metadata(o: &JsValue, at: At) -> Result<Option<Metadata>, JsValue> {
     let v = get(o, "metadata");
-    let field = name(prefix, "metadata");
     if v.is_undefined() {
         return Ok(None);
     }
+    let field = || name(at, "metadata");
     if !v.is_object() || Array::is_array(&v) || v.is_function() {
-        return Err(invalid(&field, "metadata must be a JSON object"));
+        return Err(invalid(&field(), "metadata must be a JSON object"));
     }
     let text = js_sys::JSON::stringify(&v)
-        .map_err(|_| invalid(&field, "metadata is not serializable as JSON (cycle?)"))?;
+        .map_err(|_| invalid(&field(), "metadata is not serializable as JSON (cycle?)"))?;
     let text: String = text.into();
-    Metadata::parse_field(&text, &field)
-        .map(Some)
-        .map_err(store_err)
+    Metadata::parse(&text).map(Some).map_err(|e| {
+        store_err(match e {
+            StoreError::InvalidInput { reason, .. } => StoreError::InvalidInput {
+                field: field(),
+                reason,
+            },
+            other => other,
+        })
+    })
 }
 
-fn opt_tags(o: &JsValue, prefix: &str) -> Result<Option<Vec<String>>, JsValue> {
+fn opt_tags(o: &JsValue, at: At) -> Result<Option<Vec<String>>, JsValue> {
     let v = get(o, "tags");
     if v.is_undefined() || v.is_null() {
         return Ok(None);
     }
     if !Array::is_array(&v) {
-        return Err(invalid(
-            &name(prefix, "tags"),
-            "must be an array of strings",
-        ));
+        return Err(invalid(&name(at, "tags"), "must be an array of strings"));
     }
     Array::from(&v)
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            t.as_string().ok_or_else(|| {
-                invalid(
-                    &format!("{}[{i}]", name(prefix, "tags")),
-                    "must be a string",
-                )
-            })
+            t.as_string()
+                .ok_or_else(|| invalid(&format!("{}[{i}]", name(at, "tags")), "must be a string"))
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
 }
 
-fn new_episode(o: &JsValue, prefix: &str) -> Result<NewEpisode, JsValue> {
+fn new_episode(o: &JsValue, at: At) -> Result<NewEpisode, JsValue> {
     if !o.is_object() {
         return Err(invalid(
-            if prefix.is_empty() { "episode" } else { prefix },
+            &at.map_or_else(|| "episode".to_string(), |i| format!("episodes[{i}]")),
             "must be an object",
         ));
     }
     Ok(NewEpisode {
-        namespace: req_string(o, "namespace", prefix)?,
-        role: opt_string(o, "role", prefix)?.unwrap_or_default(),
-        text: req_string(o, "text", prefix)?,
-        event_time: opt_number(o, "eventTime", prefix)?,
-        embedding: opt_embedding(o, "embedding", prefix)?
-            .ok_or_else(|| invalid(&name(prefix, "embedding"), "is required (a Float32Array)"))?,
-        metadata: opt_metadata(o, prefix)?.unwrap_or_default(),
-        importance: opt_number(o, "importance", prefix)?.map(|v| v as f32),
-        tags: opt_tags(o, prefix)?.unwrap_or_default(),
+        namespace: req_string(o, "namespace", at)?,
+        role: opt_string(o, "role", at)?.unwrap_or_default(),
+        text: req_string(o, "text", at)?,
+        event_time: opt_number(o, "eventTime", at)?,
+        embedding: opt_embedding(o, "embedding", at)?
+            .ok_or_else(|| invalid(&name(at, "embedding"), "is required (a Float32Array)"))?,
+        metadata: opt_metadata(o, at)?.unwrap_or_default(),
+        importance: opt_number(o, "importance", at)?.map(|v| v as f32),
+        tags: opt_tags(o, at)?.unwrap_or_default(),
     })
 }
 
@@ -408,20 +410,20 @@ impl Store {
         let mut opts = OpenOptions::default();
         if let Some(o) = options {
             let o: JsValue = o.into();
-            if let Some(d) = opt_number(&o, "dims", "")? {
+            if let Some(d) = opt_number(&o, "dims", None)? {
                 if d < 1.0 || d.fract() != 0.0 {
                     return Err(invalid("dims", "dims must be a positive integer"));
                 }
                 opts.dims = Some(d as usize);
             }
-            if let Some(d) = opt_string(&o, "durability", "")? {
+            if let Some(d) = opt_string(&o, "durability", None)? {
                 opts.durability = Durability::parse(&d)
                     .ok_or_else(|| invalid("durability", "must be 'strict' or 'relaxed'"))?;
             }
-            if let Some(c) = opt_number(&o, "segmentCapacity", "")? {
+            if let Some(c) = opt_number(&o, "segmentCapacity", None)? {
                 opts.segment_capacity = Some(c.max(0.0) as usize);
             }
-            if let Some(c) = opt_number(&o, "pageCapacity", "")? {
+            if let Some(c) = opt_number(&o, "pageCapacity", None)? {
                 opts.page_capacity = Some(c.max(0.0) as usize);
             }
         }
@@ -477,7 +479,7 @@ impl Store {
 
     /// Store one episode; resolves to its id.
     pub async fn put(&self, episode: NewEpisodeJs) -> Result<f64, JsValue> {
-        let e = new_episode(&episode.into(), "")?;
+        let e = new_episode(&episode.into(), None)?;
         let s = self.inner.clone();
         s.put(e).await.map(|id| id as f64).map_err(store_err)
     }
@@ -492,7 +494,7 @@ impl Store {
         let eps = Array::from(&v)
             .iter()
             .enumerate()
-            .map(|(i, e)| new_episode(&e, &format!("episodes[{i}]")))
+            .map(|(i, e)| new_episode(&e, Some(i)))
             .collect::<Result<Vec<_>, _>>()?;
         let s = self.inner.clone();
         let ids = s.put_many(eps).await.map_err(store_err)?;
@@ -530,12 +532,12 @@ impl Store {
             return Err(invalid("patch", "must be an object"));
         }
         let patch = Patch {
-            role: opt_string(&p, "role", "")?,
-            text: opt_string(&p, "text", "")?,
-            metadata: opt_metadata(&p, "")?,
-            importance: opt_number(&p, "importance", "")?.map(|v| v as f32),
-            embedding: opt_embedding(&p, "embedding", "")?,
-            tags: opt_tags(&p, "")?,
+            role: opt_string(&p, "role", None)?,
+            text: opt_string(&p, "text", None)?,
+            metadata: opt_metadata(&p, None)?,
+            importance: opt_number(&p, "importance", None)?.map(|v| v as f32),
+            embedding: opt_embedding(&p, "embedding", None)?,
+            tags: opt_tags(&p, None)?,
         };
         let s = self.inner.clone();
         s.update(id, patch).await.map_err(store_err)
@@ -569,11 +571,11 @@ impl Store {
     /// Episodes of a namespace in an event-time range, oldest first (or newest with `reverse`).
     pub async fn scan(&self, options: ScanJs) -> Result<EpisodesJs, JsValue> {
         let o: JsValue = options.into();
-        let limit = opt_number(&o, "limit", "")?;
+        let limit = opt_number(&o, "limit", None)?;
         let q = ScanQuery {
-            namespace: req_string(&o, "namespace", "")?,
-            from: opt_number(&o, "from", "")?,
-            to: opt_number(&o, "to", "")?,
+            namespace: req_string(&o, "namespace", None)?,
+            from: opt_number(&o, "from", None)?,
+            to: opt_number(&o, "to", None)?,
             limit: limit.map(|l| l.max(0.0) as usize),
             reverse: get(&o, "reverse").is_truthy(),
         };

@@ -34,9 +34,14 @@ test('persists across a page reload and a full browser restart', async () => {
       await s.update(ids[3], { text: 'updated after the batch', importance: 0.9 });
       await s.deleteMany([ids[10], ids[11]]);
       await s.putBlob('bm25', 1, await s.seq(), new Uint8Array([1, 2, 3, 250]));
-      return s.count();
+      // A bad batch names the field of the episode at fault and writes nothing.
+      const bad = [episode(3, 0, DIMS, 'r'), { ...episode(3, 1, DIMS, 'r'), metadata: [1] }];
+      let err = null;
+      try { await s.putMany(bad); } catch (e) { err = { code: e.code, field: e.field }; }
+      return { count: await s.count(), err };
     }, { DIMS });
-    assertEq(before, 268, 'count before reload');
+    assertEq(before.err, { code: 'INVALID_INPUT', field: 'episodes[1].metadata' }, 'bad batch error');
+    assertEq(before.count, 268, 'count before reload');
     const a = await snapshot(page, 'persist');
     assert(a.texts.includes('updated after the batch'), 'update visible');
 
