@@ -2,9 +2,10 @@
 //! latency dominates) and the oracle the GPU kernels are tested against.
 //!
 //! It scans the same blocked words as the GPU (see [`super::format`]) one block of
-//! [`BLOCK_ROWS`] rows at a time, with explicit four-lane vectors ([`super::simd`]: SSE2
-//! natively, `simd128` in the browser). A register tile ([`tile`]) keeps four accumulator lanes
-//! per (row, query) pair: 8 rows for one query, or 4 rows x [`CPU_QUERIES`] queries with the
+//! [`BLOCK_ROWS`] rows at a time, with explicit vectors ([`super::simd`]: SSE2 natively, AVX2
+//! with two rows per vector when the CPU has it (detected at run time), `simd128` in the
+//! browser). A register tile ([`tile`]) keeps four accumulator lanes per (row, query) pair: 8
+//! rows for one query, or 4 rows (AVX2: 8) x [`CPU_QUERIES`] queries with the
 //! queries packed so both operands are contiguous loads (a small GEMM: each word is loaded once
 //! per tile, each query vector once per slab). Several queries over an f16 or int8 bank share
 //! one decode of each block into f32. Each row's dot product is summed in the same order as the
@@ -12,7 +13,7 @@
 //! test, so almost every row costs one compare.
 
 use super::format::{BankFormat, Layout, BLOCK_ROWS};
-use super::simd::{F4, U4};
+use super::simd::{avx2, Avx2, FloatLanes, IntLanes, Lanes, X4};
 use super::{TopkResult, NO_ID};
 
 /// `a` comes before `b` in the result order: higher score, then lower row id.
@@ -94,7 +95,7 @@ const F16_REBIAS: f32 = f32::from_bits(0x7780_0000);
 /// four f32 lanes by [`Words::decode`] (exactly the value the format stores).
 trait Words {
     const P: usize;
-    fn decode(x: U4, e: usize) -> F4;
+    fn decode<U: IntLanes>(x: U, e: usize) -> U::F;
 }
 
 /// f32 banks (and blocks already decoded by [`decode_block`]): one value per word.
@@ -109,7 +110,7 @@ struct I8Words;
 impl Words for F32Words {
     const P: usize = 1;
     #[inline(always)]
-    fn decode(x: U4, _e: usize) -> F4 {
+    fn decode<U: IntLanes>(x: U, _e: usize) -> U::F {
         x.cast_f32()
     }
 }
@@ -122,12 +123,12 @@ impl Words for F16Words {
     /// Exact for every finite half, subnormals included, and bit for bit
     /// [`super::format::f16_bits_to_f32`] (the sign rides through the multiply instead of being ORed after it).
     #[inline(always)]
-    fn decode(x: U4, e: usize) -> F4 {
+    fn decode<U: IntLanes>(x: U, e: usize) -> U::F {
         let top = if e == 0 { x.shl::<16>() } else { x };
         top.sar::<3>()
             .and(0x8FFF_E000)
             .cast_f32()
-            .mul(F4::splat(F16_REBIAS))
+            .mul_splat(F16_REBIAS)
     }
 }
 
@@ -135,7 +136,7 @@ impl Words for I8Words {
     const P: usize = 4;
     /// Byte `e` sign-extended by a left then an arithmetic right shift, converted exactly.
     #[inline(always)]
-    fn decode(x: U4, e: usize) -> F4 {
+    fn decode<U: IntLanes>(x: U, e: usize) -> U::F {
         match e {
             0 => x.shl::<24>().sar::<24>(),
             1 => x.shl::<16>().sar::<24>(),
@@ -146,56 +147,52 @@ impl Words for I8Words {
     }
 }
 
-/// The four words of row `r` in a slab.
+/// The register tile of the scan: `N` vectors of rows (`N * V::ROWS` rows from `r0`) of a block
+/// against `Q` queries, `N * Q` vector accumulators (four lanes per row and query). `data` is
+/// the block's slabs, `qp` the queries packed by [`pack_queries`]: for each slab `s` and value
+/// `e`, the `Q` queries' lane vectors, so the inner loop reads both operands contiguously and
+/// each word is loaded and decoded once for the `Q` queries. Lane `t` of (row, query) sums
+/// value `e` of word `4 * s + t` over `s` then `e` in order, then the lanes are combined as
+/// `(l0 + l1) + (l2 + l3)`: the order of the GPU kernels ([`super::format`]) whatever the
+/// backend, `N` and `Q`.
 #[inline(always)]
-fn row_words(slab: &[u32], r: usize) -> &[u32; 4] {
-    slab[4 * r..4 * r + 4].try_into().expect("row of a slab")
-}
-
-/// The register tile of the scan: `R` rows (from `r0`) of a block against `Q` queries, `R * Q`
-/// four-lane accumulators. `data` is the block's slabs, `qp` the queries packed by
-/// [`pack_queries`]: for each slab `s` and value `e`, the `Q` queries' lane vectors, so the
-/// inner loop reads both operands contiguously and each word is loaded and decoded once for
-/// the `Q` queries. Lane `t` of (row, query) sums value `e` of word `4 * s + t` over `s` then
-/// `e` in order, then the lanes are combined as `(l0 + l1) + (l2 + l3)`: the order of the GPU
-/// kernels ([`super::format`]) whatever `R` and `Q`.
-#[inline(always)]
-fn tile<W: Words, const R: usize, const Q: usize>(
+fn tile<V: Lanes, W: Words, const N: usize, const Q: usize>(
+    v: V,
     data: &[u32],
     r0: usize,
     qp: &[[f32; 4]],
     out: &mut [[f32; BLOCK_ROWS]; Q],
 ) {
-    let mut acc = [[F4::zero(); R]; Q];
+    let mut acc = [[v.zero(); N]; Q];
     for (slab, qs) in data.chunks_exact(SLAB).zip(qp.chunks_exact(W::P * Q)) {
-        let x: [U4; R] = std::array::from_fn(|r| U4::load(row_words(slab, r0 + r)));
+        let x: [V::U; N] = std::array::from_fn(|i| v.load_rows(&slab[4 * (r0 + i * V::ROWS)..]));
         for e in 0..W::P {
-            let v: [F4; R] = std::array::from_fn(|r| W::decode(x[r], e));
+            let d: [V::F; N] = std::array::from_fn(|i| W::decode(x[i], e));
             for (a, q) in acc.iter_mut().zip(&qs[e * Q..(e + 1) * Q]) {
-                let q = F4::load(q);
-                for (ar, &vr) in a.iter_mut().zip(&v) {
-                    *ar = ar.mul_add(vr, q);
+                let q = v.load_query(q);
+                for (ai, &di) in a.iter_mut().zip(&d) {
+                    *ai = ai.mul_add(di, q);
                 }
             }
         }
     }
     for (o, a) in out.iter_mut().zip(&acc) {
-        for (r, ar) in a.iter().enumerate() {
-            let l = ar.to_array();
-            o[r0 + r] = (l[0] + l[1]) + (l[2] + l[3]);
+        for (i, ai) in a.iter().enumerate() {
+            v.row_sums(*ai, &mut o[r0 + i * V::ROWS..]);
         }
     }
 }
 
-/// All rows of a block against `Q` packed queries, `R` rows at a time.
+/// All rows of a block against `Q` packed queries, `N` vectors of rows at a time.
 #[inline(always)]
-fn score_rows<W: Words, const R: usize, const Q: usize>(
+fn score_rows<V: Lanes, W: Words, const N: usize, const Q: usize>(
+    v: V,
     data: &[u32],
     qp: &[[f32; 4]],
     out: &mut [[f32; BLOCK_ROWS]; Q],
 ) {
-    for g in 0..BLOCK_ROWS / R {
-        tile::<W, R, Q>(data, g * R, qp, out);
+    for g in 0..BLOCK_ROWS / (N * V::ROWS) {
+        tile::<V, W, N, Q>(v, data, g * N * V::ROWS, qp, out);
     }
 }
 
@@ -204,19 +201,70 @@ fn score_rows<W: Words, const R: usize, const Q: usize>(
 /// the same packed queries compute the same products in the same order. Done once per block
 /// when several queries share it.
 #[inline(always)]
-fn decode_block<W: Words>(data: &[u32], dst: &mut [u32]) {
+fn decode_block<V: Lanes, W: Words>(v: V, data: &[u32], dst: &mut [u32]) {
     for (slab, d) in data
         .chunks_exact(SLAB)
         .zip(dst.chunks_exact_mut(SLAB * W::P))
     {
-        for r in 0..BLOCK_ROWS {
-            let x = U4::load(row_words(slab, r));
+        for r in (0..BLOCK_ROWS).step_by(V::ROWS) {
+            let x = v.load_rows(&slab[4 * r..]);
             for e in 0..W::P {
-                let v = W::decode(x, e).to_bits().to_array();
-                d[e * SLAB + 4 * r..e * SLAB + 4 * r + 4].copy_from_slice(&v);
+                v.store_bits(W::decode(x, e), &mut d[e * SLAB + 4 * r..]);
             }
         }
     }
+}
+
+/// [`score_rows`] on the AVX2 backend: the `#[target_feature]` function the tiles are inlined
+/// into, so they compile to 256-bit instructions.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn avx2_rows<W: Words, const N: usize, const Q: usize>(
+    v: Avx2,
+    data: &[u32],
+    qp: &[[f32; 4]],
+    out: &mut [[f32; BLOCK_ROWS]; Q],
+) {
+    score_rows::<Avx2, W, N, Q>(v, data, qp, out)
+}
+
+/// [`decode_block`] on the AVX2 backend.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn avx2_decode<W: Words>(v: Avx2, data: &[u32], dst: &mut [u32]) {
+    decode_block::<Avx2, W>(v, data, dst)
+}
+
+/// [`score_rows`] on AVX2 when `wide` is given (`N8` vectors of two rows), else on four lanes
+/// (`N4` vectors of one row): the same scores bit for bit.
+#[inline(always)]
+fn rows<W: Words, const N4: usize, const N8: usize, const Q: usize>(
+    wide: Option<Avx2>,
+    data: &[u32],
+    qp: &[[f32; 4]],
+    out: &mut [[f32; BLOCK_ROWS]; Q],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v) = wide {
+        // SAFETY: an `Avx2` token exists only when the CPU has AVX2.
+        return unsafe { avx2_rows::<W, N8, Q>(v, data, qp, out) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = wide;
+    score_rows::<X4, W, N4, Q>(X4, data, qp, out)
+}
+
+/// [`decode_block`] on AVX2 when `wide` is given, else on four lanes.
+#[inline(always)]
+fn decode_on<W: Words>(wide: Option<Avx2>, data: &[u32], dst: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v) = wide {
+        // SAFETY: an `Avx2` token exists only when the CPU has AVX2.
+        return unsafe { avx2_decode::<W>(v, data, dst) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = wide;
+    decode_block::<X4, W>(X4, data, dst)
 }
 
 /// The data words of `block` (after the int8 scales).
@@ -246,12 +294,24 @@ pub(crate) fn score_block(
     q: &[[f32; 4]],
     out: &mut [f32; BLOCK_ROWS],
 ) {
+    score_block_on(avx2(), layout, block, q, out)
+}
+
+/// [`score_block`] on the given backend ([`avx2`] or not).
+#[inline]
+fn score_block_on(
+    wide: Option<Avx2>,
+    layout: &Layout,
+    block: &[u32],
+    q: &[[f32; 4]],
+    out: &mut [f32; BLOCK_ROWS],
+) {
     let data = block_data(layout, block);
     let one: &mut [[f32; BLOCK_ROWS]; 1] = std::array::from_mut(out);
     match layout.format {
-        BankFormat::F32 => score_rows::<F32Words, BLOCK_ROWS, 1>(data, q, one),
-        BankFormat::F16 => score_rows::<F16Words, BLOCK_ROWS, 1>(data, q, one),
-        BankFormat::Int8 => score_rows::<I8Words, BLOCK_ROWS, 1>(data, q, one),
+        BankFormat::F32 => rows::<F32Words, BLOCK_ROWS, 4, 1>(wide, data, q, one),
+        BankFormat::F16 => rows::<F16Words, BLOCK_ROWS, 4, 1>(wide, data, q, one),
+        BankFormat::Int8 => rows::<I8Words, BLOCK_ROWS, 4, 1>(wide, data, q, one),
     }
     apply_scales(layout, block, out);
 }
@@ -279,7 +339,7 @@ fn pack_queries(qp: &[f32], cols: usize, q0: usize, nq: usize) -> Vec<[f32; 4]> 
 /// Queries per multi-query tile (with [`MULTI_ROWS`] rows: 8 accumulators in registers).
 pub(crate) const CPU_QUERIES: usize = 2;
 
-/// Rows per multi-query tile.
+/// Rows per multi-query tile on four lanes (AVX2: twice as many, in [`MULTI_ROWS`] vectors).
 const MULTI_ROWS: usize = 4;
 
 /// Arrange each of the `b` queries (`[b, dims]`) for the lane-wise dot product
@@ -321,11 +381,26 @@ pub(crate) fn scan(
     queries: &[f32],
     k: usize,
 ) -> TopkResult {
+    scan_on(avx2(), layout, words, n, live, mask, queries, k)
+}
+
+/// [`scan`] on the given backend ([`avx2`] or not).
+#[allow(clippy::too_many_arguments)]
+fn scan_on(
+    wide: Option<Avx2>,
+    layout: &Layout,
+    words: &[u32],
+    n: usize,
+    live: &[u32],
+    mask: Option<&[u32]>,
+    queries: &[f32],
+    k: usize,
+) -> TopkResult {
     let b = queries.len() / layout.dims;
     let sel = match layout.format {
-        BankFormat::F32 => scan_with::<F32Words>(layout, words, n, live, mask, queries, k),
-        BankFormat::F16 => scan_with::<F16Words>(layout, words, n, live, mask, queries, k),
-        BankFormat::Int8 => scan_with::<I8Words>(layout, words, n, live, mask, queries, k),
+        BankFormat::F32 => scan_with::<F32Words>(wide, layout, words, n, live, mask, queries, k),
+        BankFormat::F16 => scan_with::<F16Words>(wide, layout, words, n, live, mask, queries, k),
+        BankFormat::Int8 => scan_with::<I8Words>(wide, layout, words, n, live, mask, queries, k),
     };
     let mut out = TopkResult::empty(b, k);
     for (q, s) in sel.iter().enumerate() {
@@ -340,8 +415,10 @@ pub(crate) fn scan(
 /// [`scan`] for one format. Queries are scored [`CPU_QUERIES`] at a time against each block
 /// (register tiles of [`MULTI_ROWS`] rows), the remaining ones alone; with several queries, f16
 /// and int8 blocks are decoded once into f32 first ([`decode_block`]) rather than once per
-/// tile. Every query's scores are those of [`score_block`], bit for bit.
+/// tile. Every query's scores are those of [`score_block`], bit for bit, on either backend.
+#[allow(clippy::too_many_arguments)]
 fn scan_with<W: Words>(
+    wide: Option<Avx2>,
     layout: &Layout,
     words: &[u32],
     n: usize,
@@ -390,13 +467,13 @@ fn scan_with<W: Words>(
         };
         let data = block_data(layout, block);
         let data = if decode {
-            decode_block::<W>(data, &mut decoded);
+            decode_on::<W>(wide, data, &mut decoded);
             &decoded[..]
         } else {
             data
         };
         for (g, qg) in groups.iter().enumerate() {
-            score_rows::<F32Words, MULTI_ROWS, CPU_QUERIES>(data, qg, &mut multi);
+            rows::<F32Words, MULTI_ROWS, MULTI_ROWS, CPU_QUERIES>(wide, data, qg, &mut multi);
             for (j, m) in multi.iter_mut().enumerate() {
                 apply_scales(layout, block, m);
                 offer(&mut sel[g * CPU_QUERIES + j], m);
@@ -404,9 +481,9 @@ fn scan_with<W: Words>(
         }
         for (qi, q) in &tail {
             if decode || W::P == 1 {
-                score_rows::<F32Words, BLOCK_ROWS, 1>(data, q, &mut one);
+                rows::<F32Words, BLOCK_ROWS, 4, 1>(wide, data, q, &mut one);
             } else {
-                score_rows::<W, BLOCK_ROWS, 1>(data, q, &mut one);
+                rows::<W, BLOCK_ROWS, 4, 1>(wide, data, q, &mut one);
             }
             apply_scales(layout, block, &mut one[0]);
             offer(&mut sel[*qi], &one[0]);
@@ -447,6 +524,7 @@ mod tests {
     use super::*;
 
     use crate::kernels::fetch::format::{f16_bits_to_f32, i8_of};
+    use crate::kernels::fetch::simd::U4;
 
     /// Scalar reference of the scan's summation order (the GPU kernels' order): lane `t` sums
     /// value `e` of word `4 * s + t` over `s` then `e`, lanes combined `(l0 + l1) + (l2 + l3)`,
@@ -535,45 +613,64 @@ mod tests {
                     .map(|q| reference_block(&l, &words, q))
                     .collect();
                 let bits = |s: &[f32; BLOCK_ROWS]| s.map(f32::to_bits);
-                for (q, w) in qp.chunks_exact(cols).zip(&want) {
-                    let mut single = [0.0f32; BLOCK_ROWS];
-                    score_block(&l, &words, &query_lanes(q), &mut single);
-                    assert_eq!(bits(&single), bits(w), "{format:?} d={dims} single");
-                }
-                // Decoded once into f32, then the multi-query and one-query f32 tiles.
-                let data = block_data(&l, &words);
-                let mut decoded = vec![0u32; cols * BLOCK_ROWS];
-                let data = match format {
-                    BankFormat::F32 => data,
-                    BankFormat::F16 => {
-                        decode_block::<F16Words>(data, &mut decoded);
-                        &decoded[..]
+                for wide in backends() {
+                    let on = if wide.is_some() { "avx2" } else { "4 lanes" };
+                    for (q, w) in qp.chunks_exact(cols).zip(&want) {
+                        let mut single = [0.0f32; BLOCK_ROWS];
+                        score_block_on(wide, &l, &words, &query_lanes(q), &mut single);
+                        assert_eq!(bits(&single), bits(w), "{format:?} d={dims} {on} single");
                     }
-                    BankFormat::Int8 => {
-                        decode_block::<I8Words>(data, &mut decoded);
-                        &decoded[..]
+                    // Decoded once into f32, then the multi-query and one-query f32 tiles.
+                    let data = block_data(&l, &words);
+                    let mut decoded = vec![0u32; cols * BLOCK_ROWS];
+                    let data = match format {
+                        BankFormat::F32 => data,
+                        BankFormat::F16 => {
+                            decode_on::<F16Words>(wide, data, &mut decoded);
+                            &decoded[..]
+                        }
+                        BankFormat::Int8 => {
+                            decode_on::<I8Words>(wide, data, &mut decoded);
+                            &decoded[..]
+                        }
+                    };
+                    let mut multi = [[0.0f32; BLOCK_ROWS]; CPU_QUERIES];
+                    rows::<F32Words, MULTI_ROWS, MULTI_ROWS, CPU_QUERIES>(
+                        wide,
+                        data,
+                        &pack_queries(&qp, cols, 0, CPU_QUERIES),
+                        &mut multi,
+                    );
+                    for (m, w) in multi.iter_mut().zip(&want) {
+                        apply_scales(&l, &words, m);
+                        assert_eq!(bits(m), bits(w), "{format:?} d={dims} {on} multi");
                     }
-                };
-                let mut multi = [[0.0f32; BLOCK_ROWS]; CPU_QUERIES];
-                score_rows::<F32Words, MULTI_ROWS, CPU_QUERIES>(
-                    data,
-                    &pack_queries(&qp, cols, 0, CPU_QUERIES),
-                    &mut multi,
-                );
-                for (m, w) in multi.iter_mut().zip(&want) {
-                    apply_scales(&l, &words, m);
-                    assert_eq!(bits(m), bits(w), "{format:?} d={dims} multi");
+                    let mut one = [[0.0f32; BLOCK_ROWS]; 1];
+                    rows::<F32Words, BLOCK_ROWS, 4, 1>(
+                        wide,
+                        data,
+                        &pack_queries(&qp, cols, 1, 1),
+                        &mut one,
+                    );
+                    apply_scales(&l, &words, &mut one[0]);
+                    assert_eq!(
+                        bits(&one[0]),
+                        bits(&want[1]),
+                        "{format:?} d={dims} {on} decoded"
+                    );
                 }
-                let mut one = [[0.0f32; BLOCK_ROWS]; 1];
-                score_rows::<F32Words, BLOCK_ROWS, 1>(
-                    data,
-                    &pack_queries(&qp, cols, 1, 1),
-                    &mut one,
-                );
-                apply_scales(&l, &words, &mut one[0]);
-                assert_eq!(bits(&one[0]), bits(&want[1]), "{format:?} d={dims} decoded");
             }
         }
+    }
+
+    /// The backends to test: four lanes, and AVX2 when this CPU has it (whatever
+    /// `MNEMO_CPU_NO_AVX2` says).
+    fn backends() -> Vec<Option<Avx2>> {
+        let wide = crate::kernels::fetch::simd::avx2_detected();
+        if wide.is_none() {
+            eprintln!("no AVX2 on this CPU: only the four-lane path is tested");
+        }
+        [None].into_iter().chain(wide.map(Some)).collect()
     }
 
     #[test]
@@ -603,7 +700,6 @@ mod tests {
                 .collect();
             let mask = (mask_mode != 0).then_some(&mask[..]);
             let queries = rng.vec_f32(b * dims);
-            let got = scan(&l, &words, n, &live, mask, &queries, k);
             let qp = arrange_queries(&l, &queries);
             let mut want = TopkResult::empty(b, k);
             for (qi, q) in qp.chunks_exact(l.cols()).enumerate() {
@@ -625,16 +721,21 @@ mod tests {
                     want.scores[qi * k + t] = s;
                 }
             }
-            let what =
-                format!("case {case}: {format:?} n={n} d={dims} b={b} k={k} mask={mask_mode}");
-            assert_eq!(got.ids, want.ids, "{what}");
-            assert_eq!(
-                got.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
-                want.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
-                "{what}"
-            );
-            if mask_mode == 1 {
-                assert!(got.ids.iter().all(|&i| i == NO_ID), "{what}");
+            for wide in backends() {
+                let got = scan_on(wide, &l, &words, n, &live, mask, &queries, k);
+                let what = format!(
+                    "case {case}: {format:?} n={n} d={dims} b={b} k={k} mask={mask_mode} avx2={}",
+                    wide.is_some()
+                );
+                assert_eq!(got.ids, want.ids, "{what}");
+                assert_eq!(
+                    got.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                    want.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                    "{what}"
+                );
+                if mask_mode == 1 {
+                    assert!(got.ids.iter().all(|&i| i == NO_ID), "{what}");
+                }
             }
         }
     }

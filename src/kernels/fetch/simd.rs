@@ -1,16 +1,267 @@
-//! Four-lane vectors for the CPU scan of the flat top-k ([`super::cpu`]): an f32 vector [`F4`]
-//! and a 32-bit integer vector [`U4`], with exactly the operations the scan needs (load, separate
-//! multiply and add — never fused —, shifts, mask, int-to-float, bit casts).
+//! Lane vectors for the CPU scan of the flat top-k ([`super::cpu`]): four-lane f32 / 32-bit
+//! integer vectors [`F4`] / [`U4`] on every target and, on x86-64 with AVX2, eight-lane ones
+//! holding two rows at once, with exactly the operations the scan needs (load, separate multiply
+//! and add — never fused —, shifts, mask, int-to-float, bit casts).
 //!
-//! Three implementations with identical results: SSE2 on x86-64 (part of the x86-64 baseline,
-//! so always present: no runtime detection, no AVX), `simd128` on wasm32 (the browser build
-//! enables it in `.cargo/config.toml`), and plain arrays elsewhere. Explicit intrinsics rather
-//! than auto-vectorisation because LLVM's SLP vectoriser packs the register-blocked scan the
-//! wrong way round (across rows, with shuffles and broadcasts and spilled accumulators: several
-//! times slower), and because the browser package is built with low inlining/unrolling
-//! thresholds.
+//! The scan is written once, generic over [`Lanes`] (a backend token that makes the vectors) and
+//! the [`FloatLanes`] / [`IntLanes`] operations. Backends, with identical results lane for lane:
+//! - [`X4`], four lanes = one row's four accumulator lanes: SSE2 on x86-64 (the x86-64 baseline,
+//!   always present), `simd128` on wasm32 (the browser build enables it in
+//!   `.cargo/config.toml`), plain arrays elsewhere;
+//! - [`Avx2`] (x86-64 only), eight lanes = two adjacent rows of a slab (one contiguous 32-byte
+//!   load), the query's four lanes duplicated into both halves, so each lane computes the same
+//!   products and sums in the same order as with [`X4`]; half the instructions per row. Chosen
+//!   at run time by [`avx2`] (`is_x86_feature_detected!`, checked once; `MNEMO_CPU_NO_AVX2=1`
+//!   forces [`X4`], for A/B benchmarks). No FMA and no AVX-512 (FMA would change the scores).
+//!
+//! Explicit intrinsics rather than auto-vectorisation because LLVM's SLP vectoriser packs the
+//! register-blocked scan the wrong way round (across rows, with shuffles and broadcasts and
+//! spilled accumulators: several times slower), and because the browser package is built with
+//! low inlining/unrolling thresholds.
 
 pub(crate) use imp::{F4, U4};
+#[cfg(all(target_arch = "x86_64", test))]
+pub(crate) use x86_avx2::avx2_detected;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86_avx2::{avx2, Avx2};
+
+/// f32 lanes: the arithmetic of the scan.
+pub(crate) trait FloatLanes: Copy {
+    /// `self + a * b`, rounded after the multiply and after the add.
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// `self * x` in every lane.
+    fn mul_splat(self, x: f32) -> Self;
+}
+
+/// 32-bit integer lanes: the decoding of f16 / int8 words.
+pub(crate) trait IntLanes: Copy {
+    type F: FloatLanes;
+    fn shl<const S: i32>(self) -> Self;
+    /// Arithmetic (sign-extending) shift right.
+    fn sar<const S: i32>(self) -> Self;
+    fn and(self, m: u32) -> Self;
+    fn cast_f32(self) -> Self::F;
+    /// The lanes as signed integers converted to f32 (exact below 2^24).
+    fn to_f32(self) -> Self::F;
+}
+
+/// A vector backend (a token: holding one proves its instructions can run): `ROWS` rows of a
+/// slab per vector, four lanes per row.
+pub(crate) trait Lanes: Copy {
+    type F: FloatLanes;
+    type U: IntLanes<F = Self::F>;
+    /// Rows per vector.
+    const ROWS: usize;
+    fn zero(self) -> Self::F;
+    /// The first `4 * ROWS` words of `w` (rows `r..r + ROWS` of a slab from `4 * r`).
+    fn load_rows(self, w: &[u32]) -> Self::U;
+    /// One row's four query lanes, repeated for each row of the vector.
+    fn load_query(self, q: &[f32; 4]) -> Self::F;
+    /// Each row's lanes summed as `(l0 + l1) + (l2 + l3)` into `out[..ROWS]`.
+    fn row_sums(self, acc: Self::F, out: &mut [f32]);
+    /// The lanes' bits into `out[..4 * ROWS]`.
+    fn store_bits(self, v: Self::F, out: &mut [u32]);
+}
+
+/// The four-lane backend (SSE2 / `simd128` / arrays): always available.
+#[derive(Clone, Copy)]
+pub(crate) struct X4;
+
+impl FloatLanes for F4 {
+    #[inline(always)]
+    fn mul_add(self, a: F4, b: F4) -> F4 {
+        F4::mul_add(self, a, b)
+    }
+    #[inline(always)]
+    fn mul_splat(self, x: f32) -> F4 {
+        self.mul(F4::splat(x))
+    }
+}
+
+impl IntLanes for U4 {
+    type F = F4;
+    #[inline(always)]
+    fn shl<const S: i32>(self) -> U4 {
+        U4::shl::<S>(self)
+    }
+    #[inline(always)]
+    fn sar<const S: i32>(self) -> U4 {
+        U4::sar::<S>(self)
+    }
+    #[inline(always)]
+    fn and(self, m: u32) -> U4 {
+        U4::and(self, m)
+    }
+    #[inline(always)]
+    fn cast_f32(self) -> F4 {
+        U4::cast_f32(self)
+    }
+    #[inline(always)]
+    fn to_f32(self) -> F4 {
+        U4::to_f32(self)
+    }
+}
+
+impl Lanes for X4 {
+    type F = F4;
+    type U = U4;
+    const ROWS: usize = 1;
+    #[inline(always)]
+    fn zero(self) -> F4 {
+        F4::zero()
+    }
+    #[inline(always)]
+    fn load_rows(self, w: &[u32]) -> U4 {
+        U4::load(w[..4].try_into().expect("one row"))
+    }
+    #[inline(always)]
+    fn load_query(self, q: &[f32; 4]) -> F4 {
+        F4::load(q)
+    }
+    #[inline(always)]
+    fn row_sums(self, acc: F4, out: &mut [f32]) {
+        let l = acc.to_array();
+        out[0] = (l[0] + l[1]) + (l[2] + l[3]);
+    }
+    #[inline(always)]
+    fn store_bits(self, v: F4, out: &mut [u32]) {
+        out[..4].copy_from_slice(&v.to_bits().to_array());
+    }
+}
+
+/// Stand-in off x86-64: no AVX2 backend (uninhabited).
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Clone, Copy)]
+pub(crate) enum Avx2 {}
+
+/// Off x86-64: never.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn avx2() -> Option<Avx2> {
+    None
+}
+
+/// Off x86-64: never.
+#[cfg(not(target_arch = "x86_64"))]
+#[cfg(test)]
+pub(crate) fn avx2_detected() -> Option<Avx2> {
+    None
+}
+
+/// The eight-lane AVX2 backend: two rows per 256-bit vector.
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2 {
+    // SAFETY (every `unsafe` block in this module): the intrinsics are AVX/AVX2, and the
+    // vectors `F8` / `U8` (private fields) are only created by methods of an `Avx2` token, or
+    // from other such vectors; a token exists only after `is_x86_feature_detected!("avx2")`
+    // (which also checks that the OS saves the 256-bit registers), so the instructions can run.
+    // Loads and stores touch the 16 / 32 bytes of a `&[_; 4]` / `&[_; 8]` (unaligned).
+    use super::{FloatLanes, IntLanes, Lanes};
+    use core::arch::x86_64::*;
+    use std::sync::OnceLock;
+
+    /// Proof that AVX2 is available (see [`avx2`]).
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx2(());
+
+    /// Eight f32 lanes: two rows' four lanes.
+    #[derive(Clone, Copy)]
+    pub(crate) struct F8(__m256);
+
+    /// Eight 32-bit integer lanes: two rows' four words.
+    #[derive(Clone, Copy)]
+    pub(crate) struct U8(__m256i);
+
+    /// The AVX2 backend when this CPU has it and `MNEMO_CPU_NO_AVX2` is unset, empty or `0`
+    /// (both read once per process).
+    pub(crate) fn avx2() -> Option<Avx2> {
+        static ON: OnceLock<bool> = OnceLock::new();
+        let on = *ON.get_or_init(|| {
+            avx2_detected().is_some()
+                && std::env::var_os("MNEMO_CPU_NO_AVX2").is_none_or(|v| v.is_empty() || v == "0")
+        });
+        if on {
+            avx2_detected()
+        } else {
+            None
+        }
+    }
+
+    /// The AVX2 backend when this CPU has it, whatever the environment.
+    pub(crate) fn avx2_detected() -> Option<Avx2> {
+        is_x86_feature_detected!("avx2").then_some(Avx2(()))
+    }
+
+    impl FloatLanes for F8 {
+        #[inline(always)]
+        fn mul_add(self, a: F8, b: F8) -> F8 {
+            F8(unsafe { _mm256_add_ps(self.0, _mm256_mul_ps(a.0, b.0)) })
+        }
+        #[inline(always)]
+        fn mul_splat(self, x: f32) -> F8 {
+            F8(unsafe { _mm256_mul_ps(self.0, _mm256_set1_ps(x)) })
+        }
+    }
+
+    impl IntLanes for U8 {
+        type F = F8;
+        #[inline(always)]
+        fn shl<const S: i32>(self) -> U8 {
+            U8(unsafe { _mm256_slli_epi32::<S>(self.0) })
+        }
+        #[inline(always)]
+        fn sar<const S: i32>(self) -> U8 {
+            U8(unsafe { _mm256_srai_epi32::<S>(self.0) })
+        }
+        #[inline(always)]
+        fn and(self, m: u32) -> U8 {
+            U8(unsafe { _mm256_and_si256(self.0, _mm256_set1_epi32(m as i32)) })
+        }
+        #[inline(always)]
+        fn cast_f32(self) -> F8 {
+            F8(unsafe { _mm256_castsi256_ps(self.0) })
+        }
+        #[inline(always)]
+        fn to_f32(self) -> F8 {
+            F8(unsafe { _mm256_cvtepi32_ps(self.0) })
+        }
+    }
+
+    impl Lanes for Avx2 {
+        type F = F8;
+        type U = U8;
+        const ROWS: usize = 2;
+        #[inline(always)]
+        fn zero(self) -> F8 {
+            F8(unsafe { _mm256_setzero_ps() })
+        }
+        #[inline(always)]
+        fn load_rows(self, w: &[u32]) -> U8 {
+            let w: &[u32; 8] = w[..8].try_into().expect("two rows");
+            U8(unsafe { _mm256_loadu_si256(w.as_ptr() as *const __m256i) })
+        }
+        #[inline(always)]
+        fn load_query(self, q: &[f32; 4]) -> F8 {
+            F8(unsafe {
+                let x = _mm_loadu_ps(q.as_ptr());
+                _mm256_set_m128(x, x)
+            })
+        }
+        #[inline(always)]
+        fn row_sums(self, acc: F8, out: &mut [f32]) {
+            let mut l = [0.0f32; 8];
+            unsafe { _mm256_storeu_ps(l.as_mut_ptr(), acc.0) };
+            out[0] = (l[0] + l[1]) + (l[2] + l[3]);
+            out[1] = (l[4] + l[5]) + (l[6] + l[7]);
+        }
+        #[inline(always)]
+        fn store_bits(self, v: F8, out: &mut [u32]) {
+            let out: &mut [u32; 8] = (&mut out[..8]).try_into().expect("two rows");
+            unsafe {
+                _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, _mm256_castps_si256(v.0))
+            };
+        }
+    }
+}
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
