@@ -13,7 +13,7 @@
 //! test, so almost every row costs one compare.
 
 use super::format::{BankFormat, Layout, BLOCK_ROWS};
-use super::simd::{avx2, Avx2, FloatLanes, IntLanes, Lanes, X4};
+use super::simd::{avx2, prefetch_ahead, Avx2, FloatLanes, IntLanes, Lanes, X4};
 use super::{TopkResult, NO_ID};
 
 /// `a` comes before `b` in the result order: higher score, then lower row id.
@@ -165,6 +165,7 @@ fn tile<V: Lanes, W: Words, const N: usize, const Q: usize>(
 ) {
     let mut acc = [[v.zero(); N]; Q];
     for (slab, qs) in data.chunks_exact(SLAB).zip(qp.chunks_exact(W::P * Q)) {
+        prefetch_ahead(slab);
         let x: [V::U; N] = std::array::from_fn(|i| v.load_rows(&slab[4 * (r0 + i * V::ROWS)..]));
         for e in 0..W::P {
             let d: [V::F; N] = std::array::from_fn(|i| W::decode(x[i], e));
@@ -206,6 +207,7 @@ fn decode_block<V: Lanes, W: Words>(v: V, data: &[u32], dst: &mut [u32]) {
         .chunks_exact(SLAB)
         .zip(dst.chunks_exact_mut(SLAB * W::P))
     {
+        prefetch_ahead(slab);
         for r in (0..BLOCK_ROWS).step_by(V::ROWS) {
             let x = v.load_rows(&slab[4 * r..]);
             for e in 0..W::P {

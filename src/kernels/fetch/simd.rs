@@ -25,6 +25,32 @@ pub(crate) use x86_avx2::avx2_detected;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86_avx2::{avx2, Avx2};
 
+/// Bytes ahead of the current slab that the scan asks the CPU to fetch ([`prefetch_ahead`]).
+/// The hardware prefetcher alone keeps too few lines in flight once the decode work sits
+/// between the loads (an f16 scan of a 77 MB bank streamed at about half the speed of a plain
+/// read); 4–8 KiB ahead closed most of that gap on the 2-core Xeon here.
+pub(crate) const PREFETCH_BYTES: usize = 6144;
+
+/// Hint that the two cache lines [`PREFETCH_BYTES`] past the start of `w` will be read soon
+/// (x86-64: `prefetcht0`, which never faults, so the address may lie past the bank; elsewhere
+/// nothing: wasm has no prefetch).
+#[inline(always)]
+pub(crate) fn prefetch_ahead(w: &[u32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = w.as_ptr().wrapping_byte_add(PREFETCH_BYTES) as *const i8;
+        // SAFETY: `prefetcht0` (SSE, in the x86-64 baseline) only hints; it reads nothing
+        // architecturally and does not fault, whatever the address.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = w;
+}
+
 /// f32 lanes: the arithmetic of the scan.
 pub(crate) trait FloatLanes: Copy {
     /// `self + a * b`, rounded after the multiply and after the add.
