@@ -69,6 +69,17 @@ pub(crate) trait IntLanes: Copy {
     fn cast_f32(self) -> Self::F;
     /// The lanes as signed integers converted to f32 (exact below 2^24).
     fn to_f32(self) -> Self::F;
+    /// Byte `e` (0 = lowest) of each lane moved to the top byte, the other bytes cleared (the
+    /// signed byte times 2^24 as an i32). Shifts and a mask; AVX2 does it in one byte shuffle.
+    #[inline(always)]
+    fn byte_top(self, e: usize) -> Self {
+        match e {
+            0 => self.shl::<24>(),
+            1 => self.shl::<16>().and(0xFF00_0000),
+            2 => self.shl::<8>().and(0xFF00_0000),
+            _ => self.and(0xFF00_0000),
+        }
+    }
 }
 
 /// A vector backend (a token: holding one proves its instructions can run): `ROWS` rows of a
@@ -249,6 +260,20 @@ mod x86_avx2 {
         #[inline(always)]
         fn to_f32(self) -> F8 {
             F8(unsafe { _mm256_cvtepi32_ps(self.0) })
+        }
+        /// One `vpshufb` (a shuffle port) instead of two shifts (the ports the conversion and
+        /// the multiply-add compete for): control byte 3 of each lane picks byte `e` of the
+        /// lane, the others have their top bit set (zero).
+        #[inline(always)]
+        fn byte_top(self, e: usize) -> U8 {
+            let pick = |l: u32| (0x8080_8080u32 & 0x00FF_FFFF) | ((4 * l + e as u32) << 24);
+            let c = [pick(0), pick(1), pick(2), pick(3)].map(|w| w as i32);
+            U8(unsafe {
+                _mm256_shuffle_epi8(
+                    self.0,
+                    _mm256_setr_epi32(c[0], c[1], c[2], c[3], c[0], c[1], c[2], c[3]),
+                )
+            })
         }
     }
 
