@@ -29,6 +29,7 @@ pub(crate) use x86_avx2::{avx2, Avx2};
 /// The hardware prefetcher alone keeps too few lines in flight once the decode work sits
 /// between the loads (an f16 scan of a 77 MB bank streamed at about half the speed of a plain
 /// read); 4–8 KiB ahead closed most of that gap on the 2-core Xeon here.
+#[cfg(target_arch = "x86_64")]
 pub(crate) const PREFETCH_BYTES: usize = 6144;
 
 /// Hint that the two cache lines [`PREFETCH_BYTES`] past the start of `w` will be read soon
@@ -72,6 +73,7 @@ pub(crate) trait IntLanes: Copy {
     /// Byte `e` (0 = lowest) of each lane moved to the top byte, the other bytes cleared (the
     /// signed byte times 2^24 as an i32). Shifts and a mask; AVX2 does it in one byte shuffle.
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn byte_top(self, e: usize) -> Self {
         match e {
             0 => self.shl::<24>(),
