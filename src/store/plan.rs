@@ -174,10 +174,11 @@ fn next_merge(units: &[Unit], cap: usize, policy: Policy) -> Option<(usize, usiz
     let deferred = policy == Policy::TieredDeferred && k - start <= DEFER_UNITS;
     // T: as many of the trailing run's first units as fit in one unit, once the run holds at
     // least `full` (skipping a first unit that fits with none).
-    let t_rule = || {
-        if units[start..].iter().map(|u| u.w).sum::<usize>() < full {
-            return None;
-        }
+    let mut t = None;
+    if policy != Policy::Counter
+        && !deferred
+        && units[start..].iter().map(|u| u.w).sum::<usize>() >= full
+    {
         for i in start..k {
             let mut j = i;
             let mut w = 0;
@@ -186,18 +187,16 @@ fn next_merge(units: &[Unit], cap: usize, policy: Policy) -> Option<(usize, usiz
                 j += 1;
             }
             if j - i >= 2 {
-                return Some((i, j));
+                t = Some((i, j));
+                break;
             }
         }
-        None
-    };
+    }
     // A deferring plan whose run outgrew DEFER_UNITS merges with T first: one rewrite of the
     // run's first units, not R2's pair merges, which would rebuild a growing unit with every
     // write (rereading and rewriting up to a whole unit's bytes per write).
-    if policy == Policy::TieredDeferred && !deferred {
-        if let Some(m) = t_rule() {
-            return Some(m);
-        }
+    if policy == Policy::TieredDeferred && t.is_some() {
+        return t;
     }
     for i in 0..k.saturating_sub(1) {
         let (a, b) = (&units[i], &units[i + 1]);
@@ -214,10 +213,7 @@ fn next_merge(units: &[Unit], cap: usize, policy: Policy) -> Option<(usize, usiz
             return Some((i, i + 2));
         }
     }
-    if policy != Policy::Counter && !deferred {
-        return t_rule();
-    }
-    None
+    t
 }
 
 /// Plan a write on a directory: `old` units (in key order, after the write's deletions) and new
