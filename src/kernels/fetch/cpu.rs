@@ -92,7 +92,8 @@ const SLAB: usize = 4 * BLOCK_ROWS;
 const F16_REBIAS: f32 = f32::from_bits(0x7780_0000);
 
 /// How a format's data words hold values: `P` per word, value `e` of four words decoded into
-/// f32 lanes (four per row; AVX2 holds two rows) by [`Words::decode`] (exactly the value the format stores).
+/// f32 lanes (four per row; AVX2 holds two rows) by [`Words::decode`] (exactly the value the
+/// format stores).
 trait Words {
     const P: usize;
     fn decode<U: IntLanes>(x: U, e: usize) -> U::F;

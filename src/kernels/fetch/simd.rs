@@ -268,7 +268,7 @@ mod x86_avx2 {
         /// lane, the others have their top bit set (zero).
         #[inline(always)]
         fn byte_top(self, e: usize) -> U8 {
-            let pick = |l: u32| (0x8080_8080u32 & 0x00FF_FFFF) | ((4 * l + e as u32) << 24);
+            let pick = |l: u32| 0x0080_8080 | ((4 * l + e as u32) << 24);
             let c = [pick(0), pick(1), pick(2), pick(3)].map(|w| w as i32);
             U8(unsafe {
                 _mm256_shuffle_epi8(
