@@ -32,8 +32,10 @@ setup:
 ## from npm binaryen): the `js-engine` module (mnemo.js + mnemo_bg.wasm: `Mnemo`, what a memory
 ## app loads; profile `pkg-engine`, wasm-opt -Oz), the `js-store` + `js-kernels` module (mnemo_extra*: `Store`, `Kernels`,
 ## `FlatBank`, `HierIndex`, loaded on first use) and the `mnemo/encoder` entry (mnemo_encoder*:
-## `Mnemo` with the built-in text encoder), joined by scripts/pkg-split.mjs; the npm README
-## (pkg-readme/README.md; npm always ships README.md); the gzipped sizes (gzip -9).
+## `Mnemo` with the built-in text encoder), joined by scripts/pkg-split.mjs (which also drops the
+## glue's whole-line comments: the .d.ts files keep the docs), their imports renamed short by
+## scripts/short-imports.mjs; the npm README (pkg-readme/README.md; npm always ships README.md);
+## the gzipped sizes (gzip -9).
 pkg: setup
 	RUSTFLAGS="$(PKG_ENGINE_RUSTFLAGS)" wasm-pack build --profile pkg-engine --target web \
 	  --mode no-install --out-dir pkg --out-name mnemo -- --no-default-features --features js-engine
@@ -46,6 +48,7 @@ pkg: setup
 	  --features js-engine,encoder
 	$(WASM_OPT) -O3 $(WASM_FEATURES) target/pkg-encoder/mnemo_encoder_bg.wasm -o pkg/mnemo_encoder_bg.wasm
 	node scripts/pkg-split.mjs pkg target/pkg-extra target/pkg-encoder
+	node scripts/short-imports.mjs pkg mnemo mnemo_extra mnemo_encoder
 	cp pkg-readme/README.md pkg/README.md
 	@printf 'pkg: %s bytes wasm, %s bytes gzipped (wasm + js that a Mnemo app loads; target <= 358400)\n' \
 	  "$$(stat -c %s pkg/mnemo_bg.wasm)" "$$(cat pkg/mnemo_bg.wasm pkg/mnemo.js | gzip -9 | wc -c)"

@@ -15,6 +15,7 @@
 // module the same way.
 import fs from 'node:fs';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 
 const [pkgDir, extraDir, encoderDir] = process.argv.slice(2);
 if (!pkgDir || !extraDir) {
@@ -158,14 +159,51 @@ pj.exports = {
   './package.json': './package.json',
 };
 
-// Every check passed: write (the extra module's glue and declarations as wasm-bindgen wrote them).
-for (const f of ['mnemo_extra.js', 'mnemo_extra.d.ts']) {
-  fs.copyFileSync(path.join(extraDir, f), path.join(pkgDir, f));
+// The shipped glue without its whole-line comments (what an app downloads; the documentation is
+// in the .d.ts files, which keep it): `//` lines and `/* ... */` blocks that start a line. Refused
+// if a kept line has an odd number of backticks (a template literal spanning lines could hold a
+// line that looks like a comment), and the result must still parse (`node --check`).
+function stripComments(js, name) {
+  const out = [];
+  let inBlock = false;
+  for (const line of js.split('\n')) {
+    const t = line.trim();
+    if (inBlock) {
+      if (t.includes('*/')) {
+        if (!t.endsWith('*/')) throw new Error(`${name}: code after a block comment: ${line}`);
+        inBlock = false;
+      }
+      continue;
+    }
+    if (t.startsWith('//')) continue;
+    if (t.startsWith('/*')) {
+      if (t.includes('*/', 2) && !t.endsWith('*/')) throw new Error(`${name}: code after a block comment: ${line}`);
+      inBlock = !t.includes('*/', 2);
+      continue;
+    }
+    if ((line.split('`').length - 1) % 2) throw new Error(`${name}: a template literal spans lines: ${line}`);
+    out.push(line);
+  }
+  const stripped = out.join('\n');
+  const tmp = path.join(pkgDir, `.check-${name}.mjs`);
+  fs.writeFileSync(tmp, stripped);
+  try {
+    execFileSync(process.execPath, ['--check', tmp], { stdio: 'pipe' });
+  } catch (e) {
+    throw new Error(`${name} does not parse without its comments: ${e.stderr}`);
+  } finally {
+    fs.rmSync(tmp);
+  }
+  return stripped;
 }
-fs.writeFileSync(path.join(pkgDir, 'mnemo.js'), joinedJs);
+
+// Every check passed: write (the extra module's declarations as wasm-bindgen wrote them).
+fs.copyFileSync(path.join(extraDir, 'mnemo_extra.d.ts'), path.join(pkgDir, 'mnemo_extra.d.ts'));
+fs.writeFileSync(path.join(pkgDir, 'mnemo_extra.js'), stripComments(extraJs, 'mnemo_extra.js'));
+fs.writeFileSync(path.join(pkgDir, 'mnemo.js'), stripComments(joinedJs, 'mnemo.js'));
 fs.writeFileSync(path.join(pkgDir, 'mnemo.d.ts'), engineDts);
 if (encoderDir) {
-  fs.writeFileSync(path.join(pkgDir, 'mnemo_encoder.js'), joinedEncoderJs);
+  fs.writeFileSync(path.join(pkgDir, 'mnemo_encoder.js'), stripComments(joinedEncoderJs, 'mnemo_encoder.js'));
   fs.writeFileSync(path.join(pkgDir, 'mnemo_encoder.d.ts'), encoderDts);
 }
 fs.writeFileSync(path.join(pkgDir, 'package.json'), JSON.stringify(pj, null, 2) + '\n');

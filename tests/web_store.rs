@@ -97,3 +97,26 @@ async fn js_vector_sink_matches_the_wasm_load() {
     assert_eq!(arr.to_vec(), want.vectors);
     s.destroy().await.unwrap();
 }
+
+/// Here (Chromium: sync access handles in workers) the journal's pending entries go through its
+/// worker; the journal case also passes with the worker turned off (the writable path that pages
+/// without workers, or with a strict content security policy, use).
+#[wasm_bindgen_test]
+async fn journal_worker_is_used_and_the_writable_path_still_works() {
+    use mnemo::store::opfs::OpfsDir;
+    use mnemo::store::opfs_worker::set_enabled;
+    let d = OpfsDir::open("t-journal-worker").await.expect("OPFS");
+    assert!(
+        d.uses_worker(),
+        "pending entries should be written by the worker here"
+    );
+    d.release();
+    OpfsDir::delete("t-journal-worker").await.expect("delete");
+    set_enabled(false);
+    let off = OpfsDir::open("t-journal-worker").await.expect("OPFS");
+    assert!(!off.uses_worker(), "turned off, the worker is not used");
+    off.release();
+    OpfsDir::delete("t-journal-worker").await.expect("delete");
+    contract::journal_restores_a_discarded_database(&FACTORY).await;
+    set_enabled(true);
+}

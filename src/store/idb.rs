@@ -598,6 +598,25 @@ struct Inner {
     _onmessage: Handler<MessageEvent>,
 }
 
+/// The last handle of a connection went away without `close()` (a `Store::open` that failed
+/// after connecting, or a store dropped unclosed): close it now rather than at garbage
+/// collection, so it does not hold off other tabs' upgrades and deletes, nor keep its journal's
+/// spare file locked.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.db.set_onversionchange(None);
+        self.db.set_onclose(None);
+        self.db.close();
+        if let Some(c) = &self.channel {
+            c.set_onmessage(None);
+            c.close();
+        }
+        if let Some(j) = &self.journal {
+            j.release();
+        }
+    }
+}
+
 /// A connection to one store's IndexedDB database. Cloning gives the same connection.
 #[derive(Clone)]
 pub struct IdbBackend {

@@ -26,6 +26,8 @@ pub(crate) mod lock;
 pub mod memory;
 #[cfg(target_arch = "wasm32")]
 pub mod opfs;
+#[cfg(target_arch = "wasm32")]
+pub mod opfs_worker;
 mod plan;
 #[doc(hidden)]
 pub mod testing;
