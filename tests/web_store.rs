@@ -107,14 +107,17 @@ async fn journal_worker_is_used_and_the_writable_path_still_works() {
     use mnemo::store::opfs_worker::set_enabled;
     let d = OpfsDir::open("t-journal-worker").await.expect("OPFS");
     assert!(
-        d.uses_worker(),
+        d.uses_worker().await,
         "pending entries should be written by the worker here"
     );
     d.release();
     OpfsDir::delete("t-journal-worker").await.expect("delete");
     set_enabled(false);
     let off = OpfsDir::open("t-journal-worker").await.expect("OPFS");
-    assert!(!off.uses_worker(), "turned off, the worker is not used");
+    assert!(
+        !off.uses_worker().await,
+        "turned off, the worker is not used"
+    );
     off.release();
     OpfsDir::delete("t-journal-worker").await.expect("delete");
     contract::journal_restores_a_discarded_database(&FACTORY).await;

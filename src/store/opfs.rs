@@ -140,8 +140,20 @@ pub struct OpfsDir {
     last: Rc<RefCell<Option<Written>>>,
     /// The next pending file, opened ahead (see [`Spare`]).
     spare: Rc<RefCell<Spare>>,
-    /// The worker writing pending entries, and this directory's key in it (`"<n>|<path>"`).
-    worker: Option<(Rc<Courier>, Rc<str>)>,
+    /// The worker writing pending entries (settled at the first pending write, so a store that
+    /// only reads never starts it).
+    worker: Rc<RefCell<Mode>>,
+    /// This directory's key in the worker (`"<n>|<path>"`).
+    key: Rc<str>,
+}
+
+/// Whether pending entries go through the worker.
+#[derive(Clone, Default)]
+enum Mode {
+    #[default]
+    Unknown,
+    Worker(Rc<Courier>),
+    Writable,
 }
 
 /// The file last written: its name, and its handle unless the worker wrote it.
@@ -195,25 +207,40 @@ impl OpfsDir {
             o.set(o.get().wrapping_add(1));
             o.get()
         });
-        let worker = Courier::get()
-            .await
-            .map(|c| (c, Rc::from(format!("{n}|{ROOT}/{hex}"))));
         Ok(OpfsDir {
             dir,
             last: Rc::default(),
             spare: Rc::default(),
-            worker,
+            worker: Rc::default(),
+            key: Rc::from(format!("{n}|{ROOT}/{hex}")),
         })
     }
 
-    /// Pending entries are written by the worker (`createSyncAccessHandle`), not on this thread.
-    pub fn uses_worker(&self) -> bool {
-        self.courier().is_some()
+    /// Pending entries are written by the worker (`createSyncAccessHandle`), not on this thread
+    /// (settles the choice if no write did yet).
+    pub async fn uses_worker(&self) -> bool {
+        self.settle().await.is_some()
     }
 
-    /// The worker and this directory's key in it, while the worker lives.
+    /// The worker and this directory's key in it, once chosen and while the worker lives.
     fn courier(&self) -> Option<(Rc<Courier>, Rc<str>)> {
-        self.worker.clone().filter(|(c, _)| !c.dead())
+        match &*self.worker.borrow() {
+            Mode::Worker(c) if !c.dead() => Some((c.clone(), self.key.clone())),
+            _ => None,
+        }
+    }
+
+    /// [`Self::courier`], choosing first if not chosen yet (starting the worker, or finding it
+    /// cannot run here).
+    async fn settle(&self) -> Option<(Rc<Courier>, Rc<str>)> {
+        if matches!(&*self.worker.borrow(), Mode::Unknown) {
+            let m = match Courier::get().await {
+                Some(c) => Mode::Worker(c),
+                None => Mode::Writable,
+            };
+            *self.worker.borrow_mut() = m;
+        }
+        self.courier()
     }
 
     /// Delete the journal directory of the database `dbname` with everything in it (no error if
@@ -269,8 +296,12 @@ impl OpfsDir {
         wasm_bindgen_futures::spawn_local(async move {
             let name = pending_name(n);
             let open = async {
-                if let Some((c, key)) = me.courier() {
+                if let Some((c, key)) = me.settle().await {
                     c.call(Op::Open, &key, &name, "", None).await?;
+                    if me.spare.borrow().released {
+                        // Released while it opened: the worker's forget may have run first.
+                        c.send(Op::Forget, &key);
+                    }
                     return Ok(SpareFile::Worker);
                 }
                 let fh = me.file(&name, true).await?;
@@ -331,7 +362,11 @@ impl OpfsDir {
         bytes: &[u8],
         spare: Option<SpareFile>,
     ) -> std::result::Result<(), JsValue> {
-        if let (Some((c, key)), true) = (self.courier(), is_pending(name)) {
+        let worker = match is_pending(name) {
+            true => self.settle().await,
+            false => None,
+        };
+        if let Some((c, key)) = worker {
             if !matches!(spare, Some(SpareFile::Writable(..))) {
                 // A JS copy of the bytes, transferred to the worker.
                 let data = Uint8Array::from(bytes);
