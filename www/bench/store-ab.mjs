@@ -7,7 +7,10 @@
 //
 // Environment: MNEMO_AB_N (episodes of the cold-open store, default 100000), MNEMO_AB_REPS
 // (alternations of reload cold opens, default 7), MNEMO_AB_RESTARTS (default 3), MNEMO_AB_WRITES
-// (alternations of write runs, default 3; 0 skips), MNEMO_AB_SEGCAP_A / _B (segmentCapacity).
+// (alternations of write runs, default 3; 0 skips), MNEMO_AB_BATCHES (batches of 1,000 per write
+// run after 100 single puts, default 10), MNEMO_AB_FRESH=1 (each write run in a browser of its own
+// with a fresh profile, as an app's first session: no other store's clean-up running behind it),
+// MNEMO_AB_SEGCAP_A / _B (segmentCapacity).
 import fs from 'node:fs';
 import path from 'node:path';
 import { startServer } from '../scripts/server.mjs';
@@ -19,6 +22,8 @@ const N = Number(process.env.MNEMO_AB_N || 100000);
 const REPS = Number(process.env.MNEMO_AB_REPS || 7);
 const RESTARTS = Number(process.env.MNEMO_AB_RESTARTS || 3);
 const WRITES = Number(process.env.MNEMO_AB_WRITES ?? 3);
+const BATCHES = Number(process.env.MNEMO_AB_BATCHES || 10);
+const FRESH = Boolean(process.env.MNEMO_AB_FRESH);
 const DIMS = 384;
 const segcap = (k) => (process.env[`MNEMO_AB_SEGCAP_${k}`] ? { segmentCapacity: Number(process.env[`MNEMO_AB_SEGCAP_${k}`]) } : {});
 const builds = { A: path.resolve(dirA), B: path.resolve(dirB) };
@@ -60,8 +65,20 @@ try {
   }
   for (let r = 0; r < WRITES; r++) {
     for (const k of ['A', 'B']) {
-      const page = await open(k);
-      const w = await page.evaluate(() => window.storeBench.writes({ dims: 384, singles: 100, batches: 10, batchSize: 1000 }));
+      let own = null;
+      if (FRESH) own = { profile: freshProfile('mnemo-bench-ab-w-') };
+      if (own) own.ctx = await launch({ userDataDir: own.profile });
+      let page;
+      if (own) {
+        page = own.ctx.pages()[0] ?? (await own.ctx.newPage());
+        await page.goto(`${url}/bench/store.html?pkg=/pkg${k}/`);
+        await page.waitForFunction(() => window.storeBench?.ready === true, null, { timeout: 60000 });
+      } else page = await open(k);
+      const w = await page.evaluate((batches) => window.storeBench.writes({ dims: 384, singles: 100, batches, batchSize: 1000 }), BATCHES);
+      if (own) {
+        await own.ctx.close();
+        fs.rmSync(own.profile, { recursive: true, force: true });
+      }
       res[k].batch.push(w.batch.perSec);
       res[k].single.push(w.single.perSec);
     }
