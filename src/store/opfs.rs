@@ -8,8 +8,9 @@
 //! else, and pending entries where the worker cannot run, is written with `createWritable()`
 //! (which writes a swap file and moves it into place on `close()`, so a file is replaced
 //! atomically and a failed write leaves nothing behind). Every file is written once, whole;
-//! nothing is appended (`keepExistingData` would copy the file first). Renames use `FileSystemHandle.move(name)`, on the handle the write
-//! just used when it is the file last written (one round trip to the browser fewer). The write
+//! nothing is appended (`keepExistingData` would copy the file first). Renames use
+//! `FileSystemHandle.move(name)`, on the handle the write just used when it is the file last
+//! written (one round trip to the browser fewer). The write
 //! and the `close()` are issued together (the stream queues the close behind the write), so a
 //! file costs three round trips: `getFileHandle`, `createWritable`, then write + close.
 //!

@@ -13,14 +13,15 @@
 //! it half-written) changes nothing a replay sees.
 //!
 //! The protocol is one message per operation, `[id, op, dir, name, to, buffer]` (the entry's
-//! bytes transferred, not copied), answered by `[id, 1, value]` or `[id, 0, errorName, message]`
-//! (turned back into a `DOMException`, so a `QuotaExceededError` stays typed). The worker keeps
-//! the spare's open handle (its lock protects the file from the clean-up of stray pending files,
-//! as the spare's open writable does on the other path) and the handle a write used, for the
-//! rename. Where workers, `Blob` URLs (a strict `worker-src` content security policy) or sync
-//! access handles are missing, the probe at [`super::opfs::OpfsDir::open`] fails and the journal
-//! uses the writable path; a worker that dies later fails its calls and the directory falls back
-//! the same way.
+//! bytes transferred, not copied), answered by `[id, 1, value]` or `[id, 0, error]` (the worker's
+//! `DOMException` itself, which survives `postMessage`, so a `QuotaExceededError` stays typed).
+//! The worker keeps the spare's open handle (its lock protects the file from the clean-up of stray
+//! pending files, as the spare's open writable does on the other path) and the handle a write
+//! used, for the rename. The worker starts at a directory's first pending write (a store that only
+//! reads never starts it). Where workers, `Blob` URLs (a strict `worker-src` content security
+//! policy) or sync access handles are missing, or the worker does not answer its probe within
+//! [`PROBE_MS`], the journal uses the writable path; a worker that dies later fails its calls and
+//! the directory falls back the same way.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -127,13 +128,25 @@ impl Courier {
         if !ENABLED.with(Cell::get) {
             return None;
         }
-        let c = COURIER.with(|c| {
+        let (c, fresh) = COURIER.with(|c| {
             let mut c = c.borrow_mut();
-            if c.as_ref().is_none_or(|w| w.dead()) {
+            let fresh = c.as_ref().is_none_or(|w| w.dead());
+            if fresh {
                 *c = Courier::spawn().ok().map(Rc::new);
             }
-            c.clone()
+            c.clone().map(|c| (c, fresh))
         })?;
+        if fresh {
+            // A new worker that neither answers nor fails (it should not happen) must not hang a
+            // write. (A running one may be busy with a long write: no limit there.)
+            let (s, id) = (c.shared.clone(), c.next.get());
+            wasm_bindgen_futures::spawn_local(async move {
+                super::opfs::sleep_ms(PROBE_MS).await;
+                if s.take(id).is_some() {
+                    s.fail_all();
+                }
+            });
+        }
         let probe = c.call(Op::Probe, "", "", "", None).await;
         (probe.ok()?.as_bool() == Some(true)).then_some(c)
     }
@@ -231,3 +244,6 @@ impl Courier {
         self.worker.post_message_with_transfer(&msg, &transfer)
     }
 }
+
+/// How long the probe waits for the worker's first answer.
+const PROBE_MS: i32 = 5_000;
