@@ -606,9 +606,19 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.db.set_onversionchange(None);
         self.db.set_onclose(None);
-        self.db.close();
         if let Some(c) = &self.channel {
             c.set_onmessage(None);
+        }
+        self.shut();
+    }
+}
+
+impl Inner {
+    /// Close the connection, the notice channel and the journal's spare (what every way of
+    /// closing does).
+    fn shut(&self) {
+        self.db.close();
+        if let Some(c) = &self.channel {
             c.close();
         }
         if let Some(j) = &self.journal {
@@ -786,7 +796,7 @@ impl IdbBackend {
         let onvc =
             Closure::<dyn FnMut(IdbVersionChangeEvent)>::new(move |e: IdbVersionChangeEvent| {
                 if let Some(i) = weak.upgrade() {
-                    i.db.close();
+                    i.shut();
                     let why = match e.new_version() {
                         Some(v) => StoreError::UpgradedElsewhere {
                             new_version: v as u32,
@@ -794,12 +804,6 @@ impl IdbBackend {
                         None => StoreError::DestroyedElsewhere,
                     };
                     i.closed.borrow_mut().get_or_insert(why.clone());
-                    if let Some(j) = &i.journal {
-                        j.release();
-                    }
-                    if let Some(c) = &i.channel {
-                        c.close();
-                    }
                     let l = i.close_listener.borrow().clone();
                     if let Some(l) = l {
                         l(why);
@@ -1815,13 +1819,7 @@ impl Backend for IdbBackend {
             .closed
             .borrow_mut()
             .get_or_insert(StoreError::Closed);
-        self.inner.db.close();
-        if let Some(c) = &self.inner.channel {
-            c.close();
-        }
-        if let Some(j) = &self.inner.journal {
-            j.release();
-        }
+        self.inner.shut();
     }
 
     async fn destroy(&self) -> Result<()> {

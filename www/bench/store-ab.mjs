@@ -34,9 +34,8 @@ const f = (x, d = 0) => x.toLocaleString('en-US', { maximumFractionDigits: d, mi
 const { server, url } = await startServer({ mounts: [['/pkgA/', builds.A], ['/pkgB/', builds.B]] });
 const profile = freshProfile('mnemo-bench-ab-');
 let ctx = await launch({ userDataDir: profile });
-const page0 = async () => ctx.pages()[0] ?? (await ctx.newPage());
-async function open(k) {
-  const page = await page0();
+async function open(k, c = ctx) {
+  const page = c.pages()[0] ?? (await c.newPage());
   await page.goto(`${url}/bench/store.html?pkg=/pkg${k}/`);
   await page.waitForFunction(() => window.storeBench?.ready === true, null, { timeout: 60000 });
   return page;
@@ -65,15 +64,9 @@ try {
   }
   for (let r = 0; r < WRITES; r++) {
     for (const k of ['A', 'B']) {
-      let own = null;
-      if (FRESH) own = { profile: freshProfile('mnemo-bench-ab-w-') };
+      const own = FRESH ? { profile: freshProfile('mnemo-bench-ab-w-') } : null;
       if (own) own.ctx = await launch({ userDataDir: own.profile });
-      let page;
-      if (own) {
-        page = own.ctx.pages()[0] ?? (await own.ctx.newPage());
-        await page.goto(`${url}/bench/store.html?pkg=/pkg${k}/`);
-        await page.waitForFunction(() => window.storeBench?.ready === true, null, { timeout: 60000 });
-      } else page = await open(k);
+      const page = await open(k, own?.ctx);
       const w = await page.evaluate((batches) => window.storeBench.writes({ dims: 384, singles: 100, batches, batchSize: 1000 }), BATCHES);
       if (own) {
         await own.ctx.close();
