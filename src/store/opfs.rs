@@ -298,6 +298,10 @@ impl OpfsDir {
             let name = pending_name(n);
             let open = async {
                 if let Some((c, key)) = me.settle().await {
+                    if me.spare.borrow().released {
+                        // Released while the worker started: the directory may be gone.
+                        return Err(JsValue::NULL);
+                    }
                     c.call(Op::Open, &key, &name, "", None).await?;
                     if me.spare.borrow().released {
                         // Released while it opened: the worker's forget may have run first.

@@ -37,7 +37,8 @@ use web_sys::{Blob, BlobPropertyBag, Event, MessageEvent, Url, Worker};
 /// store deleted and created again is never written through a stale handle). Operations run one
 /// after another, in the order posted. Ops: 0 probe (are sync access handles there?), 1 open a
 /// spare, 2 write a whole file (through the spare's handle when one is open) and flush it, 3
-/// rename the file last written, 4 forget the directory (close and remove its open spares).
+/// rename the file last written, 4 forget the directory (close and remove its open spares; never
+/// creates it: a forget may arrive after the store deleted its directory).
 /// Errors go back as they are (a `DOMException` survives `postMessage`).
 const SRC: &str = "const D=new Map,O=new Map,L=new Map;let q=Promise.resolve();\
 async function dir(p){let d=D.get(p);if(!d){d=await navigator.storage.getDirectory();\
@@ -46,7 +47,7 @@ D.set(p,d)}return d}\
 async function open(d,n){const f=await d.getFileHandle(n,{create:true});return[f,await f.createSyncAccessHandle()]}\
 async function run(o,p,n,t,b){const k=p+'/'+n;\
 if(o==0)return typeof FileSystemFileHandle=='function'&&'createSyncAccessHandle'in FileSystemFileHandle.prototype;\
-const d=await dir(p);\
+const d=o==4?D.get(p):await dir(p);\
 if(o==1)O.set(k,await open(d,n));\
 else if(o==2){const e=O.get(k)||await open(d,n);O.delete(k);\
 try{const a=new Uint8Array(b);e[1].truncate(0);\
@@ -54,7 +55,7 @@ if(e[1].write(a,{at:0})!==a.length)throw new DOMException('short write','QuotaEx
 e[1].flush()}finally{e[1].close()}L.set(k,e[0])}\
 else if(o==3){const f=L.get(k)||await d.getFileHandle(n);L.delete(k);await f.move(t)}\
 else{for(const[x,e]of O)if(x.startsWith(p+'/')){O.delete(x);e[1].close();\
-await d.removeEntry(x.slice(p.length+1)).catch(()=>{})}\
+if(d)await d.removeEntry(x.slice(p.length+1)).catch(()=>{})}\
 for(const x of L.keys())if(x.startsWith(p+'/'))L.delete(x);D.delete(p)}return!0}\
 onmessage=({data:[i,o,p,n,t,b]})=>{q=q.then(()=>run(o,p,n,t,b)).then(r=>postMessage([i,1,r]),\
 e=>{try{postMessage([i,0,e])}catch{postMessage([i,0,String(e)])}})}";
