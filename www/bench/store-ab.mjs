@@ -10,7 +10,8 @@
 // (alternations of write runs, default 3; 0 skips), MNEMO_AB_BATCHES (batches of 1,000 per write
 // run after 100 single puts, default 10), MNEMO_AB_FRESH=1 (each write run in a browser of its own
 // with a fresh profile, as an app's first session: no other store's clean-up running behind it),
-// MNEMO_AB_SEGCAP_A / _B (segmentCapacity).
+// MNEMO_AB_SEGCAP_A / _B (segmentCapacity), MNEMO_AB_SETTLE_MS (wait after each browser restart
+// before its cold open, default 0: at once, sharing the CPU with the browser's own start-up).
 import fs from 'node:fs';
 import path from 'node:path';
 import { startServer } from '../scripts/server.mjs';
@@ -24,6 +25,7 @@ const RESTARTS = Number(process.env.MNEMO_AB_RESTARTS || 3);
 const WRITES = Number(process.env.MNEMO_AB_WRITES ?? 3);
 const BATCHES = Number(process.env.MNEMO_AB_BATCHES || 10);
 const FRESH = Boolean(process.env.MNEMO_AB_FRESH);
+const SETTLE_MS = Number(process.env.MNEMO_AB_SETTLE_MS || 0);
 const DIMS = 384;
 const segcap = (k) => (process.env[`MNEMO_AB_SEGCAP_${k}`] ? { segmentCapacity: Number(process.env[`MNEMO_AB_SEGCAP_${k}`]) } : {});
 const builds = { A: path.resolve(dirA), B: path.resolve(dirB) };
@@ -59,6 +61,7 @@ try {
       await ctx.close();
       ctx = await launch({ userDataDir: profile });
       const page = await open(k);
+      if (SETTLE_MS) await new Promise((r) => setTimeout(r, SETTLE_MS));
       res[k].restart.push((await page.evaluate((k) => window.storeBench.coldOpen(`ab-${k}`), k)).totalMs);
     }
   }
