@@ -88,9 +88,6 @@ impl Selector {
 /// Words of one slab: four data words for each of the block's rows.
 const SLAB: usize = 4 * BLOCK_ROWS;
 
-/// `2^112`: rebiases an f16 exponent placed in an f32 (see [`F16Words`]).
-const F16_REBIAS: f32 = f32::from_bits(0x7780_0000);
-
 /// How a format's data words hold values: `P` per word, value `e` of four words decoded into
 /// f32 lanes (four per row; AVX2 holds two rows) by [`Words::decode`] (exactly the value the
 /// format stores).
@@ -118,18 +115,11 @@ impl Words for F32Words {
 
 impl Words for F16Words {
     const P: usize = 2;
-    /// Half `e` is moved to the top 16 bits; the arithmetic shift by 3 puts its exponent and
-    /// mantissa at bits 27..13 (an f32's, exponent 112 too small) and keeps its sign in bit 31;
-    /// the mask clears the sign copies and the other half, and one multiply by 2^112 rebiases.
-    /// Exact for every finite half, subnormals included, and bit for bit
-    /// [`super::format::f16_bits_to_f32`] (the sign rides through the multiply instead of being ORed after it).
+    /// [`IntLanes::f16_half`]: exact for every finite half, subnormals included, and bit for bit
+    /// [`super::format::f16_bits_to_f32`].
     #[inline(always)]
     fn decode<U: IntLanes>(x: U, e: usize) -> U::F {
-        let top = if e == 0 { x.shl::<16>() } else { x };
-        top.sar::<3>()
-            .and(0x8FFF_E000)
-            .cast_f32()
-            .mul_splat(F16_REBIAS)
+        x.f16_half(e)
     }
 }
 
@@ -249,7 +239,7 @@ fn decode_block<V: Lanes, W: Words>(v: V, data: &[u32], dst: &mut [u32]) {
 /// [`score_rows`] on the AVX2 backend: the `#[target_feature]` function the tiles are inlined
 /// into, so they compile to 256-bit instructions.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn avx2_rows<W: Words, const N: usize, const Q: usize>(
     v: Avx2,
     data: &[u32],
@@ -261,7 +251,7 @@ fn avx2_rows<W: Words, const N: usize, const Q: usize>(
 
 /// [`decode_block`] on the AVX2 backend.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn avx2_decode<W: Words>(v: Avx2, data: &[u32], dst: &mut [u32]) {
     decode_block::<Avx2, W>(v, data, dst)
 }
@@ -626,6 +616,36 @@ mod tests {
                     want.map(f32::to_bits),
                     "{w:x?} e={e}"
                 );
+            }
+        }
+        // Both backends (AVX2 converts with F16C) over every finite half, in either position.
+        let finite: Vec<u32> = (0u32..=0xFFFF).filter(|h| h & 0x7C00 != 0x7C00).collect();
+        let mut data: Vec<u32> = finite
+            .iter()
+            .zip(finite.iter().rev())
+            .map(|(&lo, &hi)| lo | (hi << 16))
+            .collect();
+        data.resize(data.len().next_multiple_of(SLAB), 0);
+        for wide in [None, crate::kernels::fetch::simd::avx2_detected()] {
+            let mut dst = vec![0u32; 2 * data.len()];
+            decode_on::<F16Words>(wide, &data, &mut dst);
+            for (s, (slab, d)) in data
+                .chunks_exact(SLAB)
+                .zip(dst.chunks_exact(2 * SLAB))
+                .enumerate()
+            {
+                for (i, &w) in slab.iter().enumerate() {
+                    for e in 0..2 {
+                        let want = f16_bits_to_f32((w >> (16 * e)) & 0xFFFF).to_bits();
+                        assert_eq!(
+                            d[e * SLAB + i],
+                            want,
+                            "word {:#x} half {e} (slab {s}, avx2 {})",
+                            w,
+                            wide.is_some()
+                        );
+                    }
+                }
             }
         }
         let mut rng = crate::rng::Rng::new(3);
