@@ -10,9 +10,11 @@
 //!   `.cargo/config.toml`), plain arrays elsewhere;
 //! - [`Avx2`] (x86-64 only), eight lanes = two adjacent rows of a slab (one contiguous 32-byte
 //!   load), the query's four lanes duplicated into both halves, so each lane computes the same
-//!   products and sums in the same order as with [`X4`]; half the instructions per row. Chosen
-//!   at run time by [`avx2`] (`is_x86_feature_detected!`, checked once; `MNEMO_CPU_NO_AVX2=1`
-//!   forces [`X4`], for A/B benchmarks). No FMA and no AVX-512 (FMA would change the scores).
+//!   products and sums in the same order as with [`X4`]; half the instructions per row; f16
+//!   halves converted by F16C's `vcvtph2ps` (exact, and without the microcode assist the shift
+//!   decode's multiply takes on subnormal halves). Chosen at run time by [`avx2`]
+//!   (`is_x86_feature_detected!` AVX2 and F16C, checked once; `MNEMO_CPU_NO_AVX2=1` forces
+//!   [`X4`], for A/B benchmarks). No FMA and no AVX-512 (FMA would change the scores).
 //!
 //! Explicit intrinsics rather than auto-vectorisation because LLVM's SLP vectoriser packs the
 //! register-blocked scan the wrong way round (across rows, with shuffles and broadcasts and
