@@ -1,8 +1,8 @@
 //! Flat top-k benchmarks (criterion): query latency (median, p95) of a resident `FlatBank` for
 //! N = 10k, 100k, 1M rows, d = 384, k = 10, B = 1 and 16, each format, GPU and CPU paths; plus
 //! the physical baselines measured on the same adapter / host in the same run: a plain GPU copy
-//! kernel, a host memcpy and a plain host read (one core), and the host's arithmetic peak (one core, 4-wide multiply then add:
-//! the CPU scan's roofline for B > 1). Bandwidths count bytes moved: a scan reads the bank once
+//! kernel, a host memcpy and a plain host read (one core), and the host's arithmetic peak (one
+//! core, 4-wide multiply then add: the CPU scan's roofline for B > 1). Bandwidths count bytes moved: a scan reads the bank once
 //! (`bank bytes / time`); a copy of S bytes reads S and writes S (`2 S / time`, the STREAM
 //! convention).
 //!

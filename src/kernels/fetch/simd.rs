@@ -207,9 +207,9 @@ pub(crate) fn avx2_detected() -> Option<Avx2> {
 mod x86_avx2 {
     // SAFETY (every `unsafe` block in this module): the intrinsics are AVX/AVX2/F16C, and the
     // vectors `F8` / `U8` (private fields) are only created by methods of an `Avx2` token, or
-    // from other such vectors; a token exists only after `is_x86_feature_detected!("avx2")`
-    // and `("f16c")` (every AVX2 CPU has F16C)
-    // (which also checks that the OS saves the 256-bit registers), so the instructions can run.
+    // from other such vectors; a token exists only after `is_x86_feature_detected!` found both
+    // "avx2" (which also checks that the OS saves the 256-bit registers) and "f16c" (every AVX2
+    // CPU has it), so the instructions can run.
     // Loads and stores touch the 16 / 32 bytes of a `&[_; 4]` / `&[_; 8]` (unaligned).
     use super::{FloatLanes, IntLanes, Lanes};
     use core::arch::x86_64::*;
