@@ -433,6 +433,12 @@ pub trait JournalDir {
     /// Create or replace `name` with `bytes`, atomically: afterwards the file holds exactly
     /// `bytes`, or, when this fails (`QUOTA_EXCEEDED`, ...), what it held before (or nothing).
     async fn write(&self, name: &str, bytes: &[u8]) -> Result<()>;
+    /// [`write`](Self::write) for a store whose writes are `relaxed`: the bytes need not have
+    /// reached the device when this returns (a crash of the browser keeps them, a power loss
+    /// may not), as for the database's own relaxed commits. By default the same as `write`.
+    async fn write_relaxed(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.write(name, bytes).await
+    }
     /// Rename `from` to `to` (no bytes are copied; `to` does not exist).
     async fn rename(&self, from: &str, to: &str) -> Result<()>;
     /// Delete `name` (no error if it does not exist).

@@ -1335,7 +1335,10 @@ impl<B: Backend> Store<B> {
         // The commit is polled first: it issues its requests before the entry is encoded.
         let (committed, (written, len)) = join2(self.backend.commit(ws), async {
             let bytes = e.encode();
-            let r = j.write(&pending, &bytes).await;
+            let r = match self.durability {
+                Durability::Strict => j.write(&pending, &bytes).await,
+                Durability::Relaxed => j.write_relaxed(&pending, &bytes).await,
+            };
             (r, bytes.len())
         })
         .await;

@@ -354,9 +354,23 @@ impl OpfsDir {
         }
     }
 
-    async fn write_inner(&self, name: &str, bytes: &[u8]) -> std::result::Result<(), JsValue> {
+    async fn write_flushed(&self, name: &str, bytes: &[u8], flush: bool) -> Result<()> {
+        if let Err(e) = self.write_inner(name, bytes, flush).await {
+            // Nothing half-written: the swap file was discarded; drop the (empty) new entry.
+            let _ = wait(self.dir.remove_entry(name)).await;
+            return Err(opfs_err("write", &e));
+        }
+        Ok(())
+    }
+
+    async fn write_inner(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        flush: bool,
+    ) -> std::result::Result<(), JsValue> {
         let spare = self.take_spare(name).await;
-        let r = self.write_file(name, bytes, spare).await;
+        let r = self.write_file(name, bytes, spare, flush).await;
         self.prepare_spare();
         r
     }
@@ -366,6 +380,7 @@ impl OpfsDir {
         name: &str,
         bytes: &[u8],
         spare: Option<SpareFile>,
+        flush: bool,
     ) -> std::result::Result<(), JsValue> {
         let worker = match is_pending(name) {
             true => self.settle().await,
@@ -375,7 +390,8 @@ impl OpfsDir {
             if !matches!(spare, Some(SpareFile::Writable(..))) {
                 // A JS copy of the bytes, transferred to the worker.
                 let data = Uint8Array::from(bytes);
-                c.call(Op::Write, &key, name, "", Some(&data)).await?;
+                let op = if flush { Op::Write } else { Op::WriteLazy };
+                c.call(op, &key, name, "", Some(&data)).await?;
                 *self.last.borrow_mut() = Some((name.to_string(), None));
                 return Ok(());
             }
@@ -455,12 +471,13 @@ impl JournalDir for OpfsDir {
     }
 
     async fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        if let Err(e) = self.write_inner(name, bytes).await {
-            // Nothing half-written: the swap file was discarded; drop the (empty) new entry.
-            let _ = wait(self.dir.remove_entry(name)).await;
-            return Err(opfs_err("write", &e));
-        }
-        Ok(())
+        self.write_flushed(name, bytes, true).await
+    }
+
+    /// A pending entry through the worker is written without `flush()` (the `createWritable`
+    /// path has no flush to skip).
+    async fn write_relaxed(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.write_flushed(name, bytes, false).await
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {

@@ -36,9 +36,10 @@ use web_sys::{Blob, BlobPropertyBag, Event, MessageEvent, Url, Worker};
 /// along `path` and cached under the whole string (each open directory has its own key, so a
 /// store deleted and created again is never written through a stale handle). Operations run one
 /// after another, in the order posted. Ops: 0 probe (are sync access handles there?), 1 open a
-/// spare, 2 write a whole file (through the spare's handle when one is open) and flush it, 3
-/// rename the file last written, 4 forget the directory (close and remove its open spares; never
-/// creates it: a forget may arrive after the store deleted its directory).
+/// spare, 2 write a whole file (through the spare's handle when one is open) and flush it, 5 the
+/// same without the flush (relaxed stores), 3 rename the file last written, 4 forget the
+/// directory (close and remove its open spares; never creates it: a forget may arrive after the
+/// store deleted its directory).
 /// Errors go back as they are (a `DOMException` survives `postMessage`).
 const SRC: &str = "const D=new Map,O=new Map,L=new Map;let q=Promise.resolve();\
 async function dir(p){let d=D.get(p);if(!d){d=await navigator.storage.getDirectory();\
@@ -49,10 +50,10 @@ async function run(o,p,n,t,b){const k=p+'/'+n;\
 if(o==0)return typeof FileSystemFileHandle=='function'&&'createSyncAccessHandle'in FileSystemFileHandle.prototype;\
 const d=o==4?D.get(p):await dir(p);\
 if(o==1)O.set(k,await open(d,n));\
-else if(o==2){const e=O.get(k)||await open(d,n);O.delete(k);\
+else if(o==2||o==5){const e=O.get(k)||await open(d,n);O.delete(k);\
 try{const a=new Uint8Array(b);e[1].truncate(0);\
 if(e[1].write(a,{at:0})!==a.length)throw new DOMException('short write','QuotaExceededError');\
-e[1].flush()}finally{e[1].close()}L.set(k,e[0])}\
+if(o==2)e[1].flush()}finally{e[1].close()}L.set(k,e[0])}\
 else if(o==3){const f=L.get(k)||await d.getFileHandle(n);L.delete(k);await f.move(t)}\
 else{for(const[x,e]of O)if(x.startsWith(p+'/')){O.delete(x);e[1].close();\
 if(d)await d.removeEntry(x.slice(p.length+1)).catch(()=>{})}\
@@ -68,6 +69,7 @@ pub(crate) enum Op {
     Write = 2,
     Move = 3,
     Forget = 4,
+    WriteLazy = 5,
 }
 
 type Reply = std::result::Result<JsValue, JsValue>;

@@ -313,6 +313,7 @@ macro_rules! store_contract_cases {
         $m!(upgrade_elsewhere_closes_and_schema_too_new);
         $m!(legacy_layout_upgrades_on_open);
         $m!(journal_restores_a_discarded_database);
+        $m!(relaxed_writes_are_journaled);
         $m!(deferred_merges_and_tidy);
     };
 }
@@ -1489,6 +1490,36 @@ pub mod contract {
             Some("dims"),
             "destroy deletes the journal too",
         );
+    }
+
+    /// A `relaxed` store journals its writes too (its entries are not flushed to the device
+    /// before the acknowledgement, like its commits): a discarded database comes back whole.
+    pub async fn relaxed_writes_are_journaled<F: Factory>(f: &F) {
+        let name = "c-relaxed";
+        let o = OpenOptions {
+            durability: super::super::backend::Durability::Relaxed,
+            ..opts(DIMS)
+        };
+        let s = Store::open(f.fresh(name).await, o).await.expect("open");
+        let mut rng = Rng::new(29);
+        for k in 0..3 {
+            let batch = (0..5)
+                .map(|i| episode(&mut rng, "r", &format!("relaxed {k} {i}"), DIMS))
+                .collect();
+            s.put_many(batch).await.unwrap();
+        }
+        s.put(episode(&mut rng, "r", "one more", DIMS))
+            .await
+            .unwrap();
+        let want = s.export().await.unwrap();
+        let live = s.stats().live;
+        s.close();
+        f.wipe_database(name).await;
+        let r = reopen(f, name).await;
+        let rec = r.recovery().expect("the open restored from the journal");
+        assert_eq!(rec.episodes as u64, live, "{rec:?}");
+        assert_eq!(r.export().await.unwrap(), want, "restored content");
+        r.destroy().await.unwrap();
     }
 
     /// A newer schema opened elsewhere closes this connection (with a typed error), and this
