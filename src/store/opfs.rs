@@ -354,7 +354,9 @@ impl OpfsDir {
         }
     }
 
-    async fn write_flushed(&self, name: &str, bytes: &[u8], flush: bool) -> Result<()> {
+    /// A whole file, `flush`ed to the device when written by the worker (or not: relaxed stores);
+    /// on failure nothing of it is left.
+    async fn write_with_flush(&self, name: &str, bytes: &[u8], flush: bool) -> Result<()> {
         if let Err(e) = self.write_inner(name, bytes, flush).await {
             // Nothing half-written: the swap file was discarded; drop the (empty) new entry.
             let _ = wait(self.dir.remove_entry(name)).await;
@@ -471,13 +473,13 @@ impl JournalDir for OpfsDir {
     }
 
     async fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        self.write_flushed(name, bytes, true).await
+        self.write_with_flush(name, bytes, true).await
     }
 
     /// A pending entry through the worker is written without `flush()` (the `createWritable`
     /// path has no flush to skip).
     async fn write_relaxed(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        self.write_flushed(name, bytes, false).await
+        self.write_with_flush(name, bytes, false).await
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {

@@ -272,13 +272,17 @@ pub fn f32_to_f16_bits(x: f32) -> u16 {
     half::f16::from_f32(x).to_bits()
 }
 
+/// `2^112`: rebiases an f16 exponent placed in an f32's exponent bits (shared with the CPU
+/// scan's vector decode).
+pub(crate) const F16_REBIAS: f32 = f32::from_bits(0x7780_0000);
+
 /// IEEE half bits (low 16 bits of `h`) to f32, branch-free so that loops over it vectorise.
 /// Exact for every finite half, subnormals included (f16 banks never store inf or NaN).
 #[inline(always)]
 pub fn f16_bits_to_f32(h: u32) -> f32 {
     // Shift exponent and mantissa into place, then rebias the exponent with one multiply by
     // 2^112: exact for normal and subnormal halves alike.
-    let mag = f32::from_bits((h & 0x7FFF) << 13) * f32::from_bits(0x7780_0000);
+    let mag = f32::from_bits((h & 0x7FFF) << 13) * F16_REBIAS;
     f32::from_bits(mag.to_bits() | ((h & 0x8000) << 16))
 }
 

@@ -84,7 +84,7 @@ pub(crate) trait IntLanes: Copy {
         top.sar::<3>()
             .and(0x8FFF_E000)
             .cast_f32()
-            .mul_splat(f32::from_bits(0x7780_0000))
+            .mul_splat(super::format::F16_REBIAS)
     }
     /// Byte `e` (0 = lowest) of each lane moved to the top byte, the other bytes cleared (the
     /// signed byte times 2^24 as an i32). Shifts and a mask; AVX2 does it in one byte shuffle.
