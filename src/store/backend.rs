@@ -443,9 +443,28 @@ pub trait JournalDir {
     async fn rename(&self, from: &str, to: &str) -> Result<()>;
     /// Delete `name` (no error if it does not exist).
     async fn remove(&self, name: &str) -> Result<()>;
+    /// Delete pending file `name` found by the clean-up after a snapshot, unless it may still be
+    /// another connection's entry between its write and its rename. By default the same as
+    /// `remove` (one connection per directory); the OPFS directory keeps files written in the
+    /// last [`STRAY_MIN_AGE_MS`] (another tab's entry is unlocked in that window).
+    async fn remove_stray(&self, name: &str) -> Result<()> {
+        self.remove(name).await
+    }
     /// A number no other connection is likely to draw, and no other call of this one (names of
     /// pending files; the OPFS directory hands out the number of a file it opened ahead).
     fn unique(&self) -> u64;
+}
+
+/// A pending journal file younger than this (by its last modification) is never removed as a
+/// stray: another connection may have written it and not renamed it yet (its commit still
+/// running, or its tab frozen in the background in between). Ten minutes: a stray of a
+/// connection that died waits for a later clean-up, which costs only its bytes meanwhile.
+pub const STRAY_MIN_AGE_MS: f64 = 600_000.0;
+
+/// Whether a pending file last modified at `modified_ms` is old enough, at `now_ms`, to be a
+/// stray (both in milliseconds of the same clock; a file from the future is not).
+pub fn is_stale_pending(modified_ms: f64, now_ms: f64) -> bool {
+    now_ms - modified_ms >= STRAY_MIN_AGE_MS
 }
 
 /// Called with the new sequence when another connection committed a write.
@@ -500,5 +519,23 @@ pub trait Backend {
     /// opened (`"total: <message>"`), if it did.
     fn data_loss(&self) -> Option<String> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_files_are_strays_only_once_old() {
+        let now = 1.8e12;
+        assert!(!is_stale_pending(now, now));
+        assert!(!is_stale_pending(now - STRAY_MIN_AGE_MS + 1.0, now));
+        assert!(is_stale_pending(now - STRAY_MIN_AGE_MS, now));
+        assert!(is_stale_pending(0.0, now));
+        assert!(
+            !is_stale_pending(now + 5_000.0, now),
+            "a file from the future is live"
+        );
     }
 }

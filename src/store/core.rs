@@ -1423,10 +1423,11 @@ impl<B: Backend> Store<B> {
             j.remove(&f.name).await?;
         }
         // Pending files left by connections that closed or died before renaming them. A live
-        // connection's pending file is open for writing, which locks it in OPFS: its removal
-        // fails and is ignored.
+        // connection's spare is open for writing, which locks it in OPFS (its removal fails and
+        // is ignored); a written entry waiting for its rename is unlocked, and `remove_stray`
+        // keeps it by its age.
         for p in &l.pending {
-            let _ = j.remove(p).await;
+            let _ = j.remove_stray(p).await;
         }
         let after: Vec<_> = l.entries.iter().filter(|f| f.seq > seq).collect();
         let mut js = self.journal.borrow_mut();

@@ -32,7 +32,7 @@ use web_sys::{
     FileSystemWritableFileStream, StorageManager,
 };
 
-use super::backend::JournalDir;
+use super::backend::{is_stale_pending, JournalDir};
 use super::error::{Result, StoreError};
 use super::journal::{is_pending, pending_name};
 use super::opfs_worker::{Courier, Op};
@@ -521,6 +521,23 @@ impl JournalDir for OpfsDir {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(opfs_err("remove", &e)),
         }
+    }
+
+    async fn remove_stray(&self, name: &str) -> Result<()> {
+        let fh = match self.file(name, false).await {
+            Ok(f) => f,
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(opfs_err("stray", &e)),
+        };
+        // A file that cannot be read now (locked by its writer) is live as well.
+        let file: web_sys::File = wait(fh.get_file())
+            .await
+            .map_err(|e| opfs_err("stray", &e))?
+            .unchecked_into();
+        if !is_stale_pending(file.last_modified(), js_sys::Date::now()) {
+            return Ok(());
+        }
+        self.remove(name).await
     }
 
     fn unique(&self) -> u64 {

@@ -136,4 +136,36 @@ test('in a dedicated worker: the journal restores a discarded database', async (
   }
 });
 
+test('a pending entry another tab wrote and has not renamed yet survives a snapshot\'s clean-up', async () => {
+  const { server, url } = await startServer();
+  const ctx = await launch();
+  try {
+    const page = await storePage(ctx, url);
+    const r = await page.evaluate(async ({ DIMS }) => {
+      const { store, episode } = window.storeT;
+      const s = await store('j-stray', DIMS);
+      await s.putMany(Array.from({ length: 20 }, (_, i) => episode(1, i, DIMS)));
+      const hex = [...new TextEncoder().encode('mnemo:j-stray')].map((b) => b.toString(16).padStart(2, '0')).join('');
+      const dir = await (await (await navigator.storage.getDirectory()).getDirectoryHandle('mnemo-journal')).getDirectoryHandle(hex);
+      // What another connection leaves between its entry's write and its rename: a closed,
+      // unlocked pending file, written just now.
+      const f = await dir.getFileHandle('p-00000000deadbeef', { create: true });
+      const w = await f.createWritable();
+      await w.write(new Uint8Array(1000).fill(7));
+      await w.close();
+      await s.clear(); // writes a snapshot, then cleans up what it covers and stray pending files
+      const names = [];
+      for await (const k of dir.keys()) names.push(k);
+      await s.put(episode(2, 0, DIMS));
+      return { names, count: await s.count() };
+    }, { DIMS });
+    assert(r.names.includes('p-00000000deadbeef'), `the young pending file was removed: ${r.names.join(' ')}`);
+    assert(r.names.some((n) => n.startsWith('s-')), `no snapshot: ${r.names.join(' ')}`);
+    assertEq(r.count, 1, 'count after clear + put');
+  } finally {
+    await ctx.close();
+    server.close();
+  }
+});
+
 await run('store-journal.test.mjs');
