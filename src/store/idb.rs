@@ -328,9 +328,19 @@ fn b_bytes(v: &JsValue) -> Option<Vec<u8>> {
 
 /// A `Blob` holding `bytes` (copied).
 fn blob_of(bytes: &[u8]) -> Result<Blob> {
-    // SAFETY: the view is used (and copied by the Blob constructor) before anything allocates.
-    let view = unsafe { Uint8Array::view(bytes) };
-    Blob::new_with_u8_array_sequence(&Array::of1(&view)).map_err(|e| js_err("Blob", &e))
+    blob_of_parts(&[bytes])
+}
+
+/// A `Blob` holding the concatenation of `parts` (copied once, by the `Blob` constructor).
+fn blob_of_parts(parts: &[&[u8]]) -> Result<Blob> {
+    let seq = Array::new_with_length(parts.len() as u32);
+    for (i, p) in parts.iter().enumerate() {
+        // SAFETY: the views only live until the Blob constructor below has copied them; creating
+        // them and filling the JS array allocates nothing in wasm memory, which therefore cannot
+        // grow (and detach them) in between.
+        seq.set(i as u32, unsafe { Uint8Array::view(p) }.into());
+    }
+    Blob::new_with_u8_array_sequence(&seq).map_err(|e| js_err("Blob", &e))
 }
 
 /// Start reading a stored segment value: a `Blob`'s bytes (a promise), or an `ArrayBuffer` as
@@ -405,13 +415,21 @@ async fn finish_slice(s: Slice) -> Result<Vec<u8>> {
     }
 }
 
-/// The value of a segment being written. A segment of new bytes only (the rows of a write) is
-/// an `ArrayBuffer`: Chromium commits a 1.5 MiB `ArrayBuffer` value in about a third of the time
-/// of the same bytes as a `Blob`, and building it skips the blob registry. A segment that keeps
-/// rows of older ones (a merge: segments the store rewrites) is a `Blob` composed from slices of
-/// the old values, so the kept vectors never pass through wasm memory; merged segments are the
-/// large ones a full load reads, and Chromium reads `Blob`s faster than `ArrayBuffer`s.
-/// (`www/bench/store-raw.js` measures both.)
+/// Fresh segments of at least this many bytes are written as `Blob`s, smaller ones as
+/// `ArrayBuffer`s: Chromium stores every `Blob`, however small, as a file of its own (one more
+/// file per single `put`), while it keeps small values in its LevelDB and moves values above a
+/// threshold (64 KiB in the sources we read) out to blob files anyway.
+const BLOB_SEGMENT_MIN: usize = 64 * 1024;
+
+/// The value of a segment being written. A segment of new bytes only (the rows of a write) is,
+/// from [`BLOB_SEGMENT_MIN`] bytes, one `Blob` built from views of its parts (one copy, into the
+/// blob), and below that an `ArrayBuffer`. A 1.5 MiB `Blob` costs the page about half the time of
+/// the same bytes as an `ArrayBuffer` inside `put` (IndexedDB serialises a large `ArrayBuffer`,
+/// tries to compress it and then wraps it in a blob of its own) and its strict commit is no
+/// slower. A segment that keeps rows of older ones (a merge: segments the store rewrites) is a
+/// `Blob` composed from slices of the old values, so the kept vectors never pass through wasm
+/// memory; a full load reads `Blob`s faster than `ArrayBuffer`s. (`www/bench/store-raw.js`
+/// measures reads of both.)
 fn segment_value(
     parts: &[SegPart],
     old: &std::collections::HashMap<u64, JsValue>,
@@ -424,7 +442,11 @@ fn segment_value(
         })
         .collect();
     if let Some(bytes) = fresh {
-        let out = Uint8Array::new_with_length(bytes.iter().map(|b| b.len()).sum::<usize>() as u32);
+        let len: usize = bytes.iter().map(|b| b.len()).sum();
+        if len >= BLOB_SEGMENT_MIN {
+            return Ok(blob_of_parts(&bytes)?.into());
+        }
+        let out = Uint8Array::new_with_length(len as u32);
         let mut at = 0u32;
         for b in bytes {
             let end = at + b.len() as u32;
