@@ -8,7 +8,8 @@
 // median run is reported), MNEMO_BENCH_PARTS (writes,cold), MNEMO_BENCH_SEGCAP (segmentCapacity
 // of the cold-open stores), MNEMO_BENCH_UNTIDY (reopen them without the tidy), MNEMO_BENCH_BATCHES
 // (batches of 1,000 per write run, default 20), MNEMO_BENCH_SETTLE_MS (the wait after the second
-// browser restart before its cold open, default 3000), MNEMO_BENCH_VERBOSE (print every batch's time), MNEMO_PKG_DIR (serve another build of pkg/ at /pkg/, to compare
+// browser restart before its cold open, default 3000), MNEMO_BENCH_VERBOSE (print every batch's time), MNEMO_BENCH_HTTP_CACHE (serve the package
+// cacheable), MNEMO_PKG_DIR (serve another build of pkg/ at /pkg/, to compare
 // two builds in the same conditions).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -39,7 +40,10 @@ async function benchPage(ctx, url) {
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 const f = (x, d = 0) => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 
-const { server, url } = await startServer(PKG ? { mounts: [['/pkg/', path.resolve(PKG)]] } : {});
+// MNEMO_BENCH_HTTP_CACHE=1: the package is served cacheable (as a deployed app serves it), so
+// reloads and restarts may reuse the compiled wasm; by default every response is `no-store`.
+const HTTP_CACHE = !!process.env.MNEMO_BENCH_HTTP_CACHE;
+const { server, url } = await startServer({ ...(PKG ? { mounts: [['/pkg/', path.resolve(PKG)]] } : {}), cachePkg: HTTP_CACHE });
 const profile = freshProfile('mnemo-bench-store-');
 let ctx = await launch({ userDataDir: profile });
 const out = { browser: chromiumVersion(), dims: DIMS, reps: REPS };
@@ -47,6 +51,7 @@ try {
   let page = await benchPage(ctx, url);
   console.log(`browser: ${out.browser} (headless)`);
   if (PKG) console.log(`package: ${PKG}`);
+  if (HTTP_CACHE) console.log('package served cacheable (max-age=3600)');
   out.writes = {};
   for (const durability of PARTS.includes('writes') ? ['strict', 'relaxed'] : []) {
     const runs = [];

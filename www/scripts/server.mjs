@@ -38,9 +38,10 @@ function resolve(urlPath, mounts) {
 
 /**
  * Start the server. `port` 0 picks a free port. Extra `mounts` are [urlPrefix, dir] pairs
- * checked before the defaults. Resolves to { server, url }.
+ * checked before the defaults; `cachePkg` lets browsers cache `/pkg/...` responses (default: every
+ * response `no-store`). Resolves to { server, url }.
  */
-export function startServer({ port = 0, host = '127.0.0.1', mounts = [] } = {}) {
+export function startServer({ port = 0, host = '127.0.0.1', mounts = [], cachePkg = false } = {}) {
   const all = [...mounts, ['/pkg/', path.join(REPO, 'pkg')], ['/', WWW]];
   const server = http.createServer((req, res) => {
     let file = resolve(req.url || '/', all);
@@ -52,7 +53,9 @@ export function startServer({ port = 0, host = '127.0.0.1', mounts = [] } = {}) 
     }
     res.writeHead(200, {
       'content-type': TYPES[path.extname(file)] || 'application/octet-stream',
-      'cache-control': 'no-store',
+      // `cachePkg`: the package's files may be cached for an hour, as a deployed app serves them
+      // (lets the browser keep compiled wasm across reloads); everything else is never cached.
+      'cache-control': cachePkg && (req.url || '').startsWith('/pkg') ? 'public, max-age=3600' : 'no-store',
       // Cross-origin isolation: lets pages use precise timers and SharedArrayBuffer.
       'cross-origin-opener-policy': 'same-origin',
       'cross-origin-embedder-policy': 'require-corp',
