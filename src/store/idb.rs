@@ -418,15 +418,14 @@ async fn finish_slice(s: Slice) -> Result<Vec<u8>> {
 /// Fresh segments of at least this many bytes are written as `Blob`s, smaller ones as
 /// `ArrayBuffer`s: Chromium stores every `Blob`, however small, as a file of its own (one more
 /// file per single `put`), while it keeps small values in its LevelDB and moves values above a
-/// threshold (64 KiB in the sources we read) out to blob files anyway.
+/// size threshold out to blob files anyway (its `IDBValueWrapper`).
 const BLOB_SEGMENT_MIN: usize = 64 * 1024;
 
 /// The value of a segment being written. A segment of new bytes only (the rows of a write) is,
 /// from [`BLOB_SEGMENT_MIN`] bytes, one `Blob` built from views of its parts (one copy, into the
 /// blob), and below that an `ArrayBuffer`. A 1.5 MiB `Blob` costs the page about half the time of
 /// the same bytes as an `ArrayBuffer` inside `put` (IndexedDB serialises a large `ArrayBuffer`,
-/// tries to compress it and then wraps it in a blob of its own) and its strict commit is no
-/// slower. A segment that keeps rows of older ones (a merge: segments the store rewrites) is a
+/// then wraps the result in a blob of its own) and its strict commit is no slower. A segment that keeps rows of older ones (a merge: segments the store rewrites) is a
 /// `Blob` composed from slices of the old values, so the kept vectors never pass through wasm
 /// memory; a full load reads `Blob`s faster than `ArrayBuffer`s. (`www/bench/store-raw.js`
 /// measures reads of both.)

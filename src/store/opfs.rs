@@ -529,7 +529,8 @@ impl JournalDir for OpfsDir {
             Err(e) if is_not_found(&e) => return Ok(()),
             Err(e) => return Err(opfs_err("stray", &e)),
         };
-        // A file that cannot be read now (locked by its writer) is live as well.
+        // A file that cannot be read now (locked by its writer) fails here: the clean-up ignores
+        // the error and keeps it, as it should a live file.
         let file: web_sys::File = wait(fh.get_file())
             .await
             .map_err(|e| opfs_err("stray", &e))?

@@ -8,9 +8,9 @@
 // median run is reported), MNEMO_BENCH_PARTS (writes,cold), MNEMO_BENCH_SEGCAP (segmentCapacity
 // of the cold-open stores), MNEMO_BENCH_UNTIDY (reopen them without the tidy), MNEMO_BENCH_BATCHES
 // (batches of 1,000 per write run, default 20), MNEMO_BENCH_SETTLE_MS (the wait after the second
-// browser restart before its cold open, default 3000), MNEMO_BENCH_VERBOSE (print every batch's time), MNEMO_BENCH_HTTP_CACHE (serve the package
-// cacheable), MNEMO_PKG_DIR (serve another build of pkg/ at /pkg/, to compare
-// two builds in the same conditions).
+// browser restart before its cold open, default 3000), MNEMO_BENCH_VERBOSE (print every batch's
+// time), MNEMO_BENCH_HTTP_CACHE (serve the package cacheable), MNEMO_PKG_DIR (serve another build
+// of pkg/ at /pkg/, to compare two builds in the same conditions).
 import fs from 'node:fs';
 import path from 'node:path';
 import { startServer, REPO } from '../scripts/server.mjs';
