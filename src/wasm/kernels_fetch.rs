@@ -331,6 +331,51 @@ impl Kernels {
         }
         times
     }
+
+    /// Benchmark helper: milliseconds per plain read of `bytes` inside wasm memory (one core,
+    /// eight independent 4-lane sums per 128 bytes: what a read-only scan could reach at best),
+    /// `reps` samples.
+    #[doc(hidden)]
+    #[wasm_bindgen(js_name = benchRead)]
+    pub fn bench_read(&self, bytes: usize, reps: usize) -> Vec<f64> {
+        let buf = vec![1.0f32; bytes / 4];
+        let mut times = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let t0 = now_ms();
+            std::hint::black_box(plain_read(std::hint::black_box(&buf)));
+            times.push(now_ms() - t0);
+        }
+        times
+    }
+}
+
+/// The sum of `v` in eight 4-lane accumulators (order irrelevant: a bandwidth probe).
+#[cfg(target_feature = "simd128")]
+fn plain_read(v: &[f32]) -> f32 {
+    use core::arch::wasm32::*;
+    let mut acc = [f32x4_splat(0.0); 8];
+    let mut blocks = v.chunks_exact(32);
+    for b in &mut blocks {
+        for (j, a) in acc.iter_mut().enumerate() {
+            // SAFETY: `b` holds 32 f32s, so the 16 bytes at 4 * j are in bounds; wasm loads need
+            // no alignment.
+            *a = f32x4_add(*a, unsafe {
+                v128_load(b.as_ptr().add(4 * j) as *const v128)
+            });
+        }
+    }
+    let s = acc.iter().fold(f32x4_splat(0.0), |s, a| f32x4_add(s, *a));
+    f32x4_extract_lane::<0>(s)
+        + f32x4_extract_lane::<1>(s)
+        + f32x4_extract_lane::<2>(s)
+        + f32x4_extract_lane::<3>(s)
+        + blocks.remainder().iter().sum::<f32>()
+}
+
+/// The sum of `v` (a bandwidth probe; scalar without `simd128`).
+#[cfg(not(target_feature = "simd128"))]
+fn plain_read(v: &[f32]) -> f32 {
+    v.iter().sum()
 }
 
 /// A resident memory bank for top-k: rows on the GPU (when WebGPU is available) and a CPU mirror;

@@ -1,8 +1,8 @@
 // The flat top-k benchmark page. `window.fetchBench.run(config)` builds resident banks of N
 // normalised random rows (d = 384) in each format and times `bank.topk` on WebGPU and on the CPU
 // path (median and p95 over the samples), plus the kernel time with submission and readback
-// amortised (`benchGpuScans`), against a plain GPU copy kernel and a wasm memcpy measured in the
-// same run (the copy also interleaved with the per-call and amortised GPU timings, `runs` triples,
+// amortised (`benchGpuScans`), against a plain GPU copy kernel and a wasm memcpy (and a plain
+// one-core wasm read, `benchRead`, for the CPU path) measured in the same run (the copy also interleaved with the per-call and amortised GPU timings, `runs` triples,
 // so both see the same load; medians of each, and the median of each triple's own scan/copy ratio).
 // Bandwidths count bytes moved: a scan reads the bank once; a copy of
 // S bytes reads S and writes S (2 S / time). The Node driver is bench/fetch-run.mjs
@@ -78,6 +78,11 @@ export async function run({
     const ms = median(kernels.benchMemcpy(bytes, 7));
     out.baselines.memcpy = { bytes, ms, gbps: (2 * bytes) / ms / 1e6 };
     log(`wasm memcpy: ${(bytes / 2 ** 20).toFixed(0)} MiB in ${ms.toFixed(2)} ms = ${out.baselines.memcpy.gbps.toFixed(2)} GB/s (read + write)`);
+    // One core reading (what a read-only scan can reach at best), over a bank-sized buffer.
+    const rbytes = 150 * 2 ** 20;
+    const rms = median(kernels.benchRead(rbytes, 7));
+    out.baselines.read = { bytes: rbytes, ms: rms, gbps: rbytes / rms / 1e6 };
+    log(`wasm read: ${(rbytes / 2 ** 20).toFixed(0)} MiB in ${rms.toFixed(2)} ms = ${out.baselines.read.gbps.toFixed(2)} GB/s (${(100 * out.baselines.read.gbps / out.baselines.memcpy.gbps).toFixed(0)}% of the memcpy figure)`);
   }
   const piece = 10000;
   for (const n of sizes) {
@@ -98,7 +103,8 @@ export async function run({
           const base = path === 'gpu' ? out.baselines.gpuCopy : out.baselines.memcpy;
           const r = { n, format, b, path, ...s, bytes, gbps, fractionOfBaseline: gbps / base.gbps };
           out.results.push(r);
-          log(`latency ${path} n=${n} ${format} B=${b}: median ${s.median.toFixed(2)} ms, p95 ${s.p95.toFixed(2)} ms (${s.samples} samples); scan ${gbps.toFixed(2)} GB/s = ${(100 * r.fractionOfBaseline).toFixed(0)}% of ${path === 'gpu' ? 'GPU copy' : 'memcpy'}`);
+          if (path === 'cpu') r.fractionOfRead = gbps / out.baselines.read.gbps;
+          log(`latency ${path} n=${n} ${format} B=${b}: median ${s.median.toFixed(2)} ms, p95 ${s.p95.toFixed(2)} ms (${s.samples} samples); scan ${gbps.toFixed(2)} GB/s = ${(100 * r.fractionOfBaseline).toFixed(0)}% of ${path === 'gpu' ? 'GPU copy' : `memcpy, ${(100 * r.fractionOfRead).toFixed(0)}% of a plain read`}`);
         }
         if (bank.hasGpu() && paths.includes('gpu')) {
           // Copy kernel, one top-k call, one submission of 4 top-k, in turn; medians of each.
