@@ -9,7 +9,9 @@ import { spawnChromium, storePage, sleep } from './store-browser.mjs';
 
 const ROUNDS = Number(process.env.MNEMO_KILL_ROUNDS || 20);
 const SIZE = 100;
-const DIMS = 64;
+// 100 rows x 192 dims = 75 KiB of vectors per batch: a new segment at least 64 KiB, which the
+// store writes as a Blob (smaller ones are inline ArrayBuffers); MNEMO_KILL_DIMS to change it.
+const DIMS = Number(process.env.MNEMO_KILL_DIMS || 192);
 
 function mulberry(seed) {
   let a = seed >>> 0;
