@@ -17,7 +17,7 @@ use super::backend::{Backend, Fault, JournalDir, SCHEMA_VERSION};
 use super::episode::{Episode, Metadata, NewEpisode, Patch, MAX_TEXT_BYTES};
 use super::error::Result;
 use super::memory::MemoryBackend;
-use super::{OpenOptions, ScanQuery, Store};
+use super::{OpenOptions, ScanQuery, Store, VectorSet};
 use crate::rng::Rng;
 
 /// Makes connections to named stores for the suite.
@@ -302,6 +302,7 @@ macro_rules! store_contract_cases {
         $m!(export_import_roundtrip);
         $m!(clear_empties_everything);
         $m!(load_vectors_and_segments_bounded);
+        $m!(large_segments_roundtrip);
         $m!(change_feed_between_connections);
         $m!(change_log_pruning_resets);
         $m!(blobs_persist);
@@ -1020,6 +1021,74 @@ pub mod contract {
         let rows = s.load_rows(&[1, 2, 3, 70, 500]).await.unwrap();
         assert_eq!(rows.ids, vec![1, 2, 70]);
         assert_eq!(rows.row(2), want[&70].embedding.as_slice());
+    }
+
+    /// Segments of real size (IndexedDB writes a new segment of 64 KiB or more as a `Blob`, a
+    /// smaller one as an `ArrayBuffer`): a batch of 300 rows x 256 dims, a single put, an
+    /// embedding update and a delete inside the large segment (a rewrite composed from slices
+    /// of it), then every read path, before and after a reopen.
+    pub async fn large_segments_roundtrip<F: Factory>(f: &F) {
+        const D: usize = 256;
+        let b = f.fresh("c-large").await;
+        let s = Store::open(
+            b,
+            OpenOptions {
+                dims: Some(D),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("open fresh store");
+        let mut rng = Rng::new(23);
+        let batch: Vec<NewEpisode> = (0..300)
+            .map(|i| episode(&mut rng, ["a", "b"][i % 2], &format!("t{i}"), D))
+            .collect();
+        let ids = s.put_many(batch.clone()).await.unwrap();
+        let mut want: BTreeMap<u64, NewEpisode> = ids.iter().copied().zip(batch).collect();
+        let one = episode(&mut rng, "c", "single", D);
+        want.insert(s.put(one.clone()).await.unwrap(), one);
+        let newv = rng.vec_f32(D);
+        s.update(
+            ids[10],
+            Patch {
+                embedding: Some(newv.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        want.get_mut(&ids[10]).unwrap().embedding = newv;
+        s.delete(ids[20]).await.unwrap();
+        want.remove(&ids[20]);
+        let check = |vs: &VectorSet, ctx: &str| {
+            assert_eq!(
+                vs.ids,
+                want.keys().copied().collect::<Vec<_>>(),
+                "{ctx}: ids"
+            );
+            for (i, (id, e)) in want.iter().enumerate() {
+                assert_eq!(vs.row(i), e.embedding.as_slice(), "{ctx}: row of {id}");
+            }
+        };
+        check(&s.load_vectors().await.unwrap(), "load");
+        s.check_integrity().await.unwrap();
+        drop(s);
+        let s = reopen(f, "c-large").await;
+        check(&s.load_vectors().await.unwrap(), "load after reopen");
+        let pick = [ids[0], ids[10], ids[20], ids[299]];
+        let rows = s.load_rows(&pick).await.unwrap();
+        assert_eq!(rows.ids, vec![ids[0], ids[10], ids[299]]);
+        assert_eq!(rows.row(1), want[&ids[10]].embedding.as_slice());
+        let got = s.get_many(&pick).await.unwrap();
+        assert!(got[2].is_none(), "deleted row returned");
+        for (g, id) in got.iter().zip(pick) {
+            if let Some(g) = g {
+                assert_eq!(g.embedding, want[&id].embedding, "get_many {id}");
+                assert_eq!(g.text, want[&id].text);
+            }
+        }
+        assert_eq!(s.count(None).await.unwrap(), want.len() as u64);
+        s.check_integrity().await.unwrap();
     }
 
     /// Another connection's writes arrive as a notice and an incremental change set.
